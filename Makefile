@@ -1,0 +1,41 @@
+# influent — the two commands: `make run` (whole system, local default) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test bench bench-quick down status clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Installs the Python package, Debian's redis-server when missing, and the Kafka broker jars
+# (Maven Central, cached outside the work tree).
+setup: $(STAMP)
+	$(BIN)/influent dev provision
+
+run: setup
+	$(BIN)/influent dev up --foreground
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+bench-quick: setup
+	$(BIN)/python -m benchmarks.run --quick
+
+down:
+	$(BIN)/influent dev down
+
+status:
+	$(BIN)/influent dev status
+
+clean:
+	rm -rf $(VENV) .state

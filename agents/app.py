@@ -1,0 +1,45 @@
+"""The Faust application: one worker process hosting the ingest (and later persist,
+subscription and trigger) agents over co-partitioned topics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from influent.config import Settings
+from tables.buffers import buffers_table
+from topics.declarations import declare_topics
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the worker app for ``settings`` (a factory, so tests can run isolated apps)."""
+    datadir = Path(settings.state_dir) / "workers" / settings.worker_id
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        producer_acks=-1,
+        producer_max_request_size=MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_request_timeout=30.0,
+        broker_commit_interval=1.0,
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port,
+        web_enabled=True,
+        consumer_auto_offset_reset="earliest",
+    )
+    topics = declare_topics(app, settings)
+    buffers = buffers_table(app, settings.partitions)
+
+    from agents.ingest import register_ingest  # local import: agents register on this app
+
+    register_ingest(app, settings, topics, buffers)
+    return app

@@ -1,0 +1,213 @@
+"""Ingest agent: line protocol messages on ``influent.writes`` become buffered Arrow batches.
+
+Per message (one event at a time, so Faust knows the current event and table writes land in
+the message's own changelog partition):
+
+1. decode (gzip), pick the database (header ``db``) and precision (header ``precision``);
+2. parse and validate the lines (topics/), then check their columns against the catalog;
+3. write one buffers-table entry per (table, partition key), publish the same batch as a Redis
+   snapshot for the query API, and forward it on ``influent.accepted``;
+4. send every rejected line, with its reason, to ``influent.rejected``.
+
+Faust flushes the producer (changelog included) before it commits a source offset, so an
+offset is committed only after its rows are in the changelog-backed table.
+"""
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import zlib
+from dataclasses import dataclass, field
+
+import faust
+import pyarrow as pa
+import pyarrow.compute as pc
+import redis.exceptions
+
+from influent.config import Settings
+from persist.catalog import Catalog, schema_conflicts, validate_db_name
+from persist.partitioning import partition_keys, split_by_partition
+from tables.buffers import BufferKey
+from topics.declarations import PipelineTopics
+from topics.line_protocol import LineError, ParsedTable, parse_lp
+from topics.validate import offered_columns, reject_rows, reserved_name_conflicts
+from topics.wire import (ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, BatchRef, RejectedLine,
+                         encode_batch, now)
+
+log = logging.getLogger("influent.ingest")
+
+PRECISIONS = {"ns", "n", "nanosecond", "us", "u", "microsecond", "ms", "millisecond",
+              "s", "second", "auto"}
+TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+@dataclass(frozen=True)
+class SourceMessage:
+    """The parts of a Kafka message the ingest step needs (decoupled from Faust's types)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    headers: dict[str, str]
+    value: bytes
+
+
+@dataclass
+class IngestOutcome:
+    """What one message turned into: buffered batches and rejected lines."""
+
+    batches: list[tuple[BatchRef, pa.RecordBatch]] = field(default_factory=list)
+    rejected: list[LineError] = field(default_factory=list)
+    database: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(b.num_rows for _, b in self.batches)
+
+
+def header_dict(headers) -> dict[str, str]:
+    if not headers:
+        return {}
+    items = headers.items() if isinstance(headers, dict) else headers
+    return {k.lower(): (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+            for k, v in items}
+
+
+def whole_message_error(body: bytes, reason: str) -> list[LineError]:
+    """Reject every non-blank, non-comment line of a message with one reason."""
+    errors = []
+    for number, raw in enumerate(body.split(b"\n"), start=1):
+        text = raw.rstrip(b"\r").decode("utf-8", "replace")
+        if text.strip() and not text.lstrip().startswith("#"):
+            errors.append(LineError(line=number, original=text, reason=reason))
+    if not errors and body.strip():
+        errors.append(LineError(line=0, original="", reason=reason))
+    return errors
+
+
+def decode_body(msg: SourceMessage) -> bytes:
+    encoding = msg.headers.get("content-encoding", "").lower()
+    if encoding in ("", "identity"):
+        return msg.value
+    if encoding == "gzip":
+        return gzip.decompress(msg.value)
+    raise ValueError(f"unsupported content-encoding '{encoding}'")
+
+
+def with_write_order(batch: pa.RecordBatch, lines: pa.Array, msg: SourceMessage) -> pa.RecordBatch:
+    """Append the write-order columns used by last-write-wins dedup."""
+    n = batch.num_rows
+    ts = pa.array([msg.timestamp_ms] * n, pa.int64()) if n else pa.array([], pa.int64())
+    seq = pc.add(pc.cast(lines, pa.int64()),
+                         pa.scalar(msg.offset << ROWS_PER_MESSAGE_BITS, pa.int64()))
+    return batch.append_column(ORDER_TS, ts).append_column(ORDER_SEQ, seq)
+
+
+async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str) -> IngestOutcome:
+    """Parse, validate and split one writes message (no Kafka side effects)."""
+    db = msg.headers.get("db") or default_db
+    outcome = IngestOutcome(database=db)
+    try:
+        body = decode_body(msg)
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        outcome.rejected = whole_message_error(msg.value[:4096], f"cannot decode message body: {exc}")
+        return outcome
+    precision = msg.headers.get("precision", "ns").lower() or "ns"
+    reason = validate_db_name(db)
+    if reason is None and precision not in PRECISIONS:
+        reason = f"invalid precision '{precision}': expected one of ns, us, ms, s, auto"
+    if reason:
+        outcome.rejected = whole_message_error(body, reason)
+        return outcome
+
+    default_time = msg.timestamp_ms * 1_000_000
+    result = parse_lp(body, precision=precision, default_time=default_time)
+    rejected = list(result.errors)
+    raw_lines: list[bytes] | None = None
+    for table in result.tables.values():
+        offered = offered_columns(table)
+        conflicts = reserved_name_conflicts(table)
+        known = await catalog.ensure_columns(db, table.name, {
+            c: k for c, k in offered.items() if c not in conflicts})
+        conflicts.update(schema_conflicts(offered, known.columns))
+        kept: ParsedTable | None = table
+        if conflicts:
+            raw_lines = raw_lines if raw_lines is not None else body.split(b"\n")
+            kept, errors = reject_rows(table, conflicts, raw_lines)
+            rejected.extend(errors)
+        if kept is None:
+            continue
+        ordered = with_write_order(kept.batch, kept.lines, msg)
+        for pk, part in split_by_partition(ordered, partition_keys(ordered)).items():
+            ref = BatchRef(db, table.name, pk, msg.topic, msg.partition, msg.offset)
+            outcome.batches.append((ref, part))
+    outcome.rejected = sorted(rejected, key=lambda e: e.line)
+    return outcome
+
+
+def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
+                    buffers: faust.Table) -> None:
+    catalog = Catalog.connect(settings.redis_url, settings.app_id)
+
+    async def publish(msg: SourceMessage, outcome: IngestOutcome) -> None:
+        snapshots = []
+        for ref, batch in outcome.batches:
+            data = encode_batch(batch)
+            key = BufferKey.for_batch(ref)
+            buffers[key.encode()] = data
+            snapshots.append((ref.database, ref.table, key.snapshot_field, data))
+            await topics.accepted.send(key=f"{ref.database}/{ref.table}".encode(), value=data,
+                                       partition=msg.partition, headers=ref.headers())
+        await catalog.put_snapshots(snapshots)
+        received = now()
+        for err in outcome.rejected:
+            record = RejectedLine(outcome.database, err.line, err.original, err.reason,
+                                  msg.topic, msg.partition, msg.offset, received)
+            await topics.rejected.send(key=outcome.database.encode(), value=record.to_json(),
+                                       partition=msg.partition)
+
+    async def handle(msg: SourceMessage) -> None:
+        delay = 0.2
+        while True:
+            try:
+                outcome = await ingest_message(msg, catalog, settings.default_db)
+                await publish(msg, outcome)
+                if outcome.rejected:
+                    log.info("p%d@%d: %d rows buffered, %d lines rejected", msg.partition,
+                             msg.offset, outcome.rows, len(outcome.rejected))
+                return
+            except TRANSIENT as exc:  # Redis away: wait for it, never drop the write
+                log.warning("p%d@%d: catalog unavailable (%s); retrying in %.1fs",
+                            msg.partition, msg.offset, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:  # a bug must not stop the partition or lose the lines
+                log.exception("p%d@%d: ingest failed", msg.partition, msg.offset)
+                outcome = IngestOutcome(database=msg.headers.get("db") or settings.default_db)
+                outcome.rejected = whole_message_error(msg.value, f"internal error: {exc!r}")
+                await publish(msg, outcome)
+                return
+
+    @app.agent(topics.writes, name="ingest")
+    async def ingest(stream):
+        async for event in stream.events():
+            m = event.message
+            await handle(SourceMessage(
+                topic=m.topic, partition=m.partition, offset=m.offset,
+                timestamp_ms=int(round((m.timestamp or now()) * 1000)),
+                headers=header_dict(m.headers), value=m.value or b""))
+
+    @buffers.on_recover
+    async def republish_snapshots() -> None:
+        """Make Redis hold a snapshot of every buffered batch this worker owns (idempotent)."""
+        items = []
+        for raw_key, data in buffers.items():
+            if data is None:
+                continue
+            key = BufferKey.decode(raw_key)
+            items.append((key.database, key.table, key.snapshot_field, data))
+        missing = await catalog.missing_snapshots(items)
+        await catalog.put_snapshots(missing)
+        log.info("recovered %d buffered batches (%d republished to Redis)", len(items), len(missing))

@@ -1,0 +1,84 @@
+"""The ``influent`` command: worker, API server, local dev stack and user tools."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from influent.config import Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj
+
+
+@click.group()
+@click.option("--kafka-bootstrap", envvar=None, default=None, help="Kafka bootstrap servers.")
+@click.option("--redis-url", default=None, help="Redis URL of the catalog.")
+@click.option("--object-store", default=None, help="Object store URL (file:///dir or s3://bucket).")
+@click.option("--http-bind", default=None, help="host:port of the query API.")
+@click.option("--topic-prefix", default=None, help="Prefix of every Kafka topic and catalog key.")
+@click.option("--partitions", type=int, default=None, help="Partitions of the data topics.")
+@click.option("--state-dir", default=None, help="Local state folder.")
+@click.pass_context
+def main(ctx: click.Context, **overrides) -> None:
+    """influent: a time-series database built as a Kafka stream-processing pipeline."""
+    ctx.obj = Settings.from_env(**overrides)
+
+
+@main.command()
+@click.option("--worker-id", default=None, help="Name of this worker (its local state folder).")
+@click.option("--web-port", type=int, default=None, help="Port of the worker's status web server.")
+@click.option("--loglevel", default=None)
+@click.pass_context
+def worker(ctx: click.Context, worker_id: str | None, web_port: int | None, loglevel: str | None) -> None:
+    """Run a Faust worker: ingest (and the other agents) over the write topics."""
+    import faust
+
+    from agents.app import create_app
+
+    settings = _settings(ctx).replace(**{k: v for k, v in (("worker_id", worker_id),
+                                                           ("worker_web_port", web_port)) if v})
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel or settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+
+
+@main.command()
+@click.pass_context
+def api(ctx: click.Context) -> None:
+    """Run the query API (HTTP) server."""
+    import uvicorn
+
+    from query_api.server import create_api
+
+    settings = _settings(ctx)
+    uvicorn.run(create_api(settings), host=settings.http_host, port=settings.http_port,
+                log_level=settings.log_level, access_log=False)
+
+
+@main.command("parse-lp")
+@click.option("--precision", default="ns", show_default=True, help="ns, us, ms, s or auto.")
+@click.option("--default-time", type=int, default=None, help="Timestamp (ns) for lines without one.")
+def parse_lp_command(precision: str, default_time: int | None) -> None:
+    """Validate line protocol on stdin: one JSON object per point or error; exit 1 on any error."""
+    from topics.line_protocol import parse_lp_main
+
+    out, status = parse_lp_main(sys.stdin.buffer.read(), precision, default_time)
+    for line in out:
+        click.echo(line)
+    sys.exit(status)
+
+
+def _register_optional_groups() -> None:
+    try:
+        from influent.devstack import dev
+    except ImportError:  # pragma: no cover - devstack is part of the package
+        return
+    main.add_command(dev)
+
+
+_register_optional_groups()
+
+if __name__ == "__main__":
+    main()

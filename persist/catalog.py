@@ -1,0 +1,156 @@
+"""The catalog in Redis: databases, tables, column types and buffer snapshots.
+
+Key layout (``<ns>`` is the topic prefix without its trailing dot, so test runs and
+deployments sharing one Redis never collide) — see docs/catalog.md:
+
+- ``<ns>:dbs``                          set of database names
+- ``<ns>:db:<db>:tables``               set of table names
+- ``<ns>:db:<db>:t:<table>:cols``       hash column -> kind ("tag", "time", or a field type)
+- ``<ns>:db:<db>:t:<table>:buf``        hash buffer key -> Arrow IPC batch (buffer snapshot)
+
+The first writer of a column wins: columns are added with HSETNX, so two workers racing on a
+new column agree on one type and the loser's lines are rejected with a clear reason.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+TAG = "tag"
+TIME = "time"
+FIELD_TYPES = ("float", "integer", "uinteger", "string", "boolean")
+
+_DB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+_MAX_NAME_BYTES = 64
+
+
+def validate_db_name(name: str) -> str | None:
+    """The reason a database name is invalid (InfluxDB 3 rules), or None when it is valid."""
+    if not name:
+        return "db name cannot be empty"
+    if not name[0].isascii() or not name[0].isalnum():
+        return "db name did not start with a number or letter"
+    if not _DB_NAME.match(name):
+        return ("invalid character in database or rp name: must be ASCII, containing only "
+                "letters, numbers, underscores, or hyphens")
+    if len(name.encode()) > _MAX_NAME_BYTES:
+        return f"db name is longer than {_MAX_NAME_BYTES} bytes"
+    return None
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Columns of one table as the catalog knows them: name -> kind."""
+
+    columns: dict[str, str]
+
+    @property
+    def tags(self) -> list[str]:
+        return sorted(c for c, k in self.columns.items() if k == TAG)
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return {c: k for c, k in self.columns.items() if k in FIELD_TYPES}
+
+
+def schema_conflicts(offered: dict[str, str], known: dict[str, str]) -> dict[str, str]:
+    """Columns whose offered kind differs from the catalog's, with the reason (pure)."""
+    reasons: dict[str, str] = {}
+    for column, kind in offered.items():
+        fixed = known.get(column)
+        if fixed is None or fixed == kind:
+            continue
+        if fixed == TAG or kind == TAG:
+            what = "tag" if fixed == TAG else f"field of type {fixed}"
+            reasons[column] = (f"column '{column}' is already a {what} in the catalog; "
+                               f"cannot use it as a {'tag' if kind == TAG else 'field'}")
+        else:
+            reasons[column] = (f"invalid column type for column '{column}', expected {fixed}, "
+                               f"got {kind}")
+    return reasons
+
+
+class Catalog:
+    """Async access to the catalog keys of one namespace."""
+
+    def __init__(self, redis: aioredis.Redis, namespace: str):
+        self.redis = redis
+        self.ns = namespace
+
+    @classmethod
+    def connect(cls, redis_url: str, namespace: str) -> "Catalog":
+        return cls(aioredis.from_url(redis_url), namespace)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # ---- keys -----------------------------------------------------------------------------
+    def k_dbs(self) -> str:
+        return f"{self.ns}:dbs"
+
+    def k_tables(self, db: str) -> str:
+        return f"{self.ns}:db:{db}:tables"
+
+    def k_columns(self, db: str, table: str) -> str:
+        return f"{self.ns}:db:{db}:t:{table}:cols"
+
+    def k_buffer(self, db: str, table: str) -> str:
+        return f"{self.ns}:db:{db}:t:{table}:buf"
+
+    # ---- databases and tables -------------------------------------------------------------
+    async def databases(self) -> list[str]:
+        return sorted(m.decode() for m in await self.redis.smembers(self.k_dbs()))
+
+    async def has_database(self, db: str) -> bool:
+        return bool(await self.redis.sismember(self.k_dbs(), db))
+
+    async def create_database(self, db: str) -> bool:
+        return bool(await self.redis.sadd(self.k_dbs(), db))
+
+    async def tables(self, db: str) -> list[str]:
+        return sorted(m.decode() for m in await self.redis.smembers(self.k_tables(db)))
+
+    async def table_schema(self, db: str, table: str) -> TableSchema:
+        raw = await self.redis.hgetall(self.k_columns(db, table))
+        return TableSchema({k.decode(): v.decode() for k, v in raw.items()})
+
+    async def ensure_columns(self, db: str, table: str, offered: dict[str, str]) -> TableSchema:
+        """Add the offered columns that are new (first writer wins); return the resulting schema."""
+        known = await self.table_schema(db, table)
+        new = {c: k for c, k in offered.items() if c not in known.columns}
+        if not new and known.columns:
+            return known
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(self.k_dbs(), db)
+            pipe.sadd(self.k_tables(db), table)
+            pipe.hsetnx(self.k_columns(db, table), "time", TIME)
+            for column, kind in new.items():
+                pipe.hsetnx(self.k_columns(db, table), column, kind)
+            await pipe.execute()
+        return await self.table_schema(db, table)
+
+    # ---- buffer snapshots -----------------------------------------------------------------
+    async def put_snapshots(self, items: list[tuple[str, str, str, bytes]]) -> None:
+        """Publish buffered batches: (db, table, buffer key, Arrow IPC bytes)."""
+        if not items:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for db, table, key, data in items:
+                pipe.hset(self.k_buffer(db, table), key, data)
+            await pipe.execute()
+
+    async def missing_snapshots(self, items: list[tuple[str, str, str, bytes]]
+                                ) -> list[tuple[str, str, str, bytes]]:
+        """The subset of ``items`` whose snapshot field is not in Redis."""
+        if not items:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for db, table, key, _ in items:
+                pipe.hexists(self.k_buffer(db, table), key)
+            present = await pipe.execute()
+        return [item for item, there in zip(items, present) if not there]
+
+    async def snapshots(self, db: str, table: str) -> list[bytes]:
+        return list((await self.redis.hgetall(self.k_buffer(db, table))).values())

@@ -1,0 +1,210 @@
+"""The query API process: InfluxDB-compatible HTTP endpoints over the catalog, buffer snapshots
+and (as persistence lands) Parquet files. Stateless: any number can run behind a balancer.
+It talks to the worker only through Kafka (writes) and Redis (catalog, snapshots)."""
+from __future__ import annotations
+
+import hmac
+import base64
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from influent.config import Settings
+from persist.catalog import Catalog, validate_db_name
+from query_api.engine import DatabaseNotFound, QueryEngine, QueryError
+from query_api.formats import CONTENT_TYPES, pick_format, render
+from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
+from topics.line_protocol import parse_lp
+from topics.wire import RejectedLine, now
+
+log = logging.getLogger("influent.api")
+VERSION = "0.1.0"
+OPEN_PATHS = {"/health", "/api/v1/health", "/ping"}
+PROCESS_ID = str(uuid.uuid4())
+
+
+def create_api(settings: Settings) -> FastAPI:
+    registry = CollectorRegistry()
+    requests = Counter("influent_http_requests", "HTTP requests", ["path", "status"], registry=registry)
+    latency = Histogram("influent_http_request_seconds", "HTTP request latency", ["path"], registry=registry)
+    lines_written = Counter("influent_lines_written", "Lines accepted by the write router", registry=registry)
+    lines_rejected = Counter("influent_lines_rejected", "Lines rejected by the write router", registry=registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.catalog = Catalog.connect(settings.redis_url, settings.app_id)
+        app.state.engine = QueryEngine(app.state.catalog)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                    max_request_size=32 * 1024 * 1024, enable_idempotence=True)
+        await producer.start()
+        app.state.producer = producer
+        try:
+            yield
+        finally:
+            await producer.stop()
+            await app.state.catalog.close()
+
+    app = FastAPI(title="influent", version=VERSION, lifespan=lifespan)
+
+    @app.middleware("http")
+    async def observe_and_authorize(request: Request, call_next):
+        start = time.perf_counter()
+        if settings.token and request.url.path not in OPEN_PATHS and not _authorized(request, settings.token):
+            response: Response = Response(status_code=401)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        requests.labels(path, str(response.status_code)).inc()
+        latency.labels(path).observe(time.perf_counter() - start)
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+
+    # ---- health ---------------------------------------------------------------------------
+    @app.get("/health")
+    @app.get("/api/v1/health")
+    async def health() -> PlainTextResponse:
+        return PlainTextResponse("OK")
+
+    @app.api_route("/ping", methods=["GET", "POST"])
+    async def ping() -> JSONResponse:
+        return JSONResponse({"product_name": "influent", "version": VERSION, "revision": "",
+                             "process_id": PROCESS_ID},
+                            headers={"X-Influxdb-Version": VERSION, "X-Influxdb-Build": "influent"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    # ---- SQL ------------------------------------------------------------------------------
+    @app.api_route("/api/v3/query_sql", methods=["GET", "POST"])
+    async def query_sql(request: Request) -> Response:
+        args = await _query_args(request)
+        db, q = args.get("db"), args.get("q")
+        if not db or not q:
+            return JSONResponse({"error": "missing query parameters 'db' and 'q'"}, status_code=400)
+        try:
+            fmt = pick_format(args.get("format"), request.headers.get("accept"))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        params = args.get("params")
+        if isinstance(params, str):
+            try:
+                params = orjson.loads(params)
+            except orjson.JSONDecodeError:
+                return JSONResponse({"error": "'params' must be a JSON object"}, status_code=400)
+        try:
+            table = await request.app.state.engine.sql(db, q, params or None)
+        except DatabaseNotFound as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except QueryError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        return StreamingResponse(render(table, fmt), media_type=CONTENT_TYPES[fmt])
+
+    # ---- writes (the router) --------------------------------------------------------------
+    async def route_write(request: Request, db: str | None, precision: str,
+                          accept_partial: bool) -> tuple[int, Any]:
+        if not db:
+            return 400, {"error": "missing query parameter 'db'"}
+        reason = validate_db_name(db)
+        if reason:
+            return 400, {"error": reason}
+        try:
+            body = read_body(await request.body(), request.headers.get("content-encoding"),
+                             settings.max_body_bytes)
+        except BodyTooLarge as exc:
+            return 413, {"error": str(exc)}
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        default_time = time.time_ns()
+        try:
+            result = parse_lp(body, precision=precision, default_time=default_time)
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        catalog: Catalog = request.app.state.catalog
+        schemas = {name: await catalog.table_schema(db, name) for name in result.tables}
+        checked = check_write(result, schemas, body)
+        if not checked.errors and not checked.valid_lines:
+            return 400, {"error": "incoming write was empty"}
+        producer: AIOKafkaProducer = request.app.state.producer
+        if checked.errors:
+            lines_rejected.inc(len(checked.errors))
+            for err in checked.errors:
+                record = RejectedLine(db, err.line, err.original, err.reason, "http", -1, -1, now())
+                await producer.send(settings.rejected_topic, record.to_json(), key=db.encode())
+            if not accept_partial or not checked.valid_lines:
+                await producer.flush()
+                return 400, v3_error_body(checked.errors, accept_partial)
+        payload = body if not checked.errors else checked.body_of_valid_lines(body)
+        headers = [("db", db.encode()), ("precision", precision.encode())]
+        await producer.send_and_wait(settings.writes_topic, payload, headers=headers)
+        lines_written.inc(len(checked.valid_lines))
+        if checked.errors:
+            return 400, v3_error_body(checked.errors, True)
+        return 204, None
+
+    def write_response(status: int, body: Any) -> Response:
+        return Response(status_code=204) if status == 204 else JSONResponse(body, status_code=status)
+
+    @app.post("/api/v3/write_lp")
+    async def write_lp(request: Request, db: str | None = None, precision: str = "auto",
+                       accept_partial: bool = True) -> Response:
+        return write_response(*await route_write(request, db, precision, accept_partial))
+
+    @app.post("/write")
+    async def write_v1(request: Request, db: str | None = None, rp: str | None = None,
+                       precision: str = "ns") -> Response:
+        if db and rp and rp not in ("autogen", "default"):
+            db = f"{db}/{rp}"
+        return write_response(*await route_write(request, db, precision, False))
+
+    @app.post("/api/v2/write")
+    async def write_v2(request: Request, bucket: str | None = None, precision: str = "ns") -> Response:
+        status, body = await route_write(request, bucket, precision, False)
+        if status == 204:
+            return Response(status_code=204)
+        message = body.get("error", "")
+        if isinstance(body.get("data"), dict):
+            message = f"write buffer error: line protocol parse failed: {body['data']['error_message']}"
+        code = {413: "request too large"}.get(status, "invalid")
+        return JSONResponse({"code": code, "message": message}, status_code=status)
+
+    return app
+
+
+async def _query_args(request: Request) -> dict[str, Any]:
+    args: dict[str, Any] = dict(request.query_params)
+    if request.method == "POST":
+        ctype = request.headers.get("content-type", "")
+        raw = await request.body()
+        if raw and "json" in ctype:
+            try:
+                args.update(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                pass
+        elif raw:
+            form = await request.form()
+            args.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return args
+
+
+def _authorized(request: Request, token: str) -> bool:
+    offered = request.query_params.get("p", "")
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("bearer", "token"):
+        offered = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            offered = base64.b64decode(value).decode().split(":", 1)[-1]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())

@@ -1,0 +1,57 @@
+"""The per-partition mutable buffers: a changelog-backed Faust table keyed by batch.
+
+Faust sends the whole value to the changelog on every ``table[key] = value`` (see DESIGN.md), so
+a buffer is never one growing value: each applied write is its own entry, keyed
+``<db>␟<table>␟<partition key>␟<source partition>:<offset>``, holding that write's Arrow IPC
+batch. A write therefore costs O(rows written). The table is co-partitioned with the writes topic:
+the entry lives in the changelog partition of the message that produced it, so the worker that
+owns writes partition p owns exactly the buffers of partition p.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from topics.wire import BatchRef
+
+SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class BufferKey:
+    database: str
+    table: str
+    partition_key: str
+    batch: str  # "<source partition>:<offset, zero padded>" (sorts in write order)
+
+    @classmethod
+    def for_batch(cls, ref: BatchRef) -> "BufferKey":
+        return cls(ref.database, ref.table, ref.partition_key,
+                   f"{ref.source_partition}:{ref.source_offset:020d}")
+
+    @property
+    def snapshot_field(self) -> str:
+        """Field of this batch in the table's Redis snapshot hash."""
+        return f"{self.batch}:{self.partition_key}"
+
+    def encode(self) -> bytes:
+        return SEP.join((self.database, self.table, self.partition_key, self.batch)).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> "BufferKey":
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        db, table, pk, batch = text.split(SEP)
+        return cls(db, table, pk, batch)
+
+
+def buffers_table(app: faust.App, partitions: int) -> faust.Table:
+    """Declare the buffers table: raw bytes in and out, one partition per writes partition."""
+    return app.Table(
+        "buffers",
+        default=None,
+        partitions=partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+        help="Buffered Arrow batches not yet persisted, one entry per applied write.",
+    )

@@ -1,0 +1,86 @@
+"""Wire formats shared by the agents and the query API.
+
+Arrow batches travel as Arrow IPC stream bytes (buffers table values, Redis snapshots, the
+accepted topic). Rejected lines travel as JSON. Keeping both here means producers and consumers
+of a topic cannot drift apart.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import orjson
+import pyarrow as pa
+
+# Internal columns every buffered row carries, for last-write-wins dedup at query time.
+# ORDER_TS: the Kafka message timestamp in ms (orders writes across partitions);
+# ORDER_SEQ: source offset * 2**20 + row index within the message (orders within a partition).
+ORDER_TS = "__influent_ts"
+ORDER_SEQ = "__influent_seq"
+INTERNAL_COLUMNS = (ORDER_TS, ORDER_SEQ)
+ROWS_PER_MESSAGE_BITS = 20
+
+
+def encode_batch(batch: pa.RecordBatch | pa.Table) -> bytes:
+    """Arrow IPC stream bytes for one batch or table (zero-copy on the reading side)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_batches(data: bytes) -> pa.Table:
+    """The inverse of :func:`encode_batch`."""
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+@dataclass(frozen=True)
+class RejectedLine:
+    """One rejected line on ``influent.rejected``: enough to find, fix and resend it."""
+
+    database: str
+    line: int
+    original: str
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    received_at: float
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "RejectedLine":
+        return cls(**orjson.loads(data))
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """Where an accepted batch came from; travels as headers on ``influent.accepted``."""
+
+    database: str
+    table: str
+    partition_key: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+
+    def headers(self) -> dict[str, bytes]:
+        return {k: str(v).encode() for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_headers(cls, headers: dict[str, bytes]) -> "BatchRef":
+        h = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in headers.items()}
+        return cls(
+            database=h["database"],
+            table=h["table"],
+            partition_key=h["partition_key"],
+            source_topic=h["source_topic"],
+            source_partition=int(h["source_partition"]),
+            source_offset=int(h["source_offset"]),
+        )
+
+
+def now() -> float:
+    return time.time()
