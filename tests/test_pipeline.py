@@ -1,0 +1,117 @@
+"""End to end through real Kafka and Redis: line protocol on the writes topic becomes rows
+in the buffer snapshots, visible through the HTTP SQL endpoint; bad lines land on the rejected
+topic with their reason; a killed worker loses nothing."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+
+from influent.config import Settings
+from influent.devstack import free_port
+from tests.harness import (produce, read_topic, rows, sql, start_api, start_worker, unique,
+                           wait_for)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap, redis_url, tmp_path_factory):
+    """One worker and one API on a private topic prefix for this module."""
+    settings = Settings(
+        state_dir=tmp_path_factory.mktemp("pipeline"),
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=unique("t") + ".",
+        partitions=4,
+        http_bind=f"127.0.0.1:{free_port()}",
+        default_db="defaultdb",
+    )
+    worker = start_worker(settings, "w1", free_port())
+    api = start_api(settings)
+    yield settings, {"w1": worker, "api": api}
+    for proc in (api, worker):
+        proc.stop()
+
+
+def test_walking_skeleton(stack):
+    settings, _ = stack
+    db = unique("demo")
+    asyncio.run(produce(settings, [b"cpu,host=a usage=1"], db))
+    got = wait_for(lambda: rows(settings, db, "SELECT * FROM cpu"), what="the row")
+    assert len(got) == 1
+    assert got[0]["host"] == "a" and got[0]["usage"] == 1.0 and "time" in got[0]
+
+
+def test_default_db_and_csv(stack):
+    settings, _ = stack
+    asyncio.run(produce(settings, [b"mem,host=b used=5i 1000000000"], db=""))
+    wait_for(lambda: rows(settings, settings.default_db, "SELECT * FROM mem"), what="row in default db")
+    resp = sql(settings, settings.default_db, "SELECT host, used, time FROM mem", fmt="csv")
+    assert resp.text == "host,used,time\nb,5,1970-01-01T00:00:01\n"
+
+
+def test_unknown_database_is_404_and_bad_sql_400(stack):
+    settings, _ = stack
+    assert sql(settings, unique("nodb"), "SELECT 1").status_code == 404
+    asyncio.run(produce(settings, [b"x v=1 1"], "sqlerr"))
+    wait_for(lambda: rows(settings, "sqlerr", "SELECT * FROM x"), what="x row")
+    resp = sql(settings, "sqlerr", "SELEC nonsense")
+    assert resp.status_code == 400 and "SQL error" in resp.text
+
+
+def make_lines(n: int, seed: int) -> tuple[list[bytes], int, dict[str, int]]:
+    """``n`` lines, some invalid in known ways; returns (lines, valid count, invalid by kind)."""
+    rnd = random.Random(seed)
+    lines, kinds = [], {"syntax": 0, "type": 0, "time_field": 0, "dup_tag": 0}
+    valid = 0
+    for i in range(n):
+        roll = rnd.random() if i % 5000 else 1.0  # each message starts with a valid line
+        ts = 1_700_000_000_000_000_000 + i * 1_000_000_000
+        if roll < 0.01:
+            lines.append(f"load,host=h{i} {ts}".encode()); kinds["syntax"] += 1
+        elif roll < 0.02:
+            lines.append(f"load,host=h{i} value=\"text\" {ts}".encode()); kinds["type"] += 1
+        elif roll < 0.025:
+            lines.append(f"load,host=h{i} time=1 {ts}".encode()); kinds["time_field"] += 1
+        elif roll < 0.03:
+            lines.append(f"load,host=h{i},host=x value=1 {ts}".encode()); kinds["dup_tag"] += 1
+        else:
+            lines.append(f"load,host=h{i},region=r{i % 7} value={rnd.random()} {ts}".encode())
+            valid += 1
+    return lines, valid, kinds
+
+
+def test_hundred_thousand_lines_valid_and_rejected_add_up(stack):
+    settings, _ = stack
+    db = unique("bulk")
+    # fix the type of `value` first, so the string lines are a type conflict in every message
+    asyncio.run(produce(settings, [b"load,host=seed value=0.5 1"], db, partition=0))
+    wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM load"), what="seed row")
+    lines, valid, kinds = make_lines(100_000, seed=7)
+    messages = [b"\n".join(lines[i:i + 5000]) for i in range(0, len(lines), 5000)]
+    async def send_all():
+        for idx, msg in enumerate(messages):
+            await produce(settings, [msg], db, partition=idx % settings.partitions)
+    asyncio.run(send_all())
+    expected_rows = valid + 1
+    wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM load")[0]["n"] == expected_rows,
+             timeout=120, what=f"{expected_rows} rows")
+    invalid = sum(kinds.values())
+    assert valid + invalid == 100_000
+    records = asyncio.run(read_topic(settings, settings.rejected_topic, until_count=None, timeout=60))
+    mine = [json.loads(r.value) for r in records if json.loads(r.value)["database"] == db]
+    assert len(mine) == invalid
+    expected_invalid = {ln.decode() for ln in lines if b"region=" not in ln}
+    assert {m["original"] for m in mine} == expected_invalid
+    for m in mine:
+        assert m["line"] >= 1 and m["topic"] == settings.writes_topic and m["reason"]
+        original, reason = m["original"], m["reason"]
+        if 'value="text"' in original:
+            assert "value" in reason and "string" in reason.lower(), reason
+        elif " time=1 " in original:
+            assert "time" in reason, reason
+        elif ",host=x " in original:
+            assert "host" in reason, reason
