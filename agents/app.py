@@ -39,7 +39,9 @@ def create_app(settings: Settings) -> faust.App:
     topics = declare_topics(app, settings)
     buffers = buffers_table(app, settings.partitions)
 
-    from agents.ingest import register_ingest  # local import: agents register on this app
+    from agents.ingest import register_ingest  # local imports: agents register on this app
+    from agents.persist import register_persist
 
     register_ingest(app, settings, topics, buffers)
+    register_persist(app, settings, topics, buffers)
     return app

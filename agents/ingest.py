@@ -33,7 +33,7 @@ from topics.declarations import PipelineTopics
 from topics.line_protocol import LineError, ParsedTable, parse_lp
 from topics.validate import offered_columns, reject_rows, reserved_name_conflicts
 from topics.wire import (ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, BatchRef, RejectedLine,
-                         encode_batch, now)
+                         encode_batch, header_dict, now)
 
 log = logging.getLogger("influent.ingest")
 
@@ -65,14 +65,6 @@ class IngestOutcome:
     @property
     def rows(self) -> int:
         return sum(b.num_rows for _, b in self.batches)
-
-
-def header_dict(headers) -> dict[str, str]:
-    if not headers:
-        return {}
-    items = headers.items() if isinstance(headers, dict) else headers
-    return {k.lower(): (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
-            for k, v in items}
 
 
 def whole_message_error(body: bytes, reason: str) -> list[LineError]:
@@ -141,6 +133,8 @@ async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str) 
             continue
         ordered = with_write_order(kept.batch, kept.lines, msg)
         for pk, part in split_by_partition(ordered, partition_keys(ordered)).items():
+            if await catalog.watermark(db, table.name, pk, msg.partition) >= msg.offset:
+                continue  # a replay of a message whose rows are already in a Parquet file
             ref = BatchRef(db, table.name, pk, msg.topic, msg.partition, msg.offset)
             outcome.batches.append((ref, part))
     outcome.rejected = sorted(rejected, key=lambda e: e.line)
@@ -207,6 +201,10 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
             if data is None:
                 continue
             key = BufferKey.decode(raw_key)
+            mark = await catalog.watermark(key.database, key.table, key.partition_key,
+                                           key.source_partition)
+            if key.offset <= mark:
+                continue  # already in a file; the persist agent purges the entry
             items.append((key.database, key.table, key.snapshot_field, data))
         missing = await catalog.missing_snapshots(items)
         await catalog.put_snapshots(missing)

@@ -7,6 +7,10 @@ deployments sharing one Redis never collide) — see docs/catalog.md:
 - ``<ns>:db:<db>:tables``               set of table names
 - ``<ns>:db:<db>:t:<table>:cols``       hash column -> kind ("tag", "time", or a field type)
 - ``<ns>:db:<db>:t:<table>:buf``        hash buffer key -> Arrow IPC batch (buffer snapshot)
+- ``<ns>:db:<db>:t:<table>:files``      hash object path -> Parquet file record (JSON)
+- ``<ns>:outbox:<source partition>``    hash object path -> persist event JSON not yet sent
+- ``<ns>:persisted``                    hash "<db>␟<table>␟<partition key>␟<source partition>"
+                                         -> highest source offset persisted (the watermark)
 
 The first writer of a column wins: columns are added with HSETNX, so two workers racing on a
 new column agree on one type and the loser's lines are rejected with a clear reason.
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from persist.parquet_files import ParquetFileMeta
 
 import redis.asyncio as aioredis
 
@@ -99,6 +105,16 @@ class Catalog:
     def k_buffer(self, db: str, table: str) -> str:
         return f"{self.ns}:db:{db}:t:{table}:buf"
 
+    def k_files(self, db: str, table: str) -> str:
+        return f"{self.ns}:db:{db}:t:{table}:files"
+
+    def k_watermarks(self) -> str:
+        return f"{self.ns}:persisted"
+
+    @staticmethod
+    def watermark_field(db: str, table: str, partition_key: str, source_partition: int) -> str:
+        return "\x1f".join((db, table, partition_key, str(source_partition)))
+
     # ---- databases and tables -------------------------------------------------------------
     async def databases(self) -> list[str]:
         return sorted(m.decode() for m in await self.redis.smembers(self.k_dbs()))
@@ -152,5 +168,75 @@ class Catalog:
             present = await pipe.execute()
         return [item for item, there in zip(items, present) if not there]
 
+    async def table_state(self, db: str, table: str
+                          ) -> tuple[TableSchema, list[ParquetFileMeta], list[bytes]]:
+        """Schema, files and buffer snapshots of a table read in one MULTI/EXEC, so a persist
+        committing meanwhile is seen entirely or not at all."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.k_columns(db, table))
+            pipe.hgetall(self.k_files(db, table))
+            pipe.hgetall(self.k_buffer(db, table))
+            cols, files, bufs = await pipe.execute()
+        schema = TableSchema({k.decode(): v.decode() for k, v in cols.items()})
+        metas = sorted((ParquetFileMeta.from_json(v) for v in files.values()),
+                       key=lambda m: (m.max_write_ts, m.max_write_seq, m.path))
+        return schema, metas, list(bufs.values())
+
     async def snapshots(self, db: str, table: str) -> list[bytes]:
         return list((await self.redis.hgetall(self.k_buffer(db, table))).values())
+
+    # ---- Parquet files --------------------------------------------------------------------
+    def k_outbox(self, source_partition: int) -> str:
+        return f"{self.ns}:outbox:{source_partition}"
+
+    async def commit_file(self, meta: ParquetFileMeta, snapshot_fields: list[str],
+                          outbox: bytes | None = None) -> None:
+        """Register a persisted file and drop the snapshots it replaces, in one MULTI/EXEC:
+        a query sees either the buffered rows or the file, never both and never neither.
+        The persist event joins the outbox in the same step, so it is sent at least once."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(self.k_dbs(), meta.database)
+            pipe.sadd(self.k_tables(meta.database), meta.table)
+            pipe.hset(self.k_files(meta.database, meta.table), meta.path, meta.to_json())
+            if snapshot_fields:
+                pipe.hdel(self.k_buffer(meta.database, meta.table), *snapshot_fields)
+            pipe.hset(self.k_watermarks(),
+                      self.watermark_field(meta.database, meta.table, meta.partition_key,
+                                           meta.source_partition), meta.max_offset)
+            if outbox is not None:
+                pipe.hset(self.k_outbox(meta.source_partition), meta.path, outbox)
+            await pipe.execute()
+
+    async def outbox(self, source_partition: int) -> list[tuple[str, bytes]]:
+        raw = await self.redis.hgetall(self.k_outbox(source_partition))
+        return sorted((k.decode(), v) for k, v in raw.items())
+
+    async def outbox_done(self, source_partition: int, path: str) -> None:
+        await self.redis.hdel(self.k_outbox(source_partition), path)
+
+    async def files(self, db: str, table: str) -> list[ParquetFileMeta]:
+        raw = await self.redis.hgetall(self.k_files(db, table))
+        return sorted((ParquetFileMeta.from_json(v) for v in raw.values()),
+                      key=lambda m: (m.max_write_ts, m.max_write_seq, m.path))
+
+    async def watermark(self, db: str, table: str, partition_key: str, source_partition: int) -> int:
+        """Highest source offset already persisted for this buffer (-1 when none)."""
+        raw = await self.redis.hget(self.k_watermarks(),
+                                    self.watermark_field(db, table, partition_key, source_partition))
+        return int(raw) if raw is not None else -1
+
+    async def restore_file(self, meta: ParquetFileMeta) -> None:
+        """Re-register a file found in the object store (catalog rebuild)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(self.k_dbs(), meta.database)
+            pipe.sadd(self.k_tables(meta.database), meta.table)
+            pipe.hsetnx(self.k_columns(meta.database, meta.table), "time", TIME)
+            for column, kind in meta.columns.items():
+                pipe.hsetnx(self.k_columns(meta.database, meta.table), column, kind)
+            pipe.hset(self.k_files(meta.database, meta.table), meta.path, meta.to_json())
+            await pipe.execute()
+        field = self.watermark_field(meta.database, meta.table, meta.partition_key,
+                                     meta.source_partition)
+        current = await self.redis.hget(self.k_watermarks(), field)
+        if current is None or int(current) < meta.max_offset:
+            await self.redis.hset(self.k_watermarks(), field, meta.max_offset)

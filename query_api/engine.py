@@ -8,11 +8,14 @@ from typing import Any
 
 import datafusion
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from persist.catalog import FIELD_TYPES, TAG, TIME, Catalog, TableSchema
-from query_api.dedup import deduplicate, project_columns
+from persist.dedup import deduplicate, project_columns
 from topics.line_protocol import ARROW_TYPES
-from topics.wire import decode_batches
+from persist.object_store import ObjectStore
+from persist.parquet_files import ParquetFileMeta
+from topics.wire import ORDER_SEQ, ORDER_TS, decode_batches
 
 
 class DatabaseNotFound(LookupError):
@@ -37,8 +40,20 @@ def arrow_schema(schema: TableSchema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def assemble_table(schema: TableSchema, batches: list[pa.Table]) -> pa.Table:
-    """Concatenate buffered batches (which may each lack some columns) and deduplicate."""
+def file_rows(table: pa.Table, meta: ParquetFileMeta) -> pa.Table:
+    """Rows of a persisted file, with the file's write order (newer files win over older)."""
+    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    table = pa.table(cols, names=table.column_names)
+    n = table.num_rows
+    return (table.append_column(ORDER_TS, pa.array([meta.max_write_ts] * n, pa.int64()))
+                 .append_column(ORDER_SEQ, pa.array([meta.max_write_seq] * n, pa.int64())))
+
+
+def assemble_table(schema: TableSchema, batches: list[pa.Table], already_unique: bool = False
+                   ) -> pa.Table:
+    """Concatenate file and buffer rows (which may each lack some columns) and deduplicate.
+
+    ``already_unique``: the rows come from one deduplicated file alone, so dedup is skipped."""
     target = arrow_schema(schema)
     if not batches:
         return target.empty_table()
@@ -46,7 +61,7 @@ def assemble_table(schema: TableSchema, batches: list[pa.Table]) -> pa.Table:
     for f in target:
         if f.name not in merged.column_names:
             merged = merged.append_column(f.name, pa.nulls(merged.num_rows, f.type))
-    deduped = deduplicate(merged, schema.tags)
+    deduped = merged if already_unique else deduplicate(merged, schema.tags)
     return project_columns(deduped).cast(target, safe=False) if deduped.num_rows else target.empty_table()
 
 
@@ -57,14 +72,23 @@ def referenced_tables(sql: str, tables: list[str]) -> list[str]:
 
 
 class QueryEngine:
-    def __init__(self, catalog: Catalog):
+    def __init__(self, catalog: Catalog, store: ObjectStore):
         self.catalog = catalog
+        self.store = store
+
+    def read_file(self, meta: ParquetFileMeta) -> pa.Table:
+        local = self.store.local_path(meta.path)
+        source = local if local else pa.BufferReader(self.store.get(meta.path))
+        return file_rows(pq.read_table(source), meta)
 
     async def load_table(self, db: str, table: str) -> pa.Table:
-        schema = await self.catalog.table_schema(db, table)
-        snapshots = await self.catalog.snapshots(db, table)
-        return await asyncio.to_thread(
-            lambda: assemble_table(schema, [decode_batches(s) for s in snapshots]))
+        schema, files, snapshots = await self.catalog.table_state(db, table)
+
+        def load() -> pa.Table:
+            parts = [self.read_file(m) for m in files] + [decode_batches(s) for s in snapshots]
+            return assemble_table(schema, parts, already_unique=len(files) == 1 and not snapshots)
+
+        return await asyncio.to_thread(load)
 
     async def context(self, db: str, sql: str) -> datafusion.SessionContext:
         if not await self.catalog.has_database(db):

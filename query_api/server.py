@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from influent.config import Settings
 from persist.catalog import Catalog, validate_db_name
+from persist.object_store import open_store
 from query_api.engine import DatabaseNotFound, QueryEngine, QueryError
 from query_api.formats import CONTENT_TYPES, pick_format, render
 from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
@@ -41,7 +42,7 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.catalog = Catalog.connect(settings.redis_url, settings.app_id)
-        app.state.engine = QueryEngine(app.state.catalog)
+        app.state.engine = QueryEngine(app.state.catalog, open_store(settings))
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                     max_request_size=32 * 1024 * 1024, enable_idempotence=True)
         await producer.start()

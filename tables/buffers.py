@@ -31,6 +31,14 @@ class BufferKey:
                    f"{ref.source_partition}:{ref.source_offset:020d}")
 
     @property
+    def source_partition(self) -> int:
+        return int(self.batch.split(":")[0])
+
+    @property
+    def offset(self) -> int:
+        return int(self.batch.split(":")[1])
+
+    @property
     def snapshot_field(self) -> str:
         """Field of this batch in the table's Redis snapshot hash."""
         return f"{self.batch}:{self.partition_key}"

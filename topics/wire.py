@@ -82,5 +82,14 @@ class BatchRef:
         )
 
 
+def header_dict(headers) -> dict[str, str]:
+    """Kafka headers (list of pairs or mapping, bytes values) as a lower-cased str dict."""
+    if not headers:
+        return {}
+    items = headers.items() if isinstance(headers, dict) else headers
+    return {k.lower(): (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+            for k, v in items}
+
+
 def now() -> float:
     return time.time()

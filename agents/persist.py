@@ -1,0 +1,185 @@
+"""Persist agent: turns buffers into Parquet files on the object store.
+
+Driven by ``influent.accepted`` (each accepted batch) and ``influent.ticks`` (periodic, one tick
+per partition, since Faust timers cannot write tables), both co-partitioned with the buffers
+table. A buffer — (database, table, partition key) of one source partition — is persisted when
+it passes the row or byte threshold or when its oldest batch is older than the maximum age.
+
+Order of a persist, each step idempotent so a crash anywhere is repaired by a retry:
+1. write the Parquet object (name fixed by the source offset range);
+2. one MULTI/EXEC: register the file, drop the snapshots it replaces, raise the watermark, and
+   put the persist event in the outbox;
+3. delete the buffer entries (changelog tombstones);
+4. send the persist event, then remove it from the outbox.
+Entries at or below the watermark (left by a crash or a previous owner) are purged on the next
+event of their partition; outbox events are re-sent until delivered.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+import faust
+import pyarrow as pa
+
+from influent.config import Settings
+from influent.failpoints import failpoint
+from persist.catalog import Catalog
+from persist.object_store import ObjectStore, open_store
+from persist.parquet_files import ParquetFileMeta, build_parquet, file_id, object_path
+from persist.persist_events import PersistEvent
+from tables.buffers import BufferKey
+from topics.declarations import PipelineTopics
+from topics.wire import ORDER_TS, BatchRef, decode_batches, header_dict
+
+log = logging.getLogger("influent.persist")
+
+BufferId = tuple[str, str, str]  # database, table, partition key
+
+
+@dataclass
+class PendingBuffer:
+    """What is buffered for one (database, table, partition key) of one source partition."""
+
+    entries: dict[bytes, int] = field(default_factory=dict)  # buffer key -> bytes
+    rows: int = 0
+    oldest_ms: int = 0
+
+    def add(self, key: bytes, size: int, rows: int, written_ms: int) -> None:
+        if key in self.entries:
+            return
+        self.entries[key] = size
+        self.rows += rows
+        self.oldest_ms = written_ms if not self.oldest_ms else min(self.oldest_ms, written_ms)
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.entries.values())
+
+
+def due(buf: PendingBuffer, settings: Settings, now_ms: int) -> str | None:
+    """Why this buffer must be persisted now (pure), or None."""
+    if not buf.entries:
+        return None
+    if buf.rows >= settings.persist_max_rows:
+        return "rows"
+    if buf.bytes >= settings.persist_max_bytes:
+        return "bytes"
+    if now_ms - buf.oldest_ms >= settings.persist_max_age * 1000:
+        return "age"
+    return None
+
+
+def batch_stats(data: bytes) -> tuple[int, int]:
+    """(rows, write timestamp ms) of one buffered Arrow batch."""
+    table = decode_batches(data)
+    ts = table.column(ORDER_TS)[0].as_py() if table.num_rows else int(time.time() * 1000)
+    return table.num_rows, ts
+
+
+def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
+                     buffers: faust.Table) -> None:
+    catalog = Catalog.connect(settings.redis_url, settings.app_id)
+    store: ObjectStore = open_store(settings)
+    pending: dict[int, dict[BufferId, PendingBuffer]] = defaultdict(lambda: defaultdict(PendingBuffer))
+
+    def track(partition: int, raw_key: bytes, data: bytes) -> None:
+        key = BufferKey.decode(raw_key)
+        rows, written_ms = batch_stats(data)
+        pending[partition][(key.database, key.table, key.partition_key)].add(
+            raw_key, len(data), rows, written_ms)
+
+    @buffers.on_recover
+    async def rebuild_pending() -> None:
+        pending.clear()
+        for raw_key, data in buffers.items():
+            if data is not None:
+                track(BufferKey.decode(raw_key).source_partition, raw_key, data)
+        log.info("tracking %d buffers after recovery",
+                 sum(len(v) for v in pending.values()))
+
+    async def persist(partition: int, buf_id: BufferId, buf: PendingBuffer, reason: str) -> None:
+        db, table, pk = buf_id
+        keys = sorted(buf.entries)
+        offsets = [BufferKey.decode(k).offset for k in keys]
+        values = [buffers[k] for k in keys]
+        present = [(k, v) for k, v in zip(keys, values) if v is not None]
+        if present:
+            schema = await catalog.table_schema(db, table)
+            meta = ParquetFileMeta(
+                database=db, table=table, partition_key=pk, path="", file_id="", size=0, rows=0,
+                min_time=0, max_time=0, source_topic=settings.writes_topic,
+                source_partition=partition, min_offset=min(offsets), max_offset=max(offsets),
+                max_write_ts=0, max_write_seq=0, columns=schema.columns, created_at=time.time())
+            fid = file_id(partition, meta.min_offset, meta.max_offset)
+            meta = replace(meta, file_id=fid, path=object_path(db, table, pk, fid))
+
+            def write() -> ParquetFileMeta:
+                data = pa.concat_tables([decode_batches(v) for _, v in present],
+                                        promote_options="default")
+                body, done = build_parquet(data, schema.tags, meta)
+                store.put(done.path, body)
+                return done
+
+            meta = await asyncio.to_thread(write)
+            failpoint("after_object_write")
+            event = PersistEvent.from_meta(meta, store.object_url(meta.path), store.url)
+            snapshot_fields = [BufferKey.decode(k).snapshot_field for k, _ in present]
+            await catalog.commit_file(meta, snapshot_fields, outbox=event.to_json())
+            failpoint("after_catalog_commit")
+            log.info("persisted %s/%s/%s p%d offsets %d-%d: %d rows (%s)", db, table, pk, partition,
+                     meta.min_offset, meta.max_offset, meta.rows, reason)
+        for k in keys:
+            del buffers[k]
+        pending[partition].pop(buf_id, None)
+        failpoint("before_event")
+        await flush_outbox(partition)
+
+    async def flush_outbox(partition: int) -> None:
+        for path, payload in await catalog.outbox(partition):
+            event = PersistEvent.from_json(payload)
+            fut = await topics.persisted.send(key=f"{event.database}/{event.table}".encode(),
+                                              value=payload, partition=partition)
+            await fut
+            await catalog.outbox_done(partition, path)
+
+    async def purge_persisted(partition: int) -> None:
+        """Delete buffer entries a previous run or owner already persisted (watermark)."""
+        bufs = pending.get(partition, {})
+        for buf_id in list(bufs):
+            db, table, pk = buf_id
+            mark = await catalog.watermark(db, table, pk, partition)
+            stale = [k for k in bufs[buf_id].entries if BufferKey.decode(k).offset <= mark]
+            for k in stale:
+                del buffers[k]
+                bufs[buf_id].entries.pop(k, None)
+            if stale and not bufs[buf_id].entries:
+                bufs.pop(buf_id)
+
+    @app.agent(app.topic(settings.accepted_topic, settings.ticks_topic,
+                         partitions=settings.partitions, key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw"), name="persist")
+    async def persist_agent(stream):
+        async for event in stream.events():
+            msg = event.message
+            p = msg.partition
+            if msg.topic == settings.accepted_topic:
+                ref = BatchRef.from_headers(header_dict(msg.headers))
+                track(p, BufferKey.for_batch(ref).encode(), msg.value)
+            else:
+                await purge_persisted(p)
+                await flush_outbox(p)
+            now_ms = int(time.time() * 1000)
+            for buf_id, buf in list(pending.get(p, {}).items()):
+                reason = due(buf, settings, now_ms)
+                if reason:
+                    await persist(p, buf_id, buf, reason)
+
+    @app.timer(settings.tick_interval)
+    async def send_ticks() -> None:
+        for p in range(settings.partitions):
+            await topics.ticks.send(key=b"tick", value=str(time.time()).encode(), partition=p)
+
