@@ -70,6 +70,33 @@ def parse_lp_command(precision: str, default_time: int | None) -> None:
     sys.exit(status)
 
 
+@main.group()
+def catalog() -> None:
+    """Inspect and repair the catalog."""
+
+
+@catalog.command("rebuild")
+@click.pass_context
+def catalog_rebuild(ctx: click.Context) -> None:
+    """Restore every file record from the object store alone (e.g. after losing Redis)."""
+    import asyncio
+
+    from persist.catalog import Catalog
+    from persist.object_store import open_store
+    from persist.rebuild import rebuild_catalog
+
+    settings = _settings(ctx.find_root())
+
+    async def run() -> int:
+        cat = Catalog.connect(settings.redis_url, settings.app_id)
+        try:
+            return len(await rebuild_catalog(cat, open_store(settings)))
+        finally:
+            await cat.close()
+
+    click.echo(f"restored {asyncio.run(run())} file records from {settings.object_store_url}")
+
+
 def _register_optional_groups() -> None:
     try:
         from influent.devstack import dev

@@ -75,14 +75,15 @@ def _env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, worker_id: str, web_port: int, timeout: float = 90.0) -> Proc:
+def start_worker(settings: Settings, worker_id: str, web_port: int, timeout: float = 90.0,
+                 extra_env: dict[str, str] | None = None) -> Proc:
     """Start ``influent worker`` and wait until Faust reports the worker ready."""
     s = settings.replace(worker_id=worker_id, worker_web_port=web_port)
     log_path = Path(s.state_dir) / f"{worker_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     offset = log_path.stat().st_size if log_path.exists() else 0
     proc = Proc(worker_id, [sys.executable, "-m", "influent.cli", "worker", "--loglevel", "info"],
-                _env(s), log_path).start()
+                {**_env(s), **(extra_env or {})}, log_path).start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = proc.log_text()[offset:]
