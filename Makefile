@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 # Installs the Python package, Debian's redis-server when missing, and the Kafka broker jars
 # (Maven Central, cached outside the work tree).
 setup: $(STAMP)
-	$(BIN)/influent dev provision
+	$(BIN)/influent dev install
 
 run: setup
 	$(BIN)/influent dev up --foreground

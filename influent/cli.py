@@ -6,6 +6,7 @@ import sys
 import click
 
 from influent.config import Settings
+from influent.devstack import dev
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -97,15 +98,7 @@ def catalog_rebuild(ctx: click.Context) -> None:
     click.echo(f"restored {asyncio.run(run())} file records from {settings.object_store_url}")
 
 
-def _register_optional_groups() -> None:
-    try:
-        from influent.devstack import dev
-    except ImportError:  # pragma: no cover - devstack is part of the package
-        return
-    main.add_command(dev)
-
-
-_register_optional_groups()
+main.add_command(dev)
 
 if __name__ == "__main__":
     main()

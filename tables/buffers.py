@@ -59,7 +59,7 @@ def buffers_table(app: faust.App, partitions: int) -> faust.Table:
         "buffers",
         default=None,
         partitions=partitions,
-        key_serializer="raw",
-        value_serializer="raw",
+        key_type=bytes,  # bytes -> Faust's "raw" serializer for the changelog
+        value_type=bytes,
         help="Buffered Arrow batches not yet persisted, one entry per applied write.",
     )

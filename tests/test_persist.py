@@ -32,8 +32,9 @@ def persist_settings(kafka_bootstrap, redis_url, tmp_path, **kw) -> Settings:
 
 
 def lines(db_rows: int, offset: int = 0, value: float = 1.0) -> bytes:
-    return "\n".join(f"cpu,host=h{i % 50},dc=d{i % 3} usage={value + i},n={i}i {BASE + (offset + i) * 1_000_000_000}"
-                     for i in range(db_rows)).encode()
+    """Rows keyed by k = offset + i: overlapping offsets rewrite the same series and times."""
+    return "\n".join(f"cpu,host=h{k % 50},dc=d{k % 3} usage={value + i},n={i}i {BASE + k * 1_000_000_000}"
+                     for i, k in ((i, offset + i) for i in range(db_rows))).encode()
 
 
 def download(event: dict, settings: Settings) -> pa.Table:
@@ -80,7 +81,7 @@ def test_persist_events_announce_files_with_the_written_rows(kafka_bootstrap, re
         for off, value in ((0, 1.0), (500, 100.0), (5000, 1.0)):
             for i in range(1000):
                 ts = pa.scalar(BASE + (off + i) * 1_000_000_000, pa.timestamp("ns")).as_py()
-                expected[(f"h{i % 50}", f"d{i % 3}", ts)] = value + i
+                expected[(f"h{(off + i) % 50}", f"d{(off + i) % 3}", ts)] = value + i
         assert got == expected
         # the queries agree: 2500 distinct keys, nothing doubled
         wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM cpu")[0]["n"] == 2500)
