@@ -1,20 +1,24 @@
-"""Answering SQL over one database: buffer snapshots (and, as persistence lands, Parquet files)
-handed to DataFusion as one deduplicated Arrow table per measurement."""
+"""Answering queries over one database: for each table, the catalog's Parquet files (pruned by
+the query's time range before anything is read) plus the buffer snapshots from Redis, merged and
+deduplicated, handed to DataFusion as one Arrow table."""
 from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import datafusion
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from persist.catalog import FIELD_TYPES, TAG, TIME, Catalog, TableSchema
 from persist.dedup import deduplicate, project_columns
-from topics.line_protocol import ARROW_TYPES
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
+from query_api.pruning import UNBOUNDED, TimeRange, plan_time_ranges
+from topics.line_protocol import ARROW_TYPES
 from topics.wire import ORDER_SEQ, ORDER_TS, decode_batches
 
 
@@ -24,6 +28,17 @@ class DatabaseNotFound(LookupError):
 
 class QueryError(ValueError):
     """A query the engine refused (bad SQL, unknown table, ...): a 400 for the client."""
+
+
+@dataclass
+class QueryStats:
+    """What a query touched; exported as Prometheus counters by the API."""
+
+    files_read: int = 0
+    files_pruned: int = 0
+    buffer_batches: int = 0
+    rows_scanned: int = 0
+    files: list[str] = field(default_factory=list)
 
 
 def arrow_schema(schema: TableSchema) -> pa.Schema:
@@ -49,20 +64,35 @@ def file_rows(table: pa.Table, meta: ParquetFileMeta) -> pa.Table:
                  .append_column(ORDER_SEQ, pa.array([meta.max_write_seq] * n, pa.int64())))
 
 
-def assemble_table(schema: TableSchema, batches: list[pa.Table], already_unique: bool = False
+def within(table: pa.Table, rng: TimeRange) -> pa.Table:
+    """Rows inside the time range (time is part of the key, so filtering before dedup is safe)."""
+    if rng == UNBOUNDED or table.num_rows == 0:
+        return table
+    ns = pc.cast(table.column("time"), pa.int64())
+    mask = None
+    if rng.lo is not None:
+        mask = pc.greater_equal(ns, rng.lo)
+    if rng.hi is not None:
+        upper = pc.less_equal(ns, rng.hi)
+        mask = upper if mask is None else pc.and_(mask, upper)
+    return table.filter(mask)
+
+
+def assemble_table(schema: TableSchema, parts: list[pa.Table], already_unique: bool = False
                    ) -> pa.Table:
     """Concatenate file and buffer rows (which may each lack some columns) and deduplicate.
 
     ``already_unique``: the rows come from one deduplicated file alone, so dedup is skipped."""
     target = arrow_schema(schema)
-    if not batches:
+    parts = [p for p in parts if p.num_rows]
+    if not parts:
         return target.empty_table()
-    merged = pa.concat_tables(batches, promote_options="default")
+    merged = pa.concat_tables(parts, promote_options="default")
     for f in target:
         if f.name not in merged.column_names:
             merged = merged.append_column(f.name, pa.nulls(merged.num_rows, f.type))
     deduped = merged if already_unique else deduplicate(merged, schema.tags)
-    return project_columns(deduped).cast(target, safe=False) if deduped.num_rows else target.empty_table()
+    return project_columns(deduped).cast(target, safe=False)
 
 
 def referenced_tables(sql: str, tables: list[str]) -> list[str]:
@@ -71,43 +101,79 @@ def referenced_tables(sql: str, tables: list[str]) -> list[str]:
     return [t for t in tables if t.lower() in lowered]
 
 
+def _register(ctx: datafusion.SessionContext, name: str, data: pa.Table) -> None:
+    batches = data.to_batches() or [pa.RecordBatch.from_pylist([], schema=data.schema)]
+    ctx.register_record_batches(name, [batches])
+
+
 class QueryEngine:
     def __init__(self, catalog: Catalog, store: ObjectStore):
         self.catalog = catalog
         self.store = store
 
-    def read_file(self, meta: ParquetFileMeta) -> pa.Table:
+    def read_file(self, meta: ParquetFileMeta, rng: TimeRange) -> pa.Table:
         local = self.store.local_path(meta.path)
         source = local if local else pa.BufferReader(self.store.get(meta.path))
-        return file_rows(pq.read_table(source), meta)
+        filters = None
+        if rng.lo is not None or rng.hi is not None:  # row-group statistics prune inside the file
+            filters = []
+            if rng.lo is not None:
+                filters.append(("time", ">=", pa.scalar(rng.lo, pa.timestamp("ns"))))
+            if rng.hi is not None:
+                filters.append(("time", "<=", pa.scalar(rng.hi, pa.timestamp("ns"))))
+        return file_rows(pq.read_table(source, filters=filters), meta)
 
-    async def load_table(self, db: str, table: str) -> pa.Table:
+    async def load_table(self, db: str, table: str, rng: TimeRange = UNBOUNDED,
+                         stats: QueryStats | None = None) -> pa.Table:
+        """The table's deduplicated rows within ``rng`` (files outside it are never opened)."""
+        stats = stats if stats is not None else QueryStats()
         schema, files, snapshots = await self.catalog.table_state(db, table)
+        wanted = [m for m in files if rng.overlaps(m.min_time, m.max_time)]
+        stats.files_pruned += len(files) - len(wanted)
+        stats.files_read += len(wanted)
+        stats.files.extend(m.path for m in wanted)
+        stats.buffer_batches += len(snapshots)
 
         def load() -> pa.Table:
-            parts = [self.read_file(m) for m in files] + [decode_batches(s) for s in snapshots]
-            return assemble_table(schema, parts, already_unique=len(files) == 1 and not snapshots)
+            parts = [self.read_file(m, rng) for m in wanted]
+            parts += [within(decode_batches(s), rng) for s in snapshots]
+            stats.rows_scanned += sum(p.num_rows for p in parts)
+            return assemble_table(schema, parts, already_unique=len(wanted) == 1 and not snapshots)
 
         return await asyncio.to_thread(load)
 
-    async def context(self, db: str, sql: str) -> datafusion.SessionContext:
+    async def require_database(self, db: str) -> None:
         if not await self.catalog.has_database(db):
             raise DatabaseNotFound(f"database not found: {db}")
+
+    async def context(self, db: str, sql: str, params: dict | None, stats: QueryStats
+                      ) -> datafusion.SessionContext:
+        await self.require_database(db)
+        tables = referenced_tables(sql, await self.catalog.tables(db))
+        schemas = {t: arrow_schema(await self.catalog.table_schema(db, t)) for t in tables}
+        planner = datafusion.SessionContext()
+        for name, schema in schemas.items():
+            _register(planner, name, schema.empty_table())
+        try:
+            ranges = await asyncio.to_thread(plan_time_ranges, planner, sql, params)
+        except Exception as exc:  # DataFusion raises plain Exceptions for user errors
+            raise QueryError(_clean_error(str(exc))) from exc
         ctx = datafusion.SessionContext()
-        for table in referenced_tables(sql, await self.catalog.tables(db)):
-            data = await self.load_table(db, table)
-            batches = data.to_batches() or [pa.RecordBatch.from_pylist([], schema=data.schema)]
-            ctx.register_record_batches(table, [batches])
+        for name in tables:
+            rng = ranges.get(name, UNBOUNDED)
+            _register(ctx, name, await self.load_table(db, name, rng, stats))
         return ctx
 
-    async def sql(self, db: str, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
-        ctx = await self.context(db, sql)
+    async def sql(self, db: str, sql: str, params: dict[str, Any] | None = None,
+                  stats: QueryStats | None = None) -> pa.Table:
+        stats = stats if stats is not None else QueryStats()
+        ctx = await self.context(db, sql, params, stats)
 
         def run() -> pa.Table:
             try:
                 df = ctx.sql(sql, param_values=params) if params else ctx.sql(sql)
                 return df.to_arrow_table()
-            except Exception as exc:  # DataFusion raises plain Exceptions for user errors
+            except Exception as exc:
                 raise QueryError(_clean_error(str(exc))) from exc
 
         return await asyncio.to_thread(run)

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from influent.config import Settings
 from persist.catalog import Catalog, validate_db_name
 from persist.object_store import open_store
-from query_api.engine import DatabaseNotFound, QueryEngine, QueryError
+from query_api.engine import DatabaseNotFound, QueryEngine, QueryError, QueryStats
 from query_api.formats import CONTENT_TYPES, pick_format, render
 from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
 from topics.line_protocol import parse_lp
@@ -38,6 +38,14 @@ def create_api(settings: Settings) -> FastAPI:
     latency = Histogram("influent_http_request_seconds", "HTTP request latency", ["path"], registry=registry)
     lines_written = Counter("influent_lines_written", "Lines accepted by the write router", registry=registry)
     lines_rejected = Counter("influent_lines_rejected", "Lines rejected by the write router", registry=registry)
+    files_read = Counter("influent_query_files_read", "Parquet files opened by queries", registry=registry)
+    files_pruned = Counter("influent_query_files_pruned", "Parquet files skipped by time pruning", registry=registry)
+    rows_scanned = Counter("influent_query_rows_scanned", "Rows read by queries before dedup", registry=registry)
+
+    def observe(stats: QueryStats) -> None:
+        files_read.inc(stats.files_read)
+        files_pruned.inc(stats.files_pruned)
+        rows_scanned.inc(stats.rows_scanned)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -102,13 +110,18 @@ def create_api(settings: Settings) -> FastAPI:
                 params = orjson.loads(params)
             except orjson.JSONDecodeError:
                 return JSONResponse({"error": "'params' must be a JSON object"}, status_code=400)
+        stats = QueryStats()
         try:
-            table = await request.app.state.engine.sql(db, q, params or None)
+            table = await request.app.state.engine.sql(db, q, params or None, stats)
         except DatabaseNotFound as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
         except QueryError as exc:
             return PlainTextResponse(str(exc), status_code=400)
-        return StreamingResponse(render(table, fmt), media_type=CONTENT_TYPES[fmt])
+        finally:
+            observe(stats)
+        return StreamingResponse(render(table, fmt), media_type=CONTENT_TYPES[fmt],
+                                 headers={"X-Influent-Files-Read": str(stats.files_read),
+                                          "X-Influent-Files-Pruned": str(stats.files_pruned)})
 
     # ---- writes (the router) --------------------------------------------------------------
     async def route_write(request: Request, db: str | None, precision: str,
