@@ -71,6 +71,74 @@ def parse_lp_command(precision: str, default_time: int | None) -> None:
     sys.exit(status)
 
 
+def _auth_headers(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+
+
+@main.command()
+@click.argument("query")
+@click.option("--db", required=True, help="Database to query.")
+@click.option("--influxql", is_flag=True, help="The query is InfluxQL (default SQL).")
+@click.option("--format", "fmt", default="pretty", show_default=True,
+              type=click.Choice(["pretty", "json", "jsonl", "csv", "parquet"]))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result to a file.")
+@click.pass_context
+def query(ctx: click.Context, query: str, db: str, influxql: bool, fmt: str, output: str | None) -> None:
+    """Run a SQL (or InfluxQL) query through the query API and print the result."""
+    import httpx
+
+    settings = _settings(ctx)
+    path = "/api/v3/query_influxql" if influxql else "/api/v3/query_sql"
+    with httpx.stream("POST", settings.http_url + path, json={"db": db, "q": query, "format": fmt},
+                      headers=_auth_headers(settings), timeout=300) as resp:
+        if resp.status_code != 200:
+            resp.read()
+            raise click.ClickException(f"{resp.status_code}: {resp.text.strip()}")
+        sink = open(output, "wb") if output else sys.stdout.buffer
+        try:
+            for chunk in resp.iter_bytes():
+                sink.write(chunk)
+        finally:
+            if output:
+                sink.close()
+            else:
+                sink.flush()
+
+
+@main.command()
+@click.argument("source", type=click.File("rb"), default="-")
+@click.option("--db", required=True, help="Database to write to.")
+@click.option("--precision", default="auto", show_default=True)
+@click.option("--batch-bytes", default=4 * 1024 * 1024, show_default=True,
+              help="Send the input in requests of about this size (whole lines).")
+@click.pass_context
+def write(ctx: click.Context, source, db: str, precision: str, batch_bytes: int) -> None:
+    """Send line protocol from FILE (or stdin) through the write API, with a progress bar."""
+    import os
+
+    import httpx
+
+    settings = _settings(ctx)
+    total = os.fstat(source.fileno()).st_size if source.seekable() else 0
+    url = f"{settings.http_url}/api/v3/write_lp"
+    errors = 0
+    with httpx.Client(timeout=300, headers=_auth_headers(settings)) as client, \
+            click.progressbar(length=total or None, label="writing", file=sys.stderr,
+                              show_pos=True) as bar:
+        while True:
+            chunk = source.read(batch_bytes)
+            if not chunk:
+                break
+            chunk += source.readline()  # never split a line between requests
+            resp = client.post(url, params={"db": db, "precision": precision}, content=chunk)
+            if resp.status_code != 204:
+                errors += 1
+                click.echo(f"\n{resp.status_code}: {resp.text.strip()}", err=True)
+            bar.update(len(chunk))
+    if errors:
+        raise click.ClickException(f"{errors} request(s) reported errors")
+
+
 @main.group()
 def catalog() -> None:
     """Inspect and repair the catalog."""
