@@ -16,6 +16,7 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 def create_app(settings: Settings) -> faust.App:
     """Build the worker app for ``settings`` (a factory, so tests can run isolated apps)."""
     datadir = Path(settings.state_dir) / "workers" / settings.worker_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",

@@ -38,8 +38,13 @@ def worker(ctx: click.Context, worker_id: str | None, web_port: int | None, logl
 
     from agents.app import create_app
 
+    import asyncio
+
+    from topics.admin import ensure_topics
+
     settings = _settings(ctx).replace(**{k: v for k, v in (("worker_id", worker_id),
                                                            ("worker_web_port", web_port)) if v})
+    asyncio.run(ensure_topics(settings))
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel or settings.log_level, quiet=True)
     worker.execute_from_commandline()

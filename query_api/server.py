@@ -23,6 +23,7 @@ from persist.object_store import open_store
 from query_api.engine import DatabaseNotFound, QueryEngine, QueryError, QueryStats
 from query_api.formats import CONTENT_TYPES, pick_format, render
 from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
+from topics.admin import ensure_topics
 from topics.line_protocol import parse_lp
 from topics.wire import RejectedLine, now
 
@@ -49,6 +50,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        await ensure_topics(settings)
         app.state.catalog = Catalog.connect(settings.redis_url, settings.app_id)
         app.state.engine = QueryEngine(app.state.catalog, open_store(settings))
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",

@@ -1,0 +1,549 @@
+"""InfluxQL parser: query text -> list of statements (recursive descent, InfluxDB 1.x grammar).
+
+Errors read like InfluxDB 1.x's (``found X, expected Y at line L, char C``) because clients and
+tests match on them. Operator precedence follows 1.x: OR < AND < comparisons < ``+ - | ^`` <
+``* / % &``, all left-associative.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from query_api.influxql import ast
+from query_api.influxql.lexer import (BADESCAPE, BADREGEX, BADSTRING, BOUNDPARAM, DURATION, EOF,
+                                      IDENT, INTEGER, NUMBER, REGEX, STRING, Token, line_char,
+                                      scan, scan_regex, skip_space)
+
+_PRECEDENCE = {"OR": 1, "AND": 2, "=": 4, "!=": 4, "<>": 4, "=~": 4, "!~": 4, "<": 4, "<=": 4,
+               ">": 4, ">=": 4, "+": 5, "-": 5, "|": 5, "^": 5, "*": 6, "/": 6, "%": 6, "&": 6}
+_STATEMENT_STARTS = ["SELECT", "DELETE", "SHOW", "CREATE", "DROP", "EXPLAIN", "GRANT", "REVOKE",
+                     "ALTER", "SET", "KILL"]
+_SHOW_KINDS = ["CONTINUOUS", "DATABASES", "DIAGNOSTICS", "FIELD", "GRANTS", "MEASUREMENT",
+               "MEASUREMENTS", "QUERIES", "RETENTION", "SERIES", "SHARD", "SHARDS", "STATS",
+               "SUBSCRIPTIONS", "TAG", "USERS"]
+_VAR_TYPES = ("float", "integer", "unsigned", "string", "boolean")
+
+
+class ParseError(ValueError):
+    """A syntax error; ``str()`` is the message after InfluxDB's ``error parsing query: ``."""
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    statements: tuple[ast.Statement, ...]
+    texts: tuple[str, ...]  # each statement's source text (for error messages)
+
+
+def parse_query(text: str) -> ParsedQuery:
+    """Parse ``;``-separated statements; raises :class:`ParseError`."""
+    return _Parser(text).parse_query()
+
+
+def parse_expr(text: str) -> ast.Expr:
+    """Parse one expression (used by tests and by callers building conditions)."""
+    p = _Parser(text)
+    expr = p.parse_expr()
+    p.expect_end()
+    return expr
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
+
+    # ---- token plumbing ---------------------------------------------------------------------
+    def peek(self) -> Token:
+        return scan(self.text, self.pos)
+
+    def next(self) -> Token:
+        tok = scan(self.text, self.pos)
+        self.pos = tok.end
+        return tok
+
+    def accept(self, kind: str) -> Token | None:
+        tok = self.peek()
+        if tok.kind == kind:
+            self.pos = tok.end
+            return tok
+        return None
+
+    def error(self, tok: Token, expected: list[str]) -> ParseError:
+        if tok.kind == BADSTRING:
+            return self._error_at("found " + tok.lit + ", expected " + ", ".join(expected), tok)
+        line, char = line_char(self.text, tok.pos, eof=tok.kind == EOF)
+        return ParseError(f"found {tok.describe()}, expected {', '.join(expected)} "
+                          f"at line {line}, char {char}")
+
+    def _error_at(self, message: str, tok: Token) -> ParseError:
+        line, char = line_char(self.text, tok.pos, eof=tok.kind == EOF)
+        return ParseError(f"{message} at line {line}, char {char}")
+
+    def expect(self, kind: str, expected: list[str] | None = None) -> Token:
+        tok = self.next()
+        if tok.kind != kind:
+            raise self.error(tok, expected or [kind])
+        return tok
+
+    def expect_end(self) -> None:
+        tok = self.peek()
+        if tok.kind != EOF:
+            raise self.error(tok, ["EOF"])
+
+    def next_char(self) -> str:
+        pos = skip_space(self.text, self.pos)
+        return self.text[pos] if pos < len(self.text) else ""
+
+    def immediate(self, kind: str) -> bool:
+        """True (and consumed) when the very next character starts ``kind`` (no whitespace)."""
+        if self.text.startswith(kind, self.pos):
+            self.pos += len(kind)
+            return True
+        return False
+
+    # ---- query and statements ---------------------------------------------------------------
+    def parse_query(self) -> ParsedQuery:
+        statements: list[ast.Statement] = []
+        texts: list[str] = []
+        need_semi = False
+        while True:
+            tok = self.peek()
+            if tok.kind == EOF:
+                return ParsedQuery(tuple(statements), tuple(texts))
+            if tok.kind == ";":
+                self.next()
+                need_semi = False
+                continue
+            if need_semi:
+                raise self.error(tok, [";"])
+            start = tok.pos
+            statements.append(self.parse_statement())
+            texts.append(self.text[start:self.pos].strip())
+            need_semi = True
+
+    def parse_statement(self) -> ast.Statement:
+        tok = self.next()
+        if tok.kind == "SELECT":
+            return self.parse_select()
+        if tok.kind == "SHOW":
+            return self.parse_show()
+        if tok.kind in _STATEMENT_STARTS:
+            start = tok.pos
+            while self.peek().kind not in (";", EOF):
+                nxt = self.peek()
+                if nxt.kind in (BADSTRING, BADESCAPE):
+                    raise self.error(nxt, ["identifier", "string", "number", "bool"])
+                self.next()
+            return ast.UnsupportedStatement(self.text[start:self.pos].strip())
+        raise self.error(tok, _STATEMENT_STARTS)
+
+    # ---- SELECT -----------------------------------------------------------------------------
+    def parse_select(self) -> ast.SelectStatement:
+        fields = self.parse_fields()
+        if self.peek().kind == "INTO":
+            raise self._error_at("SELECT INTO is not supported", self.peek())
+        self.expect("FROM")
+        sources = self.parse_sources()
+        condition = self.parse_expr() if self.accept("WHERE") else None
+        dimensions: tuple[ast.Expr, ...] = ()
+        if self.accept("GROUP"):
+            self.expect("BY")
+            dimensions = self.parse_dimensions()
+        fill, fill_given = self.parse_fill()
+        descending = False
+        if self.accept("ORDER"):
+            self.expect("BY")
+            descending = self.parse_sort_fields()
+        limit = self.parse_optional_int("LIMIT")
+        offset = self.parse_optional_int("OFFSET")
+        slimit = self.parse_optional_int("SLIMIT")
+        soffset = self.parse_optional_int("SOFFSET")
+        location = self.parse_location()
+        return ast.SelectStatement(fields=fields, sources=sources, condition=condition,
+                                   dimensions=dimensions, fill=fill, fill_given=fill_given,
+                                   descending=descending, limit=limit, offset=offset,
+                                   slimit=slimit, soffset=soffset, location=location)
+
+    def parse_fields(self) -> tuple[ast.Field, ...]:
+        fields = [self.parse_field()]
+        while self.accept(","):
+            fields.append(self.parse_field())
+        return tuple(fields)
+
+    def parse_field(self) -> ast.Field:
+        regex = self.parse_regex()
+        expr: ast.Expr = regex if regex is not None else self.parse_expr()
+        alias = None
+        if self.accept("AS"):
+            alias = self.parse_ident()
+        return ast.Field(expr=expr, alias=alias)
+
+    def parse_ident(self) -> str:
+        tok = self.next()
+        if tok.kind != IDENT:
+            raise self.error(tok, ["identifier"])
+        return tok.lit
+
+    def parse_segmented_idents(self) -> list[str]:
+        idents = [self.parse_ident()]
+        while True:
+            if not self.immediate_or_spaced("."):
+                break
+            ch = self.next_char()
+            if ch == "/":
+                break
+            if ch == ".":
+                idents.append("")
+                continue
+            if ch == ":":
+                self.pos -= 1
+                break
+            idents.append(self.parse_ident())
+        if len(idents) > 3:
+            raise ParseError(f"too many segments in {'.'.join(idents)}")
+        return idents
+
+    def immediate_or_spaced(self, kind: str) -> bool:
+        tok = self.peek()
+        if tok.kind == kind:
+            self.pos = tok.end
+            return True
+        return False
+
+    def parse_sources(self) -> tuple[ast.Measurement, ...]:
+        sources = [self.parse_source()]
+        while self.accept(","):
+            sources.append(self.parse_source())
+        return tuple(sources)
+
+    def parse_source(self) -> ast.Measurement:
+        regex = self.parse_regex()
+        if regex is not None:
+            return ast.Measurement(regex=regex.pattern)
+        if self.peek().kind == "(":
+            raise self._error_at("subqueries are not supported", self.peek())
+        idents = self.parse_segmented_idents()
+        if len(idents) == 3:
+            return ast.Measurement(database=idents[0], retention_policy=idents[1] or None,
+                                   name=idents[2])
+        regex = self.parse_regex()
+        if len(idents) == 1:
+            if regex is not None:
+                return ast.Measurement(retention_policy=idents[0] or None, regex=regex.pattern)
+            return ast.Measurement(name=idents[0])
+        if regex is not None:
+            return ast.Measurement(database=idents[0], retention_policy=idents[1] or None,
+                                   regex=regex.pattern)
+        return ast.Measurement(retention_policy=idents[0] or None, name=idents[1])
+
+    def parse_regex(self) -> ast.RegexLit | None:
+        if self.next_char() != "/":
+            return None
+        tok = scan_regex(self.text, self.pos)
+        if tok.kind == BADREGEX:
+            raise self._error_at("bad regex", tok)
+        self.pos = tok.end
+        try:
+            re.compile(tok.lit)
+        except re.error as exc:
+            raise ParseError(f"error parsing regexp: {exc}") from exc
+        return ast.RegexLit(tok.lit)
+
+    def parse_dimensions(self) -> tuple[ast.Expr, ...]:
+        dims: list[ast.Expr] = []
+        while True:
+            regex = self.parse_regex()
+            dims.append(regex if regex is not None else self.parse_expr())
+            if not self.accept(","):
+                return tuple(dims)
+
+    def parse_fill(self) -> tuple[ast.Fill, bool]:
+        tok = self.peek()
+        if tok.kind != IDENT or tok.lit.lower() != "fill":
+            return ast.Fill(), False
+        expr = self.parse_expr()
+        if not isinstance(expr, ast.Call):
+            raise ParseError("fill must be a function call")
+        if len(expr.args) != 1:
+            raise ParseError("fill requires an argument, e.g.: 0, null, none, previous, linear")
+        arg = expr.args[0]
+        if isinstance(arg, ast.VarRef) and arg.type is None and arg.name in (
+                "null", "none", "previous", "linear"):
+            return ast.Fill(mode=arg.name), True
+        if isinstance(arg, ast.IntegerLit):
+            return ast.Fill(mode="number", value=arg.value), True
+        if isinstance(arg, ast.NumberLit):
+            return ast.Fill(mode="number", value=arg.value), True
+        raise ParseError("expected number argument in fill()")
+
+    def parse_sort_fields(self) -> bool:
+        """ORDER BY time [ASC|DESC] (only time sorts in InfluxQL); True when descending."""
+        descending = False
+        first = True
+        while True:
+            tok = self.next()
+            if tok.kind in ("ASC", "DESC") and first:
+                descending = tok.kind == "DESC"
+            elif tok.kind == IDENT:
+                if tok.lit.lower() != "time":
+                    raise ParseError("only ORDER BY time supported at this time")
+                nxt = self.peek()
+                if nxt.kind in ("ASC", "DESC"):
+                    self.next()
+                    descending = nxt.kind == "DESC"
+            else:
+                raise self.error(tok, ["identifier", "ASC", "DESC"])
+            first = False
+            if not self.accept(","):
+                return descending
+
+    def parse_optional_int(self, keyword: str) -> int:
+        if not self.accept(keyword):
+            return 0
+        tok = self.next()
+        if tok.kind != INTEGER:
+            raise self.error(tok, ["integer"])
+        value = int(tok.lit)
+        if value == 0 and keyword in ("LIMIT", "SLIMIT"):
+            raise self._error_at(f"{keyword} must be > 0", tok)
+        return value
+
+    def parse_location(self) -> str | None:
+        tok = self.peek()
+        if tok.kind != IDENT or tok.lit.lower() != "tz":
+            return None
+        self.next()
+        self.expect("(", ["("])
+        name = self.next()
+        if name.kind != STRING:
+            raise self.error(name, ["string"])
+        self.expect(")", [")"])
+        return name.lit
+
+    # ---- expressions ------------------------------------------------------------------------
+    def parse_expr(self, min_prec: int = 1) -> ast.Expr:
+        lhs = self.parse_unary()
+        while True:
+            tok = self.peek()
+            op = tok.kind
+            prec = _PRECEDENCE.get(op)
+            if prec is None or prec < min_prec:
+                return lhs
+            self.next()
+            if op in ("=~", "!~"):
+                rhs: ast.Expr | None = self.parse_regex()
+                if rhs is None:
+                    bound = self.peek()
+                    if bound.kind == BOUNDPARAM:
+                        self.next()
+                        rhs = ast.BoundParam(bound.lit)
+                    else:
+                        raise self.error(bound, ["regex"])
+                # comparisons are left-assoc: a =~ /x/ AND ... continues at this level
+                lhs = ast.BinaryExpr("!=" if op == "<>" else op, lhs, rhs)
+                continue
+            rhs = self.parse_expr(prec + 1)
+            lhs = ast.BinaryExpr("!=" if op == "<>" else op, lhs, rhs)
+
+    def parse_unary(self) -> ast.Expr:
+        tok = self.next()
+        kind = tok.kind
+        if kind == "(":
+            expr = self.parse_expr()
+            close = self.next()
+            if close.kind != ")":
+                raise self.error(close, [")"])
+            return ast.ParenExpr(expr)
+        if kind == IDENT:
+            if self.immediate("("):
+                return self.parse_call(tok.lit)
+            self.pos = tok.pos
+            return self.parse_var_ref()
+        if kind == "DISTINCT":
+            if self.immediate("("):
+                return self.parse_call("distinct")
+            nxt = self.next()
+            if nxt.kind != IDENT:
+                raise self.error(nxt, ["identifier"])
+            return ast.Call("distinct", (ast.VarRef(nxt.lit),))
+        if kind == STRING:
+            return ast.StringLit(tok.lit)
+        if kind == NUMBER:
+            return ast.NumberLit(float(tok.lit))
+        if kind == INTEGER:
+            value = int(tok.lit)
+            if value > 2 ** 63 - 1:
+                return ast.NumberLit(float(value))
+            return ast.IntegerLit(value)
+        if kind in ("TRUE", "FALSE"):
+            return ast.BoolLit(kind == "TRUE")
+        if kind == DURATION:
+            return ast.DurationLit(int(tok.lit))
+        if kind == "*":
+            if self.immediate("::"):
+                typ = self.next()
+                if typ.kind not in ("FIELD", "TAG"):
+                    raise self.error(typ, ["field", "tag"])
+                return ast.Wildcard(typ.kind.lower())
+            return ast.Wildcard()
+        if kind == BOUNDPARAM:
+            if not tok.lit:
+                raise ParseError("empty bound parameter")
+            return ast.BoundParam(tok.lit)
+        if kind in ("+", "-"):
+            sign = -1 if kind == "-" else 1
+            nxt = self.peek()
+            if nxt.kind not in (NUMBER, INTEGER, DURATION, "(", IDENT):
+                raise self.error(nxt, ["identifier", "number", "duration", "("])
+            operand = self.parse_unary()
+            if isinstance(operand, ast.NumberLit):
+                return ast.NumberLit(operand.value * sign)
+            if isinstance(operand, ast.IntegerLit):
+                return ast.IntegerLit(operand.value * sign)
+            if isinstance(operand, ast.DurationLit):
+                return ast.DurationLit(operand.ns * sign)
+            return ast.BinaryExpr("*", ast.IntegerLit(sign), operand)
+        if kind == BADSTRING:
+            raise self.error(tok, ["identifier", "string", "number", "bool"])
+        if kind == BADESCAPE:
+            raise self._error_at(f"bad escape: {tok.lit}", tok)
+        raise self.error(tok, ["identifier", "string", "number", "bool"])
+
+    def parse_call(self, name: str) -> ast.Call:
+        name = name.lower()
+        args: list[ast.Expr] = []
+        regex = self.parse_regex()
+        if regex is not None:
+            args.append(regex)
+        else:
+            if self.accept(")"):
+                return ast.Call(name, ())
+            args.append(self.parse_expr())
+        while self.accept(","):
+            regex = self.parse_regex()
+            args.append(regex if regex is not None else self.parse_expr())
+        close = self.next()
+        if close.kind != ")":
+            raise self.error(close, [")"])
+        return ast.Call(name, tuple(args))
+
+    def parse_var_ref(self) -> ast.VarRef:
+        segments = self.parse_segmented_idents()
+        vtype = None
+        if self.immediate("::"):
+            typ = self.next()
+            if typ.kind == IDENT and typ.lit.lower() in _VAR_TYPES:
+                vtype = typ.lit.lower()
+            elif typ.kind in ("FIELD", "TAG"):
+                vtype = typ.kind.lower()
+            else:
+                raise self.error(typ, list(_VAR_TYPES) + ["field", "tag"])
+        return ast.VarRef(".".join(segments), vtype)
+
+    # ---- SHOW -------------------------------------------------------------------------------
+    def parse_show(self) -> ast.Statement:
+        tok = self.next()
+        kind = tok.kind
+        if kind == "DATABASES":
+            return ast.ShowDatabases()
+        if kind == "RETENTION":
+            self.expect("POLICIES")
+            return ast.ShowRetentionPolicies(database=self.parse_on())
+        if kind == "MEASUREMENTS":
+            return self.parse_show_measurements()
+        if kind == "TAG":
+            nxt = self.next()
+            if nxt.kind == "KEYS":
+                db = self.parse_on()
+                sources = self.parse_optional_from()
+                cond = self.parse_expr() if self.accept("WHERE") else None
+                limit, offset = self.parse_limit_offset()
+                return ast.ShowTagKeys(db, sources, cond, limit, offset)
+            if nxt.kind == "VALUES":
+                return self.parse_show_tag_values()
+            if nxt.kind == "KEY" or nxt.kind == "VALUES":
+                pass
+            raise self.error(nxt, ["KEYS", "VALUES"])
+        if kind == "FIELD":
+            nxt = self.next()
+            if nxt.kind != "KEYS":
+                raise self.error(nxt, ["KEYS"])
+            db = self.parse_on()
+            sources = self.parse_optional_from()
+            limit, offset = self.parse_limit_offset()
+            return ast.ShowFieldKeys(db, sources, limit, offset)
+        if kind == "SERIES":
+            db = self.parse_on()
+            sources = self.parse_optional_from()
+            cond = self.parse_expr() if self.accept("WHERE") else None
+            limit, offset = self.parse_limit_offset()
+            return ast.ShowSeries(db, sources, cond, limit, offset)
+        if kind in _SHOW_KINDS:
+            start = tok.pos
+            while self.peek().kind not in (";", EOF):
+                self.next()
+            return ast.UnsupportedStatement("SHOW " + self.text[start:self.pos].strip())
+        raise self.error(tok, _SHOW_KINDS)
+
+    def parse_on(self) -> str | None:
+        if self.accept("ON"):
+            return self.parse_ident()
+        return None
+
+    def parse_optional_from(self) -> tuple[ast.Measurement, ...]:
+        if self.accept("FROM"):
+            return self.parse_sources()
+        return ()
+
+    def parse_limit_offset(self) -> tuple[int, int]:
+        return self.parse_optional_int("LIMIT"), self.parse_optional_int("OFFSET")
+
+    def parse_show_measurements(self) -> ast.ShowMeasurements:
+        db = self.parse_on()
+        name_op = name_value = None
+        if self.accept("WITH"):
+            self.expect("MEASUREMENT")
+            op = self.next()
+            if op.kind not in ("=", "=~", "!=", "!~"):
+                raise self.error(op, ["=", "=~"])
+            regex = self.parse_regex()
+            if regex is not None:
+                name_op = "=~" if op.kind in ("=", "=~") else "!~"
+                name_value = regex.pattern
+            else:
+                idents = self.parse_segmented_idents()
+                name_op = "=" if op.kind in ("=", "=~") else "!="
+                name_value = idents[-1]
+        cond = self.parse_expr() if self.accept("WHERE") else None
+        limit, offset = self.parse_limit_offset()
+        return ast.ShowMeasurements(db, name_op, name_value, cond, limit, offset)
+
+    def parse_show_tag_values(self) -> ast.ShowTagValues:
+        db = self.parse_on()
+        sources = self.parse_optional_from()
+        self.expect("WITH")
+        self.expect("KEY")
+        op = self.next()
+        if op.kind in ("=", "!="):
+            regex = self.parse_regex()
+            if regex is not None:
+                key_op, values = ("=~" if op.kind == "=" else "!~"), (regex.pattern,)
+            else:
+                key_op, values = op.kind, (self.parse_ident(),)
+        elif op.kind in ("=~", "!~"):
+            regex = self.parse_regex()
+            if regex is None:
+                raise self.error(self.peek(), ["regex"])
+            key_op, values = op.kind, (regex.pattern,)
+        elif op.kind == "IN":
+            self.expect("(", ["("])
+            names = [self.parse_ident()]
+            while self.accept(","):
+                names.append(self.parse_ident())
+            self.expect(")", [")"])
+            key_op, values = "IN", tuple(names)
+        else:
+            raise self.error(op, ["=", "!=", "=~", "!~", "IN"])
+        cond = self.parse_expr() if self.accept("WHERE") else None
+        limit, offset = self.parse_limit_offset()
+        return ast.ShowTagValues(db, sources, key_op, values, cond, limit, offset)
