@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import faust
@@ -80,8 +81,13 @@ def batch_stats(data: bytes) -> tuple[int, int]:
     return table.num_rows, ts
 
 
+FLUSH = b"flush"
+
+
 def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
-                     buffers: faust.Table) -> None:
+                     buffers: faust.Table) -> Callable[[float], Awaitable[int]]:
+    """Register the persist agent; returns ``drain(timeout)``, which persists every buffer this
+    worker owns (used on clean shutdown) and returns how many buffers were left over."""
     catalog = Catalog.connect(settings.redis_url, settings.app_id)
     store: ObjectStore = open_store(settings)
     pending: dict[int, dict[BufferId, PendingBuffer]] = defaultdict(lambda: defaultdict(PendingBuffer))
@@ -169,17 +175,45 @@ def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
             if msg.topic == settings.accepted_topic:
                 ref = BatchRef.from_headers(header_dict(msg.headers))
                 track(p, BufferKey.for_batch(ref).encode(), msg.value)
+                seen[p] = max(seen.get(p, -1), msg.offset)
             else:
                 await purge_persisted(p)
                 await flush_outbox(p)
+            flush = msg.topic == settings.ticks_topic and msg.value == FLUSH
             now_ms = int(time.time() * 1000)
             for buf_id, buf in list(pending.get(p, {}).items()):
-                reason = due(buf, settings, now_ms)
+                reason = "shutdown" if flush else due(buf, settings, now_ms)
                 if reason:
                     await persist(p, buf_id, buf, reason)
+            if flush:
+                flushed[p] = time.time()
+
+    seen: dict[int, int] = {}  # accepted partition -> highest offset tracked
+    flushed: dict[int, float] = {}  # partition -> time its last flush tick was handled
+
+    async def drain(timeout: float) -> int:
+        """Catch up with every accepted batch, then persist all buffers of owned partitions."""
+        deadline = time.monotonic() + timeout
+        await app.producer.flush()
+        owned = [tp for tp in app.consumer.assignment() if tp.topic == settings.accepted_topic]
+        ends = await app.consumer.highwaters(*owned) if owned else {}
+        while time.monotonic() < deadline and any(
+                seen.get(tp.partition, -1) < end - 1 for tp, end in ends.items()):
+            await asyncio.sleep(0.05)
+        asked = time.time()
+        for tp in owned:
+            await topics.ticks.send(key=b"tick", value=FLUSH, partition=tp.partition)
+        while time.monotonic() < deadline and any(
+                flushed.get(tp.partition, 0) < asked for tp in owned):
+            await asyncio.sleep(0.05)
+        left = sum(len(pending.get(tp.partition, {})) for tp in owned)
+        log.info("drained %d partitions on shutdown (%d buffers left for the changelog)",
+                 len(owned), left)
+        return left
 
     @app.timer(settings.tick_interval)
     async def send_ticks() -> None:
         for p in range(settings.partitions):
             await topics.ticks.send(key=b"tick", value=str(time.time()).encode(), partition=p)
 
+    return drain

@@ -34,9 +34,8 @@ def main(ctx: click.Context, **overrides) -> None:
 @click.pass_context
 def worker(ctx: click.Context, worker_id: str | None, web_port: int | None, loglevel: str | None) -> None:
     """Run a Faust worker: ingest (and the other agents) over the write topics."""
-    import faust
 
-    from agents.app import create_app
+    from agents.app import InfluentWorker, create_app
 
     import asyncio
 
@@ -45,8 +44,8 @@ def worker(ctx: click.Context, worker_id: str | None, web_port: int | None, logl
     settings = _settings(ctx).replace(**{k: v for k, v in (("worker_id", worker_id),
                                                            ("worker_web_port", web_port)) if v})
     asyncio.run(ensure_topics(settings))
-    app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel or settings.log_level, quiet=True)
+    app, drain = create_app(settings)
+    worker = InfluentWorker(app, drain, loglevel=loglevel or settings.log_level, quiet=True)
     worker.execute_from_commandline()
 
 

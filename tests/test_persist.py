@@ -148,3 +148,23 @@ def test_catalog_rebuild_after_flushall(kafka_bootstrap, tmp_path):
             worker.stop()
     finally:
         stop(own_redis)
+
+
+def test_clean_shutdown_persists_every_buffer(kafka_bootstrap, redis_url, tmp_path):
+    settings = persist_settings(kafka_bootstrap, redis_url, tmp_path).replace(persist_max_rows=10**9)
+    db = unique("shutdown")
+    api = start_api(settings)
+    worker = start_worker(settings, "w1", free_port())
+    try:
+        asyncio.run(produce(settings, [lines(300)], db, partition=0))
+        asyncio.run(produce(settings, [lines(200, offset=300)], db, partition=1))
+        wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM cpu")[0]["n"] == 500)
+        worker.stop()  # SIGTERM: a clean shutdown
+        events = asyncio.run(events_for(settings, db, count=2))
+        assert sorted(e["rows"] for e in events) == [200, 300]
+        client = redis.Redis.from_url(redis_url)
+        assert client.hlen(f"{settings.app_id}:db:{db}:t:cpu:buf") == 0
+        assert rows(settings, db, "SELECT count(*) AS n FROM cpu")[0]["n"] == 500
+    finally:
+        api.stop()
+        worker.stop()
