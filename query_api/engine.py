@@ -179,5 +179,28 @@ class QueryEngine:
         return await asyncio.to_thread(run)
 
 
+class EngineSource:
+    """The InfluxQL executor's view of a database: catalog metadata and pruned, deduplicated
+    tables from the same loading path as SQL."""
+
+    def __init__(self, engine: QueryEngine, stats: QueryStats):
+        self.engine = engine
+        self.stats = stats
+
+    async def databases(self) -> list[str]:
+        return await self.engine.catalog.databases()
+
+    async def tables(self, db: str) -> list[str]:
+        return await self.engine.catalog.tables(db)
+
+    async def schema(self, db: str, table: str) -> TableSchema:
+        return await self.engine.catalog.table_schema(db, table)
+
+    async def load(self, db: str, table: str, time_range: tuple[int | None, int | None] | None = None
+                   ) -> pa.Table:
+        rng = TimeRange(*time_range) if time_range else UNBOUNDED
+        return await self.engine.load_table(db, table, rng, self.stats)
+
+
 def _clean_error(message: str) -> str:
     return re.sub(r"\s+", " ", message).strip()

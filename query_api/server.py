@@ -20,7 +20,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from influent.config import Settings
 from persist.catalog import Catalog, validate_db_name
 from persist.object_store import open_store
-from query_api.engine import DatabaseNotFound, QueryEngine, QueryError, QueryStats
+from query_api.engine import DatabaseNotFound, EngineSource, QueryEngine, QueryError, QueryStats
+from query_api.influxql.executor import execute_influxql, query_target
+from query_api.influxql.results import encode_json, to_table_rows
 from query_api.formats import CONTENT_TYPES, pick_format, render
 from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
 from topics.admin import ensure_topics
@@ -124,6 +126,58 @@ def create_api(settings: Settings) -> FastAPI:
         return StreamingResponse(render(table, fmt), media_type=CONTENT_TYPES[fmt],
                                  headers={"X-Influent-Files-Read": str(stats.files_read),
                                           "X-Influent-Files-Pruned": str(stats.files_pruned)})
+
+    # ---- InfluxQL ---------------------------------------------------------------------------
+    async def influxql(db: str | None, q: str, epoch: str | None) -> tuple[dict, QueryStats]:
+        stats = QueryStats()
+        try:
+            body = await execute_influxql(q, db or None, EngineSource(app.state.engine, stats),
+                                          now_ns=time.time_ns(), epoch=epoch)
+        finally:
+            observe(stats)
+        return body, stats
+
+    @app.api_route("/query", methods=["GET", "POST"])
+    async def query_v1(request: Request) -> Response:
+        """InfluxDB 1.x ``/query``: results shaped exactly as 1.x shapes them."""
+        args = await _query_args(request)
+        q = args.get("q")
+        if not q:
+            return JSONResponse({"error": "missing required parameter \"q\""}, status_code=400)
+        body, _ = await influxql(args.get("db"), q, args.get("epoch"))
+        status = 400 if "error" in body and "results" not in body else 200
+        pretty = str(args.get("pretty", "")).lower() == "true"
+        return Response(encode_json(body, pretty), status_code=status, media_type="application/json",
+                        headers={"X-Influxdb-Version": VERSION})
+
+    @app.api_route("/api/v3/query_influxql", methods=["GET", "POST"])
+    async def query_influxql(request: Request) -> Response:
+        """InfluxDB 3 InfluxQL endpoint: one statement, rows with an ``iox::measurement`` column."""
+        args = await _query_args(request)
+        q, db = args.get("q"), args.get("db")
+        if not q:
+            return JSONResponse({"error": "missing query parameter 'q'"}, status_code=400)
+        try:
+            fmt = pick_format(args.get("format"), request.headers.get("accept"))
+            target = query_target(q)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except Exception as exc:  # the parser's error, as InfluxDB 3 reports it
+            return JSONResponse({"error": f"error parsing query: {exc}"}, status_code=400)
+        if target.statement_count != 1:
+            return JSONResponse({"error": "only a single InfluxQL statement is supported"}, status_code=400)
+        if db and target.database and target.database != db:
+            return JSONResponse({"error": "database name in query does not match the db parameter"},
+                                status_code=400)
+        db = db or target.database
+        if db and not await app.state.catalog.has_database(db):
+            return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
+        body, _ = await influxql(db, q, "ns")
+        results = body.get("results") or []
+        error = body.get("error") or (results[0].get("error") if results else None)
+        if error:
+            return PlainTextResponse(error, status_code=400)
+        return StreamingResponse(render(to_table_rows(body), fmt), media_type=CONTENT_TYPES[fmt])
 
     # ---- writes (the router) --------------------------------------------------------------
     async def route_write(request: Request, db: str | None, precision: str,
