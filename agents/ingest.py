@@ -132,7 +132,8 @@ async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str) 
         if kept is None:
             continue
         ordered = with_write_order(kept.batch, kept.lines, msg)
-        for pk, part in split_by_partition(ordered, partition_keys(ordered)).items():
+        template = await catalog.partition_template(db, table.name)
+        for pk, part in split_by_partition(ordered, partition_keys(ordered, template)).items():
             if await catalog.watermark(db, table.name, pk, msg.partition) >= msg.offset:
                 continue  # a replay of a message whose rows are already in a Parquet file
             ref = BatchRef(db, table.name, pk, msg.topic, msg.partition, msg.offset)

@@ -143,6 +143,34 @@ def write(ctx: click.Context, source, db: str, precision: str, batch_bytes: int)
         raise click.ClickException(f"{errors} request(s) reported errors")
 
 
+@main.command("partition-template")
+@click.option("--db", required=True)
+@click.option("--table", default=None, help="Only this table (default: the whole database).")
+@click.option("--time-format", default="%Y-%m-%d", show_default=True, help="strftime format of time.")
+@click.option("--tag", "tags", multiple=True, help="Tag whose value joins the key (repeatable).")
+@click.pass_context
+def partition_template(ctx: click.Context, db: str, table: str | None, time_format: str,
+                       tags: tuple[str, ...]) -> None:
+    """Set how new data of a database or table is split into partitions (IOx-style template)."""
+    import asyncio
+
+    from persist.catalog import Catalog
+    from persist.partitioning import PartitionTemplate
+
+    settings = _settings(ctx)
+    template = PartitionTemplate(time_format, tags)
+
+    async def run() -> None:
+        cat = Catalog.connect(settings.redis_url, settings.app_id)
+        try:
+            await cat.set_partition_template(db, table, template)
+        finally:
+            await cat.close()
+
+    asyncio.run(run())
+    click.echo(f"partition template of {db}{'/' + table if table else ''}: {template.to_json()}")
+
+
 @main.group()
 def catalog() -> None:
     """Inspect and repair the catalog."""

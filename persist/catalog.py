@@ -8,6 +8,7 @@ deployments sharing one Redis never collide) — see docs/catalog.md:
 - ``<ns>:db:<db>:t:<table>:cols``       hash column -> kind ("tag", "time", or a field type)
 - ``<ns>:db:<db>:t:<table>:buf``        hash buffer key -> Arrow IPC batch (buffer snapshot)
 - ``<ns>:db:<db>:t:<table>:files``      hash object path -> Parquet file record (JSON)
+- ``<ns>:templates``                    hash "<db>" or "<db>␟<table>" -> partition template JSON
 - ``<ns>:outbox:<source partition>``    hash object path -> persist event JSON not yet sent
 - ``<ns>:persisted``                    hash "<db>␟<table>␟<partition key>␟<source partition>"
                                          -> highest source offset persisted (the watermark)
@@ -21,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from persist.parquet_files import ParquetFileMeta
+from persist.partitioning import PartitionTemplate
 
 import redis.asyncio as aioredis
 
@@ -146,6 +148,20 @@ class Catalog:
                 pipe.hsetnx(self.k_columns(db, table), column, kind)
             await pipe.execute()
         return await self.table_schema(db, table)
+
+    # ---- partition templates --------------------------------------------------------------
+    def k_templates(self) -> str:
+        return f"{self.ns}:templates"
+
+    async def set_partition_template(self, db: str, table: str | None,
+                                     template: PartitionTemplate) -> None:
+        name = db if table is None else f"{db}\x1f{table}"
+        await self.redis.hset(self.k_templates(), name, template.to_json())
+
+    async def partition_template(self, db: str, table: str) -> PartitionTemplate:
+        """The table's template, else the database's, else the default (UTC day)."""
+        own, inherited = await self.redis.hmget(self.k_templates(), f"{db}\x1f{table}", db)
+        return PartitionTemplate.from_json(own or inherited)
 
     # ---- buffer snapshots -----------------------------------------------------------------
     async def put_snapshots(self, items: list[tuple[str, str, str, bytes]]) -> None:

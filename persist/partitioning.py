@@ -1,18 +1,68 @@
-"""Partition keys: which buffer (and later which Parquet file group) a row belongs to.
+"""Partition keys: which buffer (and so which Parquet file group) a row belongs to.
 
-The default template is the UTC day of ``time`` (``%Y-%m-%d``), as in InfluxDB 3 / IOx.
+The default template is the UTC day of ``time`` (``%Y-%m-%d``), as in InfluxDB 3 / IOx. A
+database or table may set a template of a time format plus tag values (IOx style): the key is
+the parts joined by ``|``, a missing tag value is ``!``, and ``|``, ``!``, ``%`` and ``/`` inside
+values are percent-encoded so keys stay unambiguous and safe in object paths.
 """
 from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 DEFAULT_TIME_FORMAT = "%Y-%m-%d"
+MISSING = "!"
+_ESCAPES = (("%", "%25"), ("|", "%7C"), ("!", "%21"), ("/", "%2F"))
 
 
-def partition_keys(batch: pa.RecordBatch, time_format: str = DEFAULT_TIME_FORMAT) -> pa.Array:
-    """One partition key string per row (vectorised strftime over the time column)."""
-    return pc.strftime(batch.column("time"), format=time_format)
+@dataclass(frozen=True)
+class PartitionTemplate:
+    time_format: str = DEFAULT_TIME_FORMAT
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.time_format or "/" in self.time_format:
+            raise ValueError("time_format must be a non-empty strftime format without '/'")
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+    def to_json(self) -> str:
+        return json.dumps({"time_format": self.time_format, "tags": list(self.tags)})
+
+    @classmethod
+    def from_json(cls, text: str | bytes | None) -> "PartitionTemplate":
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(data.get("time_format") or DEFAULT_TIME_FORMAT, tuple(data.get("tags") or ()))
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+DEFAULT_TEMPLATE = PartitionTemplate()
+
+
+def _encode(values: pa.Array) -> pa.Array:
+    for raw, escaped in _ESCAPES:
+        values = pc.replace_substring(values, raw, escaped)
+    return values
+
+
+def partition_keys(batch: pa.RecordBatch, template: PartitionTemplate = DEFAULT_TEMPLATE) -> pa.Array:
+    """One partition key string per row (vectorised)."""
+    parts = [_encode(pc.strftime(batch.column("time"), format=template.time_format))]
+    for tag in template.tags:
+        if tag in batch.schema.names:
+            col = batch.column(tag)
+            parts.append(pc.fill_null(_encode(pc.cast(col, pa.string())), MISSING))
+        else:
+            parts.append(pa.array([MISSING] * batch.num_rows, pa.string()))
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, "|")
 
 
 def split_by_partition(batch: pa.RecordBatch, keys: pa.Array) -> dict[str, pa.RecordBatch]:

@@ -18,7 +18,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from influent.config import Settings
-from persist.catalog import Catalog, validate_db_name
+import pyarrow as pa
+
+from persist.catalog import TAG, Catalog, schema_conflicts, validate_db_name
+from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
 from persist.object_store import open_store
 from query_api.engine import DatabaseNotFound, EngineSource, QueryEngine, QueryError, QueryStats
 from query_api.influxql.executor import execute_influxql, query_target
@@ -126,6 +129,64 @@ def create_api(settings: Settings) -> FastAPI:
         return StreamingResponse(render(table, fmt), media_type=CONTENT_TYPES[fmt],
                                  headers={"X-Influent-Files-Read": str(stats.files_read),
                                           "X-Influent-Files-Pruned": str(stats.files_pruned)})
+
+    # ---- admin --------------------------------------------------------------------------------
+    def template_from(body: dict) -> PartitionTemplate | None:
+        raw = body.get("partition_template")
+        if raw is None:
+            return None
+        return PartitionTemplate(raw.get("time_format") or DEFAULT_TIME_FORMAT, tuple(raw.get("tags") or ()))
+
+    @app.get("/api/v3/configure/database")
+    async def list_databases(format: str = "json") -> Response:
+        names = await app.state.catalog.databases()
+        table = pa.table({"iox::database": pa.array(names, pa.string())})
+        fmt = pick_format(format, None)
+        return StreamingResponse(render(table, fmt), media_type=CONTENT_TYPES[fmt])
+
+    @app.post("/api/v3/configure/database")
+    async def create_database(request: Request) -> Response:
+        body = await _json_body(request)
+        db = body.get("db") or ""
+        reason = validate_db_name(db)
+        if reason:
+            return JSONResponse({"error": reason}, status_code=400)
+        try:
+            template = template_from(body)
+        except (ValueError, AttributeError) as exc:
+            return JSONResponse({"error": f"invalid partition_template: {exc}"}, status_code=400)
+        if not await app.state.catalog.create_database(db):
+            return PlainTextResponse("attempted to create resource that already exists", status_code=409)
+        if template:
+            await app.state.catalog.set_partition_template(db, None, template)
+        return Response(status_code=200)
+
+    @app.post("/api/v3/configure/table")
+    async def create_table(request: Request) -> Response:
+        body = await _json_body(request)
+        db, table = body.get("db") or "", body.get("table") or ""
+        reason = validate_db_name(db) or (None if table else "table name cannot be empty")
+        if reason:
+            return JSONResponse({"error": reason}, status_code=400)
+        types = {"utf8": "string", "int64": "integer", "uint64": "uinteger", "float64": "float",
+                 "bool": "boolean"}
+        columns = {t: TAG for t in body.get("tags") or []}
+        try:
+            for f in body.get("fields") or []:
+                columns[f["name"]] = types[f["type"]]
+            template = template_from(body)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return JSONResponse({"error": f"invalid table definition: {exc}"}, status_code=400)
+        catalog: Catalog = app.state.catalog
+        if table in await catalog.tables(db):
+            return PlainTextResponse("attempted to create resource that already exists", status_code=409)
+        schema = await catalog.ensure_columns(db, table, columns)
+        clashes = schema_conflicts(columns, schema.columns)
+        if clashes:
+            return JSONResponse({"error": "; ".join(clashes.values())}, status_code=409)
+        if template:
+            await catalog.set_partition_template(db, table, template)
+        return Response(status_code=200)
 
     # ---- InfluxQL ---------------------------------------------------------------------------
     async def influxql(db: str | None, q: str, epoch: str | None) -> tuple[dict, QueryStats]:
@@ -264,6 +325,14 @@ async def _query_args(request: Request) -> dict[str, Any]:
             form = await request.form()
             args.update({k: v for k, v in form.items() if isinstance(v, str)})
     return args
+
+
+async def _json_body(request: Request) -> dict:
+    try:
+        body = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _authorized(request: Request, token: str) -> bool:

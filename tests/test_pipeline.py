@@ -115,3 +115,23 @@ def test_hundred_thousand_lines_valid_and_rejected_add_up(stack):
             assert "time" in reason, reason
         elif ",host=x " in original:
             assert "host" in reason, reason
+
+
+def test_table_partition_template_from_the_api(stack):
+    import httpx
+    settings, _ = stack
+    db = unique("tmpl")
+    resp = httpx.post(f"{settings.http_url}/api/v3/configure/table", json={
+        "db": db, "table": "t", "tags": ["region"], "fields": [{"name": "v", "type": "float64"}],
+        "partition_template": {"time_format": "%Y-%m", "tags": ["region"]}})
+    assert resp.status_code == 200, resp.text
+    assert httpx.post(f"{settings.http_url}/api/v3/configure/table", json={"db": db, "table": "t"}).status_code == 409
+    listed = httpx.get(f"{settings.http_url}/api/v3/configure/database", params={"format": "json"}).json()
+    assert {"iox::database": db} in listed
+    asyncio.run(produce(settings, [b"t,region=eu v=1 0\nt,region=us v=2 0\nt v=3 0"], db))
+    import redis as redis_client
+    client = redis_client.Redis.from_url(settings.redis_url)
+    key = f"{settings.app_id}:db:{db}:t:t:buf"
+    wait_for(lambda: client.hlen(key) == 3, what="three partitions buffered")
+    assert sorted(f.decode().split(":", 2)[2] for f in client.hkeys(key)) == ["1970-01|!", "1970-01|eu", "1970-01|us"]
+    assert len(rows(settings, db, "SELECT * FROM t")) == 3

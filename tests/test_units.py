@@ -142,3 +142,14 @@ def test_write_body_limits_and_error_shape():
     assert v3_error_body([err], True) == {"error": "partial write of line protocol occurred", "data": [
         {"error_message": "No fields were provided", "line_number": 2, "original_line": "cpu,host=a val= 123 "}]}
     assert v3_error_body([err], False)["error"] == "line protocol parsing error"
+
+
+def test_partition_template_with_tags_is_escaped_and_marks_missing_values():
+    from persist.partitioning import PartitionTemplate
+    b = pa.record_batch({"time": pa.array([0, 3_600 * 10**9, 0], NS),
+                         "region": pa.array(["eu|1", None, "us/w"])})
+    keys = partition_keys(b, PartitionTemplate("%Y-%m-%dT%H", ("region", "absent")))
+    assert keys.to_pylist() == ["1970-01-01T00|eu%7C1|!", "1970-01-01T01|!|!", "1970-01-01T00|us%2Fw|!"]
+    assert PartitionTemplate.from_json(PartitionTemplate("%Y", ("a",)).to_json()) == PartitionTemplate("%Y", ("a",))
+    with pytest.raises(ValueError):
+        PartitionTemplate("%Y/%m")
