@@ -63,11 +63,6 @@ class BoolLit:
 
 
 @dataclass(frozen=True)
-class BoundParam:
-    name: str
-
-
-@dataclass(frozen=True)
 class ParenExpr:
     expr: "Expr"
 
@@ -80,7 +75,7 @@ class BinaryExpr:
 
 
 Expr = Union[VarRef, Wildcard, Call, NumberLit, IntegerLit, StringLit, RegexLit, DurationLit,
-             BoolLit, BoundParam, ParenExpr, BinaryExpr]
+             BoolLit, ParenExpr, BinaryExpr]
 
 COMPARISON_OPS = frozenset({"=", "!=", "<", "<=", ">", ">=", "=~", "!~"})
 ARITHMETIC_OPS = frozenset({"+", "-", "*", "/", "%", "&", "|", "^"})

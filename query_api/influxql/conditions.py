@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from query_api.influxql import ast
-from query_api.influxql.timeutil import MAX_TIME, MIN_TIME, InvalidTime, parse_time_literal
+from query_api.influxql.timeutil import InvalidTime, parse_time_literal
 
 NUMERIC_KINDS = frozenset({"float", "integer", "uinteger"})
 
@@ -131,11 +131,6 @@ def _time_bounds(expr: ast.Expr, now_ns: int, tz: str | None
     if op == "<":
         return None, value - 1
     return None, value
-
-
-def effective_range(rng: TimeRange) -> tuple[int, int]:
-    return (MIN_TIME if rng.lower is None else rng.lower,
-            MAX_TIME if rng.upper is None else rng.upper)
 
 
 # ---- residual condition -> DataFusion SQL --------------------------------------------------

@@ -14,7 +14,7 @@ ALL ALTER ANALYZE AND ANY AS ASC BEGIN BY CARDINALITY CREATE CONTINUOUS DATABASE
 DEFAULT DELETE DESC DESTINATIONS DIAGNOSTICS DISTINCT DROP DURATION END EVERY EXACT EXPLAIN
 FALSE FIELD FOR FROM GRANT GRANTS GROUP GROUPS IN INF INSERT INTO KEY KEYS KILL LIMIT
 MEASUREMENT MEASUREMENTS NAME OFFSET ON OR ORDER PASSWORD POLICIES POLICY PRIVILEGES QUERIES
-QUERY READ REPLICATION RESAMPLE RETENTION REVOKE SELECT SERIES SET SHARD SHARDS SLIMIT SOFFSET
+QUERY READ REPLICATION RESAMPLE RETENTION REVOKE SELECT SERIES SET SHARD SHARDS SHOW SLIMIT SOFFSET
 STATS SUBSCRIPTION SUBSCRIPTIONS TAG TO TRUE USER USERS VALUES WHERE WITH WRITE
 """.split())
 
@@ -22,7 +22,7 @@ STATS SUBSCRIPTION SUBSCRIPTIONS TAG TO TRUE USER USERS VALUES WHERE WITH WRITE
 IDENT = "IDENT"
 NUMBER = "NUMBER"
 INTEGER = "INTEGER"
-DURATION = "DURATION"
+DURATION = "DURATIONVAL"
 STRING = "STRING"
 BADSTRING = "BADSTRING"
 BADESCAPE = "BADESCAPE"
@@ -56,10 +56,12 @@ class Token:
         return self.lit if self.lit != "" else self.kind
 
 
-def line_char(text: str, pos: int, eof: bool = False) -> tuple[int, int]:
+def line_char(text: str, pos: int, eof: bool = False, quoted: bool = False) -> tuple[int, int]:
+    """1-based line and InfluxDB's char number: column + 1, except column + 2 at EOF and
+    column + 0 for single-quoted strings (quirks of the 1.x scanner's positions)."""
     line = text.count("\n", 0, pos) + 1
     start = text.rfind("\n", 0, pos) + 1
-    return line, pos - start + (2 if eof else 1)
+    return line, pos - start + (2 if eof else 0 if quoted else 1)
 
 
 def _is_ident_start(ch: str) -> bool:
@@ -158,6 +160,15 @@ def _scan_number(text: str, pos: int) -> Token:
         while end < n and text[end].isdigit():
             end += 1
         return Token(NUMBER, text[pos:end], pos, end)
+    total, cursor = _duration_prefix(text, pos)
+    if cursor > pos and not (cursor < n and _is_ident_char(text[cursor])):
+        return Token(DURATION, text[pos:cursor], pos, cursor)
+    return Token(INTEGER, text[pos:end], pos, end)
+
+
+def _duration_prefix(text: str, pos: int) -> tuple[int, int]:
+    """(ns, end) of the longest run of ``<digits><unit>`` groups at ``pos``."""
+    n = len(text)
     total, cursor = 0, pos
     while True:
         digits_end = cursor
@@ -165,12 +176,17 @@ def _scan_number(text: str, pos: int) -> Token:
             digits_end += 1
         unit = _unit_at(text, digits_end) if digits_end > cursor else None
         if unit is None:
-            break
+            return total, cursor
         total += int(text[cursor:digits_end]) * DURATION_UNITS[unit]
         cursor = digits_end + len(unit)
-    if cursor > pos and not (cursor < n and _is_ident_char(text[cursor])):
-        return Token(DURATION, str(total), pos, cursor)
-    return Token(INTEGER, text[pos:end], pos, end)
+
+
+def duration_ns(literal: str) -> int:
+    """The value in ns of a DURATION token's text (``1h30m`` -> 5400000000000)."""
+    total, end = _duration_prefix(literal, 0)
+    if end != len(literal):
+        raise ValueError(f"invalid duration {literal}")
+    return total
 
 
 def _unit_at(text: str, pos: int) -> str | None:

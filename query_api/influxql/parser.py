@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from query_api.influxql import ast
 from query_api.influxql.lexer import (BADESCAPE, BADREGEX, BADSTRING, BOUNDPARAM, DURATION, EOF,
-                                      IDENT, INTEGER, NUMBER, REGEX, STRING, Token, line_char,
-                                      scan, scan_regex, skip_space)
+                                      IDENT, INTEGER, NUMBER, STRING, Token, duration_ns,
+                                      line_char, scan, scan_regex, skip_space)
+from query_api.influxql.timeutil import UnknownTimeZone, zone
 
 _PRECEDENCE = {"OR": 1, "AND": 2, "=": 4, "!=": 4, "<>": 4, "=~": 4, "!~": 4, "<": 4, "<=": 4,
                ">": 4, ">=": 4, "+": 5, "-": 5, "|": 5, "^": 5, "*": 6, "/": 6, "%": 6, "&": 6}
@@ -34,9 +36,10 @@ class ParsedQuery:
     texts: tuple[str, ...]  # each statement's source text (for error messages)
 
 
-def parse_query(text: str) -> ParsedQuery:
-    """Parse ``;``-separated statements; raises :class:`ParseError`."""
-    return _Parser(text).parse_query()
+def parse_query(text: str, params: dict[str, Any] | None = None) -> ParsedQuery:
+    """Parse ``;``-separated statements, binding ``$name`` placeholders from ``params`` (the
+    decoded JSON of the ``params`` request parameter); raises :class:`ParseError`."""
+    return _Parser(text, params).parse_query()
 
 
 def parse_expr(text: str) -> ast.Expr:
@@ -47,10 +50,50 @@ def parse_expr(text: str) -> ast.Expr:
     return expr
 
 
+def bound_value(name: str, params: dict[str, Any] | None) -> ast.Expr:
+    """The literal a ``$name`` placeholder stands for. Values are JSON scalars (integral
+    numbers are integers) or one-key objects naming the type, as InfluxDB 1.x accepts:
+    ``{"identifier"|"regex"|"duration"|"string"|"integer"|"float"|"boolean": value}``."""
+    if not params or name not in params:
+        raise ParseError(f"missing parameter: {name}")
+    value = params[name]
+    if isinstance(value, dict) and len(value) == 1:
+        kind, raw = next(iter(value.items()))
+        try:
+            if kind == "identifier":
+                return ast.VarRef(str(raw))
+            if kind == "regex":
+                re.compile(str(raw))
+                return ast.RegexLit(str(raw))
+            if kind == "duration":
+                return ast.DurationLit(duration_ns(str(raw)) if isinstance(raw, str) else int(raw))
+            if kind == "string":
+                return ast.StringLit(str(raw))
+            if kind in ("integer", "unsigned"):
+                return ast.IntegerLit(int(raw))
+            if kind == "float":
+                return ast.NumberLit(float(raw))
+            if kind == "boolean":
+                return ast.BoolLit(bool(raw))
+        except (ValueError, re.error) as exc:
+            raise ParseError(f"invalid value for parameter {name}: {raw!r}") from exc
+        raise ParseError(f"unknown parameter type: {kind}")
+    if isinstance(value, bool):
+        return ast.BoolLit(value)
+    if isinstance(value, int):
+        return ast.IntegerLit(value)
+    if isinstance(value, float):
+        return ast.IntegerLit(int(value)) if value.is_integer() else ast.NumberLit(value)
+    if isinstance(value, str):
+        return ast.StringLit(value)
+    raise ParseError(f"unable to bind parameter with type {type(value).__name__}")
+
+
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, params: dict[str, Any] | None = None):
         self.text = text
         self.pos = 0
+        self.params = params
 
     # ---- token plumbing ---------------------------------------------------------------------
     def peek(self) -> Token:
@@ -69,14 +112,11 @@ class _Parser:
         return None
 
     def error(self, tok: Token, expected: list[str]) -> ParseError:
-        if tok.kind == BADSTRING:
-            return self._error_at("found " + tok.lit + ", expected " + ", ".join(expected), tok)
-        line, char = line_char(self.text, tok.pos, eof=tok.kind == EOF)
-        return ParseError(f"found {tok.describe()}, expected {', '.join(expected)} "
-                          f"at line {line}, char {char}")
+        return self._error_at(f"found {tok.describe()}, expected {', '.join(expected)}", tok)
 
     def _error_at(self, message: str, tok: Token) -> ParseError:
-        line, char = line_char(self.text, tok.pos, eof=tok.kind == EOF)
+        quoted = tok.kind in (STRING, BADSTRING, BADESCAPE)
+        line, char = line_char(self.text, tok.pos, eof=tok.kind == EOF, quoted=quoted)
         return ParseError(f"{message} at line {line}, char {char}")
 
     def expect(self, kind: str, expected: list[str] | None = None) -> Token:
@@ -187,7 +227,7 @@ class _Parser:
     def parse_segmented_idents(self) -> list[str]:
         idents = [self.parse_ident()]
         while True:
-            if not self.immediate_or_spaced("."):
+            if self.accept(".") is None:
                 break
             ch = self.next_char()
             if ch == "/":
@@ -202,13 +242,6 @@ class _Parser:
         if len(idents) > 3:
             raise ParseError(f"too many segments in {'.'.join(idents)}")
         return idents
-
-    def immediate_or_spaced(self, kind: str) -> bool:
-        tok = self.peek()
-        if tok.kind == kind:
-            self.pos = tok.end
-            return True
-        return False
 
     def parse_sources(self) -> tuple[ast.Measurement, ...]:
         sources = [self.parse_source()]
@@ -303,10 +336,7 @@ class _Parser:
         tok = self.next()
         if tok.kind != INTEGER:
             raise self.error(tok, ["integer"])
-        value = int(tok.lit)
-        if value == 0 and keyword in ("LIMIT", "SLIMIT"):
-            raise self._error_at(f"{keyword} must be > 0", tok)
-        return value
+        return int(tok.lit)
 
     def parse_location(self) -> str | None:
         tok = self.peek()
@@ -318,6 +348,10 @@ class _Parser:
         if name.kind != STRING:
             raise self.error(name, ["string"])
         self.expect(")", [")"])
+        try:
+            zone(name.lit)
+        except UnknownTimeZone as exc:
+            raise ParseError(str(exc)) from exc
         return name.lit
 
     # ---- expressions ------------------------------------------------------------------------
@@ -334,11 +368,13 @@ class _Parser:
                 rhs: ast.Expr | None = self.parse_regex()
                 if rhs is None:
                     bound = self.peek()
-                    if bound.kind == BOUNDPARAM:
-                        self.next()
-                        rhs = ast.BoundParam(bound.lit)
-                    else:
+                    if bound.kind != BOUNDPARAM:
                         raise self.error(bound, ["regex"])
+                    self.next()
+                    rhs = bound_value(bound.lit, self.params)
+                    if not isinstance(rhs, ast.RegexLit):
+                        shown = rhs.value if isinstance(rhs, ast.StringLit) else bound.lit
+                        raise self._error_at(f"found {shown}, expected regex", bound)
                 # comparisons are left-assoc: a =~ /x/ AND ... continues at this level
                 lhs = ast.BinaryExpr("!=" if op == "<>" else op, lhs, rhs)
                 continue
@@ -378,7 +414,7 @@ class _Parser:
         if kind in ("TRUE", "FALSE"):
             return ast.BoolLit(kind == "TRUE")
         if kind == DURATION:
-            return ast.DurationLit(int(tok.lit))
+            return ast.DurationLit(duration_ns(tok.lit))
         if kind == "*":
             if self.immediate("::"):
                 typ = self.next()
@@ -389,7 +425,7 @@ class _Parser:
         if kind == BOUNDPARAM:
             if not tok.lit:
                 raise ParseError("empty bound parameter")
-            return ast.BoundParam(tok.lit)
+            return bound_value(tok.lit, self.params)
         if kind in ("+", "-"):
             sign = -1 if kind == "-" else 1
             nxt = self.peek()
@@ -461,8 +497,6 @@ class _Parser:
                 return ast.ShowTagKeys(db, sources, cond, limit, offset)
             if nxt.kind == "VALUES":
                 return self.parse_show_tag_values()
-            if nxt.kind == "KEY" or nxt.kind == "VALUES":
-                pass
             raise self.error(nxt, ["KEYS", "VALUES"])
         if kind == "FIELD":
             nxt = self.next()

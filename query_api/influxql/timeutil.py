@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from query_api.influxql.arrowutil import arange
+
 #: influxql.MinTime / MaxTime (models.MinNanoTime / MaxNanoTime)
 MIN_TIME = -(2 ** 63) + 2
 MAX_TIME = 2 ** 63 - 2
@@ -103,21 +105,35 @@ def window_start(t: int, interval: int, offset: int = 0, tz: str | None = None) 
     return window_starts(pa.array([t], pa.int64()), interval, offset, tz)[0].as_py()
 
 
-def window_grid(first: int, last: int, interval: int, tz: str | None = None) -> pa.Array:
-    """Window starts from ``first`` (itself a window start) through the window of ``last``,
-    stepping as 1.x's fill iterator does (``+interval``, then DST correction)."""
+def window_grid(first: int, last: int, interval: int, offset: int = 0,
+                tz: str | None = None) -> pa.Array:
+    """Window starts from ``first`` (itself a window start) through ``last`` (the window of
+    the end time), stepping as 1.x's fill iterator does: ``+interval``, and where the zone's
+    offset at ``window - offset - 1ns`` changes by less than the interval, shift by the
+    change. Vectorised between offset changes (one loop turn per DST transition)."""
     if last < first:
         return pa.array([], pa.int64())
-    count = (last - first) // interval + 1
-    naive = pc.add(pc.multiply(pa.array(range(count), pa.int64()), interval), first)
     if tz is None:
-        return naive
-    base = zone_offsets(pa.array([first], pa.int64()), tz)[0].as_py()
-    offs = zone_offsets(pc.subtract(naive, 1), tz)
-    diff = pc.subtract(pa.scalar(base, pa.int64()), offs)
-    adjust = pc.less(pc.abs(diff), interval)
-    grid = pc.if_else(adjust, pc.add(naive, diff), naive)
-    return pc.filter(grid, pc.less_equal(grid, last)) if count else grid
+        return pc.add(pc.multiply(arange((last - first) // interval + 1), interval), first)
+    pieces: list[pa.Array] = []
+    current = first
+    zone_now = zone_offsets(pa.array([first - offset], pa.int64()), tz)[0].as_py()
+    while current <= last:
+        naive = pc.add(pc.multiply(arange((last - current) // interval + 1), interval), current)
+        # the segment's first window was checked when it was stepped to: look from the next
+        offs = zone_offsets(pc.subtract(naive.slice(1), offset + 1), tz)
+        changed = pc.indices_nonzero(pc.not_equal(offs, zone_now))
+        if len(changed) == 0:
+            pieces.append(naive)
+            break
+        at = changed[0].as_py() + 1
+        pieces.append(naive.slice(0, at))
+        new_zone = offs[at - 1].as_py()
+        current = naive[at].as_py()
+        if abs(zone_now - new_zone) < interval:
+            current += zone_now - new_zone
+        zone_now = new_zone
+    return pa.concat_arrays(pieces) if pieces else pa.array([], pa.int64())
 
 
 # ---- output encodings ---------------------------------------------------------------------
@@ -125,17 +141,37 @@ def window_grid(first: int, last: int, interval: int, tz: str | None = None) -> 
 
 def format_rfc3339(ns: pa.Array, tz: str | None = None) -> pa.Array:
     """RFC3339 strings as InfluxDB 1.x prints them: trailing zeros of the fraction trimmed,
-    ``Z`` for UTC (and any zero offset), ``+hh:mm`` otherwise."""
+    ``Z`` for UTC (and any zero offset), ``+hh:mm`` otherwise.
+
+    GROUP BY time results repeat the same few window times across series: those are
+    formatted once and spread back with ``take``."""
     ns = ns.cast(pa.int64())
-    stamps = ns.cast(pa.timestamp("ns", tz=tz or "UTC"))
-    body = pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%S")
-    # %S carries the 9-digit fraction for ns stamps; only the fraction can end in zeros here
-    body = pc.replace_substring_regex(body, pattern=r"\.?0+$", replacement="")
+    if len(ns) > 256:
+        distinct = pc.unique(ns)
+        if len(distinct) * 4 < len(ns):
+            return pc.take(_format(distinct, tz), pc.index_in(ns, value_set=distinct))
+    return _format(ns, tz)
+
+
+def _format(ns: pa.Array, tz: str | None) -> pa.Array:
+    seconds = pc.subtract(ns, floor_mod(ns, 1_000_000_000))
+    fraction = pc.subtract(ns, seconds)
+    stamps = seconds.cast(pa.timestamp("ns", tz=tz or "UTC"))
+    body = pc.strftime(stamps.cast(pa.timestamp("s", tz=tz or "UTC")),
+                       format="%Y-%m-%dT%H:%M:%S")
+    digits = pc.utf8_rtrim(pc.utf8_lpad(fraction.cast(pa.string()), width=9, padding="0"),
+                           characters="0")
+    body = pc.if_else(pc.equal(fraction, 0), body,
+                      pc.binary_join_element_wise(body, digits, "."))
     if tz is None:
         return pc.binary_join_element_wise(body, pa.scalar("Z"), "")
-    off = pc.strftime(stamps, format="%z")
-    off = pc.replace_substring_regex(off, pattern=r"^([+-]\d\d)(\d\d)$", replacement=r"\1:\2")
-    off = pc.if_else(pc.equal(off, "+00:00"), pa.scalar("Z"), off)
+    offsets = pc.divide(zone_offsets(ns, tz), 60_000_000_000)  # minutes east of UTC
+    sign = pc.if_else(pc.less(offsets, 0), pa.scalar("-"), pa.scalar("+"))
+    minutes = pc.abs(offsets)
+    hours = pc.utf8_lpad(pc.divide(minutes, 60).cast(pa.string()), width=2, padding="0")
+    mins = pc.utf8_lpad(floor_mod(minutes, 60).cast(pa.string()), width=2, padding="0")
+    off = pc.binary_join_element_wise(sign, hours, pa.scalar(":"), mins, "")
+    off = pc.if_else(pc.equal(offsets, 0), pa.scalar("Z"), off)
     return pc.binary_join_element_wise(body, off, "")
 
 

@@ -1,0 +1,173 @@
+"""Entry points: run an InfluxQL query against an :class:`InfluxQLSource`.
+
+``execute_influxql`` answers with InfluxDB 1.x's ``/query`` JSON body. A syntax error fails
+the whole request (``{"error": "error parsing query: ..."}``, HTTP 400 in 1.x); any other error
+belongs to its statement (``{"statement_id": n, "error": ...}``, HTTP 200) and, as in 1.x, the
+statements after it are not executed (``"error": "not executed"``).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from query_api.influxql import ast, meta
+from query_api.influxql.conditions import ConditionError
+from query_api.influxql.expressions import ExpressionError
+from query_api.influxql.meta import StatementError, resolve_database
+from query_api.influxql.parser import ParseError, parse_query
+from query_api.influxql.planner import PlanError, Schema, plan_select
+from query_api.influxql.results import Series, StatementResult, query_json
+from query_api.influxql.select import (TIME, ExecutionError, MeasurementResult, run_aggregate,
+                                       run_raw)
+from query_api.influxql.source import InfluxQLSource
+from query_api.influxql.timeutil import UnknownTimeZone
+
+STATEMENT_ERRORS = (StatementError, PlanError, ConditionError, ExecutionError, ExpressionError,
+                    UnknownTimeZone)
+
+
+@dataclass(frozen=True)
+class QueryTarget:
+    """What the v3 endpoint checks before running a query."""
+
+    statement_count: int
+    databases: tuple[str, ...]   # databases named in the text (FROM db.rp.m, ON db), in order
+
+    @property
+    def database(self) -> str | None:
+        return self.databases[0] if self.databases else None
+
+
+def query_target(query: str) -> QueryTarget:
+    """Count the statements and list the databases the text names; raises ParseError."""
+    parsed = parse_query(query)
+    named: list[str] = []
+    for stmt in parsed.statements:
+        if isinstance(stmt, ast.SelectStatement):
+            names = [m.database for m in stmt.sources if m.database]
+        else:
+            names = [getattr(stmt, "database", None)] if getattr(stmt, "database", None) else []
+        for n in names:
+            if n not in named:
+                named.append(n)
+    return QueryTarget(len(parsed.statements), tuple(named))
+
+
+async def execute_influxql(query: str, db: str | None, source: InfluxQLSource, *, now_ns: int,
+                           epoch: str | None = None, rp: str | None = None,
+                           params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run every statement of ``query``; the InfluxDB 1.x ``/query`` response body.
+
+    ``db``/``rp`` are the request's defaults for statements that name none, ``epoch`` turns
+    times into integers (``ns``, ``u``/``µ``, ``ms``, ``s``, ``m``, ``h``), ``params`` binds
+    ``$name`` placeholders and ``now_ns`` is the value of ``now()``."""
+    try:
+        parsed = parse_query(query, params)
+    except ParseError as exc:
+        return {"error": f"error parsing query: {exc}"}
+    results: list[StatementResult] = []
+    for stmt in parsed.statements:
+        if results and results[-1].error is not None:
+            results.append(StatementResult(error="not executed"))
+            continue
+        results.append(await run_statement(stmt, db, source, now_ns, rp))
+    return query_json(results, epoch or None)
+
+
+async def run_statement(stmt: ast.Statement, db: str | None, source: InfluxQLSource,
+                        now_ns: int, rp: str | None = None) -> StatementResult:
+    """One statement's result; its errors become the result's ``error``."""
+    try:
+        if isinstance(stmt, ast.SelectStatement):
+            return await run_select(stmt, db, source, now_ns, rp)
+        if isinstance(stmt, ast.ShowDatabases):
+            return await meta.show_databases(source)
+        if isinstance(stmt, ast.ShowRetentionPolicies):
+            return await meta.show_retention_policies(stmt, db, source)
+        if isinstance(stmt, ast.ShowMeasurements):
+            return await meta.show_measurements(stmt, db, source, now_ns)
+        if isinstance(stmt, ast.ShowTagKeys):
+            return await meta.show_tag_keys(stmt, db, source, now_ns)
+        if isinstance(stmt, ast.ShowTagValues):
+            return await meta.show_tag_values(stmt, db, source, now_ns)
+        if isinstance(stmt, ast.ShowFieldKeys):
+            return await meta.show_field_keys(stmt, db, source)
+        if isinstance(stmt, ast.ShowSeries):
+            return await meta.show_series(stmt, db, source, now_ns)
+        if isinstance(stmt, ast.UnsupportedStatement):
+            return StatementResult(error=f"statement is not supported: {stmt.text}")
+        return StatementResult(error="statement is not supported")
+    except STATEMENT_ERRORS as exc:
+        return StatementResult(error=str(exc))
+
+
+async def _sources(stmt: ast.SelectStatement, db: str | None, source: InfluxQLSource,
+                   rp: str | None) -> list[tuple[str, str]]:
+    """(database, measurement) pairs of the FROM clause, sorted by measurement name."""
+    pairs: dict[tuple[str, str], None] = {}
+    for m in stmt.sources:
+        name = await resolve_database(m.database, db, source, m.retention_policy or rp)
+        for table in await meta.measurements_of((m,), name, source):
+            pairs[(name, table)] = None
+    return sorted(pairs, key=lambda p: (p[1], p[0]))
+
+
+async def run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQLSource,
+                     now_ns: int, rp: str | None = None) -> StatementResult:
+    targets = await _sources(stmt, db, source, rp)
+    kinds_of: dict[tuple[str, str], dict[str, str]] = {}
+    union: dict[str, str] = {}
+    for target in targets:
+        kinds = dict((await source.schema(*target)).columns)
+        kinds_of[target] = kinds
+        for name, kind in kinds.items():
+            union.setdefault(name, kind)
+    plan = plan_select(stmt, Schema(union), now_ns)
+    if plan.time_range.empty:
+        return StatementResult(tz=plan.location)
+    lo, hi = plan.time_range.lower, plan.time_range.upper
+    if plan.aggregate and plan.interval and hi is None:
+        hi = now_ns
+    series: list[Series] = []
+    columns = [plan.time_name] + [c.name for c in plan.columns]
+    for target in targets:
+        table = await source.load(*target, (lo, hi) if lo is not None or hi is not None else None)
+        if table.num_rows == 0:
+            continue
+        runner = run_aggregate if plan.aggregate else run_raw
+        result = await asyncio.to_thread(runner, plan, table, kinds_of[target], now_ns)
+        if result is not None:
+            # SLIMIT/SOFFSET count the series of each measurement separately, as 1.x does
+            found = _series_of(target[1], result, columns)[plan.soffset:]
+            series.extend(found[:plan.slimit] if plan.slimit else found)
+    if plan.descending:
+        series = _reverse_measurements(series)
+    return StatementResult(series=series, tz=plan.location)
+
+
+def _reverse_measurements(series: list[Series]) -> list[Series]:
+    """Under ORDER BY time DESC, measurements come in reverse name order too (each
+    measurement's series are already in descending order)."""
+    groups: dict[str | None, list[Series]] = {}
+    for s in series:
+        groups.setdefault(s.name, []).append(s)
+    out: list[Series] = []
+    for name in reversed(list(groups)):
+        out.extend(groups[name])
+    return out
+
+
+def _series_of(name: str, result: MeasurementResult, columns: list[str]) -> list[Series]:
+    table = result.table
+    ngroups = len(result.group_tags)
+    values = table.select([TIME] + [c for c in table.column_names if c.startswith("__o")])
+    bounds = list(result.starts) + [table.num_rows]
+    out = []
+    for begin, end in zip(bounds, bounds[1:]):
+        tags = None
+        if ngroups:
+            tags = {tag: table.column(i)[begin].as_py() for i, tag in enumerate(result.group_tags)}
+        out.append(Series(name=name, columns=columns, table=values.slice(begin, end - begin),
+                          tags=tags))
+    return out

@@ -1,0 +1,230 @@
+"""Shape statement results as InfluxDB answers them.
+
+* :func:`statement_json` / :func:`query_json` -- the v1 ``/query`` body
+  (``{"results":[{"statement_id":0,"series":[...]}]}``), times as RFC3339 or ``epoch`` ints;
+* :func:`encode_json` -- bytes formatted like Go's ``encoding/json`` (``5`` not ``5.0``,
+  ``1e-7``, ``\\u003c``), so responses match 1.x byte for byte;
+* :func:`to_table_rows` -- the v3 ``/api/v3/query_influxql`` rows: ``iox::measurement``, then
+  ``time``, the GROUP BY tags and the selected columns.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from query_api.influxql.timeutil import format_rfc3339, parse_time_literal, to_epoch
+
+
+@dataclass
+class Series:
+    """One series of a statement: ``table`` holds its columns in output order; when
+    ``has_time`` the first column is the time as int64 ns."""
+
+    name: str | None
+    columns: list[str]
+    table: pa.Table
+    tags: dict[str, str] | None = None
+    has_time: bool = True
+
+
+@dataclass
+class StatementResult:
+    series: list[Series] = field(default_factory=list)
+    error: str | None = None
+    tz: str | None = None
+
+
+def _time_values(series: list[Series], epoch: str | None, tz: str | None) -> list[list[Any]]:
+    """Each time-carrying series' times, encoded in one vectorised pass over all of them (the
+    windows of a GROUP BY time result repeat across series and are formatted once)."""
+    timed = [s for s in series if s.has_time]
+    if not timed:
+        return []
+    times = pa.concat_arrays([a for s in timed for a in s.table.column(0).cast(pa.int64()).chunks]
+                             or [pa.array([], pa.int64())])
+    encoded = (to_epoch(times, epoch) if epoch else format_rfc3339(times, tz)).to_pylist()
+    out, begin = [], 0
+    for s in timed:
+        out.append(encoded[begin:begin + s.table.num_rows])
+        begin += s.table.num_rows
+    return out
+
+
+def _rows(series: Series, times: list[Any] | None) -> list[list[Any]]:
+    cols = [col.to_pylist() for col in series.table.columns]
+    if times is not None:
+        cols[0] = times
+    return [list(row) for row in zip(*cols)]
+
+
+def statement_json(statement_id: int, result: StatementResult, epoch: str | None = None
+                   ) -> dict[str, Any]:
+    if result.error is not None:
+        return {"statement_id": statement_id, "error": result.error}
+    if not result.series:
+        return {"statement_id": statement_id}
+    times = iter(_time_values(result.series, epoch, result.tz))
+    out = []
+    for s in result.series:
+        entry: dict[str, Any] = {}
+        if s.name is not None:
+            entry["name"] = s.name
+        if s.tags is not None:
+            entry["tags"] = {k: s.tags[k] for k in sorted(s.tags)}
+        entry["columns"] = list(s.columns)
+        values = _rows(s, next(times) if s.has_time else None)
+        if values:  # 1.x omits "values" for an empty series (SHOW DATABASES with none)
+            entry["values"] = values
+        out.append(entry)
+    return {"statement_id": statement_id, "series": out}
+
+
+def query_json(results: list[StatementResult], epoch: str | None = None) -> dict[str, Any]:
+    return {"results": [statement_json(i, r, epoch) for i, r in enumerate(results)]}
+
+
+# ---- Go-compatible JSON -------------------------------------------------------------------
+
+
+def go_float(value: float) -> str:
+    """A float64 as Go's encoding/json writes it: shortest digits, plain notation for
+    1e-6 <= |v| < 1e21, else exponent form with ``e-7`` (not ``e-07``)."""
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    if not math.isfinite(value):
+        raise ValueError(f"json: unsupported value: {value}")
+    text = repr(value)
+    magnitude = abs(value)
+    if 1e-6 <= magnitude < 1e21:
+        plain = format(Decimal(text), "f")
+        if "." in plain:
+            plain = plain.rstrip("0").rstrip(".")
+        return plain
+    mantissa, _, exponent = format(Decimal(text), "e").partition("e")
+    digits = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    exp = int(exponent)
+    sign = "-" if exp < 0 else "+"
+    return f"{digits}e{sign}{abs(exp):02d}" if exp >= 0 or abs(exp) >= 10 else f"{digits}e-{abs(exp)}"
+
+
+_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                 "\u2029": "\\u2029"}
+_HTML_RE = re.compile("[<>&\u2028\u2029]")
+
+
+def _go_string(value: str) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return _HTML_RE.sub(lambda m: _HTML_ESCAPES[m.group(0)], text)
+
+
+def _encode(value: Any, out: list[str], indent: str | None = None, depth: int = 0) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(go_float(value))
+    elif isinstance(value, str):
+        out.append(_go_string(value))
+    elif isinstance(value, (dict, list, tuple)):
+        is_dict = isinstance(value, dict)
+        items = list(value.items()) if is_dict else list(value)
+        out.append("{" if is_dict else "[")
+        if items:
+            pad = "\n" + indent * (depth + 1) if indent is not None else ""
+            for i, item in enumerate(items):
+                out.append(("," if i else "") + pad)
+                if is_dict:
+                    out.append(_go_string(str(item[0])) + (": " if indent is not None else ":"))
+                    _encode(item[1], out, indent, depth + 1)
+                else:
+                    _encode(item, out, indent, depth + 1)
+            if indent is not None:
+                out.append("\n" + indent * depth)
+        out.append("}" if is_dict else "]")
+    else:
+        out.append(_go_string(str(value)))
+
+
+def encode_json(body: dict[str, Any], pretty: bool = False) -> bytes:
+    """Serialise a response body the way InfluxDB 1.x writes it, trailing newline included
+    (``pretty``: Go's MarshalIndent with four spaces)."""
+    out: list[str] = []
+    _encode(body, out, "    " if pretty else None)
+    out.append("\n")
+    return "".join(out).encode()
+
+
+# ---- v3 rows ------------------------------------------------------------------------------
+
+
+def to_table_rows(result: dict[str, Any]) -> pa.Table:
+    """Rows of one statement's result (a ``statement_json`` dict, or a whole body with one
+    statement) as the v3 ``query_influxql`` endpoint returns them: ``iox::measurement``,
+    ``time`` (timestamp[ns]), GROUP BY tags, then the columns. Raises ValueError on a
+    statement error. Pass results produced with ``epoch="ns"`` to keep nanosecond times."""
+    if "results" in result:
+        statements = result["results"]
+        if len(statements) != 1:
+            raise ValueError("expected exactly one statement result")
+        result = statements[0]
+    if "error" in result:
+        raise ValueError(result["error"])
+    names: list[str] = ["iox::measurement"]
+    tag_names: list[str] = []
+    value_names: list[str] = []
+    for s in result.get("series", []):
+        for t in sorted(s.get("tags") or {}):
+            if t not in tag_names:
+                tag_names.append(t)
+        for c in s["columns"]:
+            if c not in value_names and c not in tag_names:
+                value_names.append(c)
+    has_time = "time" in value_names
+    if has_time:
+        value_names.remove("time")
+    ordered = names + (["time"] if has_time else []) + tag_names + value_names
+    columns: dict[str, list[Any]] = {c: [] for c in ordered}
+    for s in result.get("series", []):
+        rows = s.get("values", [])
+        index = {c: i for i, c in enumerate(s["columns"])}
+        tags = s.get("tags") or {}
+        columns["iox::measurement"].extend([s.get("name")] * len(rows))
+        for c in ordered[1:]:
+            if c in index:
+                i = index[c]
+                columns[c].extend(row[i] for row in rows)
+            elif c in tags:
+                columns[c].extend([tags[c]] * len(rows))
+            else:
+                columns[c].extend([None] * len(rows))
+    arrays = []
+    for c in ordered:
+        values = columns[c]
+        if c == "time":
+            ns = [v if isinstance(v, int) or v is None else parse_time_literal(v) for v in values]
+            arrays.append(pa.array(ns, pa.int64()).cast(pa.timestamp("ns")))
+        elif c == "iox::measurement" or c in tag_names:
+            arrays.append(pa.array(values, pa.string()))
+        else:
+            arrays.append(_typed(values))
+    return pa.table(arrays, names=ordered)
+
+
+def _typed(values: list[Any]) -> pa.Array:
+    kinds = {type(v) for v in values if v is not None}
+    if kinds == {int, float}:
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    if len(kinds) > 1:
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    return pa.array(values)
