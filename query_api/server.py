@@ -189,11 +189,18 @@ def create_api(settings: Settings) -> FastAPI:
         return Response(status_code=200)
 
     # ---- InfluxQL ---------------------------------------------------------------------------
-    async def influxql(db: str | None, q: str, epoch: str | None) -> tuple[dict, QueryStats]:
+    async def influxql(db: str | None, q: str, epoch: str | None, rp: str | None = None,
+                       params: Any = None) -> tuple[dict, QueryStats]:
         stats = QueryStats()
+        if isinstance(params, str):
+            try:
+                params = orjson.loads(params)
+            except orjson.JSONDecodeError:
+                return {"error": "error parsing query parameters: params must be JSON"}, stats
         try:
             body = await execute_influxql(q, db or None, EngineSource(app.state.engine, stats),
-                                          now_ns=time.time_ns(), epoch=epoch)
+                                          now_ns=time.time_ns(), epoch=epoch, rp=rp,
+                                          params=params or None)
         finally:
             observe(stats)
         return body, stats
@@ -205,7 +212,8 @@ def create_api(settings: Settings) -> FastAPI:
         q = args.get("q")
         if not q:
             return JSONResponse({"error": "missing required parameter \"q\""}, status_code=400)
-        body, _ = await influxql(args.get("db"), q, args.get("epoch"))
+        body, _ = await influxql(args.get("db"), q, args.get("epoch"), args.get("rp"),
+                                 args.get("params"))
         status = 400 if "error" in body and "results" not in body else 200
         pretty = str(args.get("pretty", "")).lower() == "true"
         return Response(encode_json(body, pretty), status_code=status, media_type="application/json",
@@ -233,7 +241,7 @@ def create_api(settings: Settings) -> FastAPI:
         db = db or target.database
         if db and not await app.state.catalog.has_database(db):
             return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
-        body, _ = await influxql(db, q, "ns")
+        body, _ = await influxql(db, q, "ns", params=args.get("params"))
         results = body.get("results") or []
         error = body.get("error") or (results[0].get("error") if results else None)
         if error:

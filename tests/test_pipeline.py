@@ -4,6 +4,8 @@ topic with their reason; a killed worker loses nothing."""
 from __future__ import annotations
 
 import asyncio
+
+import httpx
 import json
 import random
 
@@ -118,7 +120,6 @@ def test_hundred_thousand_lines_valid_and_rejected_add_up(stack):
 
 
 def test_table_partition_template_from_the_api(stack):
-    import httpx
     settings, _ = stack
     db = unique("tmpl")
     resp = httpx.post(f"{settings.http_url}/api/v3/configure/table", json={
@@ -135,3 +136,30 @@ def test_table_partition_template_from_the_api(stack):
     wait_for(lambda: client.hlen(key) == 3, what="three partitions buffered")
     assert sorted(f.decode().split(":", 2)[2] for f in client.hkeys(key)) == ["1970-01|!", "1970-01|eu", "1970-01|us"]
     assert len(rows(settings, db, "SELECT * FROM t")) == 3
+
+
+def test_influxdb_clients_write_and_query(stack):
+    """Real InfluxDB clients: v2 client writes, v1 client writes (/write) and queries (/query)."""
+    from influxdb import InfluxDBClient
+    from influxdb_client import InfluxDBClient as V2Client
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
+    settings, _ = stack
+    db = unique("clients")
+    with V2Client(url=settings.http_url, token="unused", org="any") as v2:
+        v2.write_api(write_options=SYNCHRONOUS).write(bucket=db, record="m,host=a v=1 1000000000")
+    v1 = InfluxDBClient(settings.http_host, settings.http_port, database=db)
+    v1.write_points([{"measurement": "m", "tags": {"host": "b"}, "fields": {"v": 2.5},
+                      "time": 2_000_000_000}], time_precision="n")
+    wait_for(lambda: len(rows(settings, db, "SELECT * FROM m")) == 2, what="both client writes")
+    points = list(v1.query("SELECT v, host FROM m").get_points())
+    assert points == [{"time": "1970-01-01T00:00:01Z", "v": 1, "host": "a"},
+                      {"time": "1970-01-01T00:00:02Z", "v": 2.5, "host": "b"}]
+    grouped = v1.query("SELECT max(v) FROM m GROUP BY host")
+    assert list(grouped.get_points(tags={"host": "b"})) == [{"time": "1970-01-01T00:00:02Z", "max": 2.5}]  # a selector keeps its point time
+    resp = httpx.get(f"{settings.http_url}/api/v3/query_influxql",
+                     params={"db": db, "q": "SELECT v FROM m WHERE host = 'a'", "format": "json"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == [{"iox::measurement": "m", "time": "1970-01-01T00:00:01", "v": 1.0}]
+    bad = httpx.get(f"{settings.http_url}/query", params={"db": db, "q": "SELEC v FROM m"})
+    assert bad.status_code == 400 and "error parsing query" in bad.json()["error"]
