@@ -149,14 +149,18 @@ def require(binary: str) -> str:
     )
 
 
-def ensure_redis_installed() -> str:
-    """Return the path of ``redis-server``, installing Debian's package first when missing.
+def ensure_debian_package(binary: str, package: str) -> str:
+    """Return the path of ``binary``, installing Debian's ``package`` first when it is missing.
 
-    Runs ``apt-get update`` then ``apt-get install -y redis-server`` non-interactively: directly
-    as root, through ``sudo -n`` otherwise. Raises :class:`MissingPrerequisite` when that is not
+    Runs ``apt-get update`` then ``apt-get install -y <package>`` non-interactively: directly as
+    root, through ``sudo -n`` otherwise. Raises :class:`MissingPrerequisite` when that is not
     possible (no apt-get, not root and no password-less sudo, install failure).
     """
-    path = shutil.which("redis-server")
+    def located() -> str | None:
+        return shutil.which(binary) or (
+            f"/usr/bin/{binary}" if os.path.exists(f"/usr/bin/{binary}") else None)
+
+    path = located()
     if path:
         return path
     apt = require("apt-get")
@@ -166,30 +170,32 @@ def ensure_redis_installed() -> str:
         prefix = ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
     else:
         raise MissingPrerequisite(
-            "missing prerequisite: `redis-server` is not installed, and installing it needs root "
-            "(no sudo here): run `apt-get install redis-server` as root"
+            f"missing prerequisite: `{binary}` is not installed, and installing it needs root "
+            f"(no sudo here): run `apt-get install {package}` as root"
         )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for args in (
         [apt, "-q", "update"],
         [apt, "-q", "-y", "-o", "Dpkg::Options::=--force-confdef",
-         "-o", "Dpkg::Options::=--force-confold", "install", "--no-install-recommends",
-         "redis-server"],
+         "-o", "Dpkg::Options::=--force-confold", "install", "--no-install-recommends", package],
     ):
         proc = subprocess.run(prefix + args, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True)
         if proc.returncode != 0:
             output = (proc.stdout + proc.stderr)[-3000:]
             raise MissingPrerequisite(
-                f"missing prerequisite: `redis-server`; installing it failed "
+                f"missing prerequisite: `{binary}`; installing it failed "
                 f"(`{' '.join(prefix + args)}` exited {proc.returncode}):\n{output}"
             )
-    path = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
-    )
+    path = located()
     if not path:
-        raise MissingPrerequisite("apt-get installed redis-server but it is not on PATH")
+        raise MissingPrerequisite(f"apt-get installed {package} but `{binary}` is not on PATH")
     return path
+
+
+def ensure_redis_installed() -> str:
+    """``redis-server``, installed from Debian's package when missing."""
+    return ensure_debian_package("redis-server", "redis-server")
 
 
 # ---- processes ---------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import ctypes
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -26,44 +25,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def ensure_influxdb_installed() -> str:
-    """Return the path of ``influxd``, installing Debian's ``influxdb`` package when missing.
-
-    Same approach as :func:`influent.devstack.ensure_redis_installed`: ``apt-get update`` then
-    ``apt-get install -y influxdb``, as root or through ``sudo -n``; raises
-    :class:`influent.devstack.MissingPrerequisite` when that is impossible.
-    """
-    path = shutil.which("influxd") or (
-        "/usr/bin/influxd" if os.path.exists("/usr/bin/influxd") else None)
-    if path:
-        return path
-    apt = devstack.require("apt-get")
-    if os.geteuid() == 0:
-        prefix: list[str] = []
-    elif shutil.which("sudo"):
-        prefix = ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
-    else:
-        raise devstack.MissingPrerequisite(
-            "missing prerequisite: `influxd` is not installed, and installing it needs root "
-            "(no sudo here): run `apt-get install influxdb` as root")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for args in (
-        [apt, "-q", "update"],
-        [apt, "-q", "-y", "-o", "Dpkg::Options::=--force-confdef",
-         "-o", "Dpkg::Options::=--force-confold", "install", "--no-install-recommends",
-         "influxdb"],
-    ):
-        proc = subprocess.run(prefix + args, env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise devstack.MissingPrerequisite(
-                f"missing prerequisite: `influxd`; installing it failed "
-                f"(`{' '.join(prefix + args)}` exited {proc.returncode}):\n"
-                f"{(proc.stdout + proc.stderr)[-3000:]}")
-    path = shutil.which("influxd") or (
-        "/usr/bin/influxd" if os.path.exists("/usr/bin/influxd") else None)
-    if not path:
-        raise devstack.MissingPrerequisite("apt-get installed influxdb but `influxd` is missing")
-    return path
+    """``influxd`` (InfluxDB 1.x), installed from Debian's ``influxdb`` package when missing."""
+    return devstack.ensure_debian_package("influxd", "influxdb")
 
 
 def render_config(root: Path, rpc_port: int, http_port: int) -> str:
