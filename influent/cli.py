@@ -55,11 +55,13 @@ def api(ctx: click.Context) -> None:
     """Run the query API (HTTP) server."""
     import uvicorn
 
+    from query_api.front import SniffingProtocol
     from query_api.server import create_api
 
     settings = _settings(ctx)
+    # one port for HTTP and Arrow Flight (gRPC), as InfluxDB 3 serves them
     uvicorn.run(create_api(settings), host=settings.http_host, port=settings.http_port,
-                log_level=settings.log_level, access_log=False)
+                log_level=settings.log_level, access_log=False, http=SniffingProtocol)
 
 
 @main.command("parse-lp")

@@ -3,8 +3,9 @@ and (as persistence lands) Parquet files. Stateless: any number can run behind a
 It talks to the worker only through Kafka (writes) and Redis (catalog, snapshots)."""
 from __future__ import annotations
 
-import hmac
+import asyncio
 import base64
+import hmac
 import logging
 import time
 import uuid
@@ -26,7 +27,9 @@ from persist.object_store import open_store
 from query_api.engine import DatabaseNotFound, EngineSource, QueryEngine, QueryError, QueryStats
 from query_api.influxql.executor import execute_influxql, query_target
 from query_api.influxql.results import encode_json, to_table_rows
+from query_api.flight import start_flight
 from query_api.formats import CONTENT_TYPES, pick_format, render
+from query_api.front import FlightTarget
 from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
 from topics.admin import ensure_topics
 from topics.line_protocol import parse_lp
@@ -62,13 +65,34 @@ def create_api(settings: Settings) -> FastAPI:
                                     max_request_size=32 * 1024 * 1024, enable_idempotence=True)
         await producer.start()
         app.state.producer = producer
+        flight_server = start_flight(flight_query, asyncio.get_running_loop(), settings.token)
+        FlightTarget.port = flight_server.port
         try:
             yield
         finally:
+            FlightTarget.port = 0
+            await asyncio.to_thread(flight_server.shutdown)
             await producer.stop()
             await app.state.catalog.close()
 
     app = FastAPI(title="influent", version=VERSION, lifespan=lifespan)
+
+    async def flight_query(db: str, q: str, kind: str, params: dict | None) -> pa.Table:
+        """A Flight DoGet: the same engine as HTTP; InfluxQL rows as in query_influxql."""
+        stats = QueryStats()
+        try:
+            if kind == "sql":
+                return await app.state.engine.sql(db, q, params, stats)
+            await app.state.engine.require_database(db)
+            body = await execute_influxql(q, db, EngineSource(app.state.engine, stats),
+                                          now_ns=time.time_ns(), epoch="ns", params=params)
+            results = body.get("results") or []
+            error = body.get("error") or (results[0].get("error") if results else None)
+            if error:
+                raise QueryError(error)
+            return to_table_rows(body)
+        finally:
+            observe(stats)
 
     @app.middleware("http")
     async def observe_and_authorize(request: Request, call_next):

@@ -163,3 +163,56 @@ def test_influxdb_clients_write_and_query(stack):
     assert resp.json() == [{"iox::measurement": "m", "time": "1970-01-01T00:00:01", "v": 1.0}]
     bad = httpx.get(f"{settings.http_url}/query", params={"db": db, "q": "SELEC v FROM m"})
     assert bad.status_code == 400 and "error parsing query" in bad.json()["error"]
+
+
+def test_influxdb3_python_client_writes_and_queries_over_flight(stack):
+    """influxdb3-python, unchanged: writes over HTTP, queries SQL and InfluxQL over Flight on
+    the same port."""
+    from influxdb_client_3 import InfluxDBClient3
+
+    settings, _ = stack
+    db = unique("v3client")
+    with InfluxDBClient3(host=settings.http_url, token="unused", database=db) as client:
+        client.write(record="m,host=a v=1i 1000000000\nm,host=b v=2i 2000000000", write_precision="ns")
+        wait_for(lambda: len(rows(settings, db, "SELECT * FROM m")) == 2, what="v3 client writes")
+        table = client.query("SELECT host, v FROM m ORDER BY host", language="sql")
+        assert table.to_pydict() == {"host": ["a", "b"], "v": [1, 2]}
+        influxql = client.query("SELECT v FROM m WHERE host = 'b'", language="influxql")
+        assert influxql.column("iox::measurement").to_pylist() == ["m"]
+        assert influxql.column("v").to_pylist() == [2]
+
+
+def test_token_auth_on_http_and_flight(stack):
+    import base64
+
+    from influxdb_client_3 import InfluxDBClient3
+    from influxdb_client_3.exceptions import InfluxDB3ClientQueryError
+
+    settings, _ = stack
+    secured = settings.replace(token="s3cret", http_bind=f"127.0.0.1:{free_port()}")
+    api = start_api(secured)
+    try:
+        base = secured.http_url
+        db = unique("auth")
+        assert httpx.post(f"{base}/api/v3/configure/database", json={"db": db}).status_code == 401
+        assert httpx.post(f"{base}/api/v3/configure/database", json={"db": db},
+                          headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert httpx.get(f"{base}/health").status_code == 200
+        assert httpx.get(f"{base}/ping").status_code == 200
+        q = {"db": db, "q": "SELECT 1"}
+        assert httpx.get(f"{base}/api/v3/query_sql", params=q).status_code == 401
+        assert httpx.get(f"{base}/api/v3/query_sql", params=q,
+                         headers={"Authorization": "Bearer wrong"}).status_code == 401
+        for header in ("Bearer s3cret", "Token s3cret",
+                       "Basic " + base64.b64encode(b"user:s3cret").decode()):
+            assert httpx.get(f"{base}/api/v3/query_sql", params=q,
+                             headers={"Authorization": header}).status_code != 401, header
+        assert httpx.get(f"{base}/query", params={"q": "SHOW DATABASES", "p": "s3cret"}).status_code == 200
+        assert httpx.post(f"{base}/api/v3/write_lp", params={"db": "x"}, content=b"m v=1").status_code == 401
+        with InfluxDBClient3(host=base, token="wrong", database=db) as bad:
+            with pytest.raises(InfluxDB3ClientQueryError, match="unauthorized"):
+                bad.query("SELECT 1")
+        with InfluxDBClient3(host=base, token="s3cret", database=db) as good:
+            assert good.query("SELECT 1 AS one").to_pydict() == {"one": [1]}
+    finally:
+        api.stop()
