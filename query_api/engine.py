@@ -96,9 +96,14 @@ def assemble_table(schema: TableSchema, parts: list[pa.Table], already_unique: b
 
 
 def referenced_tables(sql: str, tables: list[str]) -> list[str]:
-    """Tables whose name occurs in the query text: only those are loaded (cheap, safe superset)."""
-    lowered = sql.lower()
-    return [t for t in tables if t.lower() in lowered]
+    """Tables whose name occurs in the query text as a whole word or a quoted identifier: only
+    those are loaded (a cheap superset of what the query can read)."""
+    found = []
+    for t in tables:
+        word = re.compile(r"(?<![\w.])" + re.escape(t) + r"(?!\w)", re.IGNORECASE)
+        if word.search(sql) or f'"{t}"' in sql:
+            found.append(t)
+    return found
 
 
 def _register(ctx: datafusion.SessionContext, name: str, data: pa.Table) -> None:

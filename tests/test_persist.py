@@ -168,3 +168,41 @@ def test_clean_shutdown_persists_every_buffer(kafka_bootstrap, redis_url, tmp_pa
     finally:
         api.stop()
         worker.stop()
+
+
+def test_dedup_merges_fields_across_files_and_buffer_and_prunes_by_time(kafka_bootstrap, redis_url, tmp_path):
+    """The same key written three times with different fields — twice persisted (two files),
+    once buffered — reads as one merged row; a narrow time range opens only overlapping files."""
+    import httpx
+
+    settings = persist_settings(kafka_bootstrap, redis_url, tmp_path).replace(persist_max_rows=2)
+    db = unique("merge")
+    worker = start_worker(settings, "w1", free_port())
+    api = start_api(settings)
+    try:
+        day = 86_400_000_000_000
+        filler = "\n".join(f"f,host=z v={i} {BASE + 10 * day + i}" for i in range(3))
+        asyncio.run(produce(settings, [
+            f"m,host=a x=1 {BASE}\nm,host=a x=0 {BASE + day}\nm,host=b x=5 {BASE}".encode(),
+            f"m,host=a y=2i {BASE}\nm,host=a y=0i {BASE + day}\nm,host=b y=6i {BASE}".encode(),
+            f"m,host=a x=3,z=\"buffered\" {BASE}".encode(),
+            filler.encode()], db, partition=0))
+        # files: day 0 of the 1st message, day 0 of the 2nd, day 1 of both, and `f`
+        wait_for(lambda: len(asyncio.run(events_for(settings, db, count=4, timeout=5))) >= 4,
+                 timeout=90, what="the persisted files")
+        got = wait_for(lambda: rows(settings, db, "SELECT host, x, y, z FROM m WHERE host = 'a' ORDER BY time"))
+        assert got[0] == {"host": "a", "x": 3.0, "y": 2, "z": "buffered"}, got
+        assert len(got) == 2
+        assert len(rows(settings, db, "SELECT * FROM m")) == 3  # (a, t0), (a, t0 + 1 day), (b, t0)
+        # `m` has two files for day 0 and one for day 1: a query on day 1 opens only that one
+        day2 = pa.scalar(BASE + day, pa.timestamp("ns")).as_py().isoformat()
+        resp = httpx.get(f"{settings.http_url}/api/v3/query_sql", params={
+            "db": db, "q": f"SELECT * FROM m WHERE time >= '{day2}'"})
+        assert resp.status_code == 200 and len(resp.json()) == 1
+        assert resp.headers["x-influent-files-pruned"] == "2", resp.headers
+        assert resp.headers["x-influent-files-read"] == "1"
+        metrics = httpx.get(f"{settings.http_url}/metrics").text
+        assert "influent_query_files_pruned_total" in metrics
+    finally:
+        api.stop()
+        worker.stop()

@@ -153,3 +153,11 @@ def test_partition_template_with_tags_is_escaped_and_marks_missing_values():
     assert PartitionTemplate.from_json(PartitionTemplate("%Y", ("a",)).to_json()) == PartitionTemplate("%Y", ("a",))
     with pytest.raises(ValueError):
         PartitionTemplate("%Y/%m")
+
+
+def test_referenced_tables_are_whole_words():
+    from query_api.engine import referenced_tables
+    tables = ["f", "m", "cpu", "My Table", "disk"]
+    assert referenced_tables("SELECT * FROM m WHERE time > now()", tables) == ["m"]
+    assert referenced_tables('SELECT * FROM "My Table" JOIN cpu USING (host)', tables) == ["cpu", "My Table"]
+    assert referenced_tables("select * from CPU", tables) == ["cpu"]
