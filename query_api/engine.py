@@ -4,7 +4,9 @@ deduplicated, handed to DataFusion as one Arrow table."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +170,37 @@ class QueryEngine:
             rng = ranges.get(name, UNBOUNDED)
             _register(ctx, name, await self.load_table(db, name, rng, stats))
         return ctx
+
+    async def sql_stream(self, db: str, sql: str, params: dict[str, Any] | None = None,
+                         stats: QueryStats | None = None
+                         ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """Plan now (so errors surface before a response starts), execute lazily: the result
+        batches are pulled from DataFusion as the response is written."""
+        stats = stats if stats is not None else QueryStats()
+        ctx = await self.context(db, sql, params, stats)
+
+        def plan() -> datafusion.DataFrame:
+            try:
+                return ctx.sql(sql, param_values=params) if params else ctx.sql(sql)
+            except Exception as exc:
+                raise QueryError(_clean_error(str(exc))) from exc
+
+        df = await asyncio.to_thread(plan)
+        schema = df.schema()
+
+        def first() -> tuple[Iterator, list[pa.RecordBatch]]:
+            # the first batch is computed before the response starts: most execution errors
+            # (casts, overflows) show up here and still become a 400
+            try:
+                stream = iter(df.execute_stream())
+                head = [b.to_pyarrow() for b in itertools.islice(stream, 1)]
+            except Exception as exc:
+                raise QueryError(_clean_error(str(exc))) from exc
+            return stream, head
+
+        stream, head = await asyncio.to_thread(first)
+        rest = (b.to_pyarrow() for b in stream)
+        return schema, itertools.chain(head, rest)
 
     async def sql(self, db: str, sql: str, params: dict[str, Any] | None = None,
                   stats: QueryStats | None = None) -> pa.Table:

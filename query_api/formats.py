@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import orjson
 import pyarrow as pa
@@ -86,9 +86,15 @@ def textual(table: pa.Table) -> pa.Table:
     return pa.table(cols, names=table.column_names)
 
 
-def _json_rows(table: pa.Table) -> Iterator[dict]:
-    for batch in textual(table).to_batches(max_chunksize=10_000):
-        for row in batch.to_pylist():
+def _text_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    for batch in batches:
+        if batch.num_rows:
+            yield textual(pa.Table.from_batches([batch]))
+
+
+def _json_rows(batches: Iterable[pa.RecordBatch]) -> Iterator[dict]:
+    for table in _text_batches(batches):
+        for row in table.to_pylist():
             yield {k: v for k, v in row.items() if v is not None}
 
 
@@ -104,39 +110,70 @@ def _dump(row: dict) -> bytes:
     return orjson.dumps(row, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def render(table: pa.Table, fmt: str) -> Iterator[bytes]:
-    """The response body as chunks, so large results stream instead of being built whole."""
+def render_batches(schema: pa.Schema, batches: Iterable[pa.RecordBatch], fmt: str) -> Iterator[bytes]:
+    """The response body as chunks, produced batch by batch as the engine yields them, so large
+    results stream instead of being built whole (``pretty`` needs every row for its widths)."""
     if fmt == "json":
         yield b"["
         first = True
-        for row in _json_rows(table):
+        for row in _json_rows(batches):
             yield (b"" if first else b",") + _dump(row)
             first = False
         yield b"]"
     elif fmt == "jsonl":
-        for row in _json_rows(table):
+        for row in _json_rows(batches):
             yield _dump(row) + b"\n"
     elif fmt == "csv":
-        yield from _csv_chunks(table)
+        yield from _csv_chunks(schema, batches)
     elif fmt == "pretty":
-        yield pretty(table).encode()
+        yield pretty(pa.Table.from_batches(list(batches), schema=schema)).encode()
     elif fmt == "parquet":
-        if table.num_rows == 0 and table.num_columns == 0:
-            return
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        yield buf.getvalue()
+        yield from _parquet_chunks(schema, batches)
     else:
         raise ValueError(fmt)
 
 
-def _csv_chunks(table: pa.Table) -> Iterator[bytes]:
+def render(table: pa.Table, fmt: str) -> Iterator[bytes]:
+    return render_batches(table.schema, table.to_batches(max_chunksize=10_000), fmt)
+
+
+class _Drain(io.RawIOBase):
+    """A write-only sink whose bytes are taken out after every write (for streaming)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out, self.chunks = b"".join(self.chunks), []
+        return out
+
+
+def _parquet_chunks(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
+    sink = _Drain()
+    wrote = False
+    with pq.ParquetWriter(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            wrote = True
+            yield sink.take()
+    if wrote or schema.names:
+        yield sink.take()
+
+
+def _csv_chunks(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
     """RFC 4180 CSV, quoting only where needed (as InfluxDB 3 does)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(table.column_names)
-    for batch in textual(table).to_batches(max_chunksize=10_000):
-        cols = [c.to_pylist() for c in batch.columns]
+    writer.writerow(schema.names)
+    for table in _text_batches(batches):
+        cols = [c.to_pylist() for c in table.columns]
         writer.writerows(zip(*[[_csv_cell(v) for v in c] for c in cols]))
         yield out.getvalue().encode()
         out.seek(0)

@@ -28,7 +28,7 @@ from query_api.engine import DatabaseNotFound, EngineSource, QueryEngine, QueryE
 from query_api.influxql.executor import execute_influxql, query_target
 from query_api.influxql.results import encode_json, to_table_rows
 from query_api.flight import start_flight
-from query_api.formats import CONTENT_TYPES, pick_format, render
+from query_api.formats import CONTENT_TYPES, pick_format, render, render_batches
 from query_api.front import FlightTarget
 from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
 from topics.admin import ensure_topics
@@ -143,14 +143,14 @@ def create_api(settings: Settings) -> FastAPI:
                 return JSONResponse({"error": "'params' must be a JSON object"}, status_code=400)
         stats = QueryStats()
         try:
-            table = await request.app.state.engine.sql(db, q, params or None, stats)
+            schema, batches = await request.app.state.engine.sql_stream(db, q, params or None, stats)
         except DatabaseNotFound as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
         except QueryError as exc:
             return PlainTextResponse(str(exc), status_code=400)
         finally:
             observe(stats)
-        return StreamingResponse(render(table, fmt), media_type=CONTENT_TYPES[fmt],
+        return StreamingResponse(render_batches(schema, batches, fmt), media_type=CONTENT_TYPES[fmt],
                                  headers={"X-Influent-Files-Read": str(stats.files_read),
                                           "X-Influent-Files-Pruned": str(stats.files_pruned)})
 

@@ -216,3 +216,24 @@ def test_token_auth_on_http_and_flight(stack):
             assert good.query("SELECT 1 AS one").to_pydict() == {"one": [1]}
     finally:
         api.stop()
+
+
+def test_large_results_stream_in_every_format(stack):
+    import io
+
+    import pyarrow.parquet as pq
+
+    settings, _ = stack
+    db = unique("big")
+    n = 30_000
+    asyncio.run(produce(settings, ["\n".join(f"s,k=k{i % 7} v={i}i {i}" for i in range(n)).encode()], db))
+    wait_for(lambda: rows(settings, db, "SELECT count(*) AS c FROM s")[0]["c"] == n, what="rows")
+    q = "SELECT k, v, time FROM s ORDER BY v"
+    got = {fmt: sql(settings, db, q, fmt=fmt) for fmt in ("json", "jsonl", "csv", "parquet")}
+    assert all(r.status_code == 200 for r in got.values())
+    assert len(got["json"].json()) == n
+    assert got["jsonl"].text.count("\n") == n
+    assert got["csv"].text.count("\n") == n + 1
+    assert pq.read_table(io.BytesIO(got["parquet"].content)).num_rows == n
+    bad = sql(settings, db, "SELECT CAST(k AS INT) FROM s")
+    assert bad.status_code == 400, bad.text
