@@ -237,3 +237,42 @@ def test_large_results_stream_in_every_format(stack):
     assert pq.read_table(io.BytesIO(got["parquet"].content)).num_rows == n
     bad = sql(settings, db, "SELECT CAST(k AS INT) FROM s")
     assert bad.status_code == 400, bad.text
+
+
+def test_no_request_crashes_the_api(stack):
+    """Random queries, bodies and parameters: never a 5xx, and the API keeps answering."""
+    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+    settings, procs = stack
+    db = unique("fuzz")
+    asyncio.run(produce(settings, [b"cpu,host=a usage=1 1\ncpu,host=b usage=2 2"], db))
+    wait_for(lambda: rows(settings, db, "SELECT * FROM cpu"), what="fuzz data")
+    base = settings.http_url
+    words = st.sampled_from(["SELECT", "*", "FROM", "cpu", "WHERE", "time", ">", "now()", "-", "1h",
+                             "GROUP", "BY", "host", "count(usage)", "'a'", "\"cpu\"", ";", "(", ")",
+                             "LIMIT", "10", "fill(previous)", "SHOW", "MEASUREMENTS", "=~", "/a/",
+                             "ORDER", "DESC", "JOIN", "usage", "1e309", "'", "\\", "\x00", "ñ"])
+    text = st.one_of(st.text(max_size=80), st.lists(words, max_size=14).map(" ".join))
+    client = httpx.Client(timeout=30)
+
+    @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(q=text, body=st.binary(max_size=300), fmt=st.sampled_from(["json", "csv", "jsonl", "pretty",
+                                                                       "parquet", "xml", ""]),
+           precision=st.sampled_from(["ns", "s", "auto", "bogus", ""]), target=st.sampled_from([db, "", "no-db", "bad name"]))
+    def probe(q, body, fmt, precision, target):
+        calls = [
+            client.get(f"{base}/api/v3/query_sql", params={"db": target, "q": q, "format": fmt}),
+            client.post(f"{base}/api/v3/query_sql", content=body, headers={"content-type": "application/json"}),
+            client.get(f"{base}/api/v3/query_influxql", params={"db": target, "q": q, "format": fmt}),
+            client.get(f"{base}/query", params={"db": target, "q": q, "epoch": precision}),
+            client.post(f"{base}/api/v3/write_lp", params={"db": target, "precision": precision}, content=body),
+            client.post(f"{base}/write", params={"db": target}, content=body,
+                        headers={"content-encoding": "gzip"} if body[:1] == b"\x1f" else {}),
+            client.post(f"{base}/api/v3/configure/table", content=body),
+        ]
+        for resp in calls:
+            assert resp.status_code < 500, (resp.request.url, resp.status_code, resp.text[:300])
+
+    probe()
+    assert procs["api"].alive()
+    assert httpx.get(f"{base}/health").status_code == 200
