@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -239,9 +240,17 @@ def create_api(settings: Settings) -> FastAPI:
         body, _ = await influxql(args.get("db"), q, args.get("epoch"), args.get("rp"),
                                  args.get("params"))
         status = 400 if "error" in body and "results" not in body else 200
+        headers = {"X-Influxdb-Version": VERSION}
+        if str(args.get("chunked", "")).lower() == "true" and status == 200:
+            try:
+                size = max(1, int(args.get("chunk_size") or 10_000))
+            except ValueError:
+                size = 10_000
+            lines = (encode_json(part) for part in chunked_results(body, size))
+            return StreamingResponse(lines, media_type="application/json", headers=headers)
         pretty = str(args.get("pretty", "")).lower() == "true"
         return Response(encode_json(body, pretty), status_code=status, media_type="application/json",
-                        headers={"X-Influxdb-Version": VERSION})
+                        headers=headers)
 
     @app.api_route("/api/v3/query_influxql", methods=["GET", "POST"])
     async def query_influxql(request: Request) -> Response:
@@ -357,6 +366,32 @@ async def _query_args(request: Request) -> dict[str, Any]:
             form = await request.form()
             args.update({k: v for k, v in form.items() if isinstance(v, str)})
     return args
+
+
+def chunked_results(body: dict, chunk_size: int) -> Iterator[dict]:
+    """InfluxDB 1.x ``chunked=true``: one JSON object per chunk of at most ``chunk_size`` values;
+    a series cut in pieces carries ``"partial": true`` on every piece but its last, and so does
+    a statement result on every chunk but its last."""
+    for result in body.get("results", []):
+        series = result.get("series")
+        if not series:
+            yield {"results": [result]}
+            continue
+        pieces: list[dict] = []
+        for s in series:
+            values = s.get("values") or []
+            slices = [values[i:i + chunk_size] for i in range(0, len(values), chunk_size)] or [[]]
+            for n, part in enumerate(slices):
+                piece = {k: v for k, v in s.items() if k != "values"}
+                piece["values"] = part
+                if n < len(slices) - 1:
+                    piece["partial"] = True
+                pieces.append(piece)
+        for n, piece in enumerate(pieces):
+            out = {"statement_id": result["statement_id"], "series": [piece]}
+            if n < len(pieces) - 1:
+                out["partial"] = True
+            yield {"results": [out]}
 
 
 async def _json_body(request: Request) -> dict:

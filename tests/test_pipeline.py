@@ -276,3 +276,20 @@ def test_no_request_crashes_the_api(stack):
     probe()
     assert procs["api"].alive()
     assert httpx.get(f"{base}/health").status_code == 200
+
+
+def test_v1_chunked_query(stack):
+    from influxdb import InfluxDBClient
+
+    settings, _ = stack
+    db = unique("chunk")
+    asyncio.run(produce(settings, ["\n".join(f"c,h=h{i % 2} v={i}i {i}" for i in range(25)).encode()], db))
+    wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM c")[0]["n"] == 25, what="rows")
+    resp = httpx.get(f"{settings.http_url}/query", params={
+        "db": db, "q": "SELECT v FROM c GROUP BY h", "chunked": "true", "chunk_size": "5"})
+    parts = [json.loads(line) for line in resp.text.splitlines()]
+    assert len(parts) == 6  # 13 + 12 values in pieces of 5
+    assert all(p["results"][0].get("partial") for p in parts[:-1]) and "partial" not in parts[-1]["results"][0]
+    client = InfluxDBClient(settings.http_host, settings.http_port, database=db)
+    points = [p for rs in client.query("SELECT v FROM c", chunked=True, chunk_size=4) for p in rs.get_points()]
+    assert sorted(p["v"] for p in points) == list(range(25))
