@@ -5,6 +5,10 @@ measurement with whole-message C-level passes (``lp_lines`` cuts the message, ``
 parses plain lines column-wise); only the rare lines that pass cannot vouch for go through the
 exact per-line parser (``lp_syntax``), which is also the reference the vectorised path is tested
 against. ``lp_assemble`` applies precision and the rules between lines and builds the batches.
+Messages under ``VECTORISE_MIN_BYTES`` go line by line: below that the columnar passes' fixed
+cost exceeds the per-line work.
+
+``_vectorise`` (True/False) forces a path; tests use it to hold both paths to the same results.
 """
 from __future__ import annotations
 
@@ -19,15 +23,17 @@ import pyarrow as pa
 
 from topics.lp_assemble import assemble, precision_unit, truncate_default_time
 from topics.lp_columnar import parse_plain_block
-from topics.lp_lines import Plan, general_plan, uniform_plan
+from topics.lp_lines import Plan, PlainBlock, general_plan, split_by_spaces, uniform_plan, without_crlf
 from topics.lp_model import ARROW_TYPES, MAX_VALUE_BYTES, FieldType, LineError, Segment
 from topics.lp_syntax import LineSyntaxError, ParsedLine, parse_text, split_lines
 
 __all__ = ["ARROW_TYPES", "FieldType", "LineError", "ParsedTable", "ParseResult", "parse_lp",
            "parse_lp_records", "parse_lp_main", "serialize_point", "format_field_value"]
 
-#: Below this size the per-line parser is faster than the vectorised passes' fixed costs.
-VECTORISE_MIN_BYTES = 2048
+#: Below this size the exact per-line parser is faster: the columnar passes cost a fixed ~1.5 ms
+#: per message (CSV reader set-up, ~100 Arrow calls), the per-line parser ~40 us per TSBS line;
+#: measured crossover about 30 lines / 10 KB.
+VECTORISE_MIN_BYTES = 8192
 
 
 @dataclass
@@ -103,29 +109,44 @@ class _Originals:
         return out
 
 
+def _block(block: PlainBlock, regroup: bool = True) -> tuple[list[Segment], list[tuple[int, bytes]]]:
+    """Parse one block of plain lines; regroup it by number of spaces if its lines differ."""
+    result = parse_plain_block(block.buffer, block.lines, block.with_time)
+    if result is not None:
+        return result.segments, result.fallback
+    if not regroup:  # the spaces were counted, so this cannot happen; stay exact anyway
+        return [], list(zip(block.lines.to_pylist(), bytes(block.buffer).split(b"\n")))
+    regrouped = split_by_spaces(block)
+    segments, fallback = [], list(regrouped.fallback)
+    for sub in regrouped.blocks:
+        more, other = _block(sub, regroup=False)
+        segments += more
+        fallback += other
+    return segments, fallback
+
+
 def _vectorised(data: bytes) -> tuple[list[Segment], list[tuple[int, bytes]]]:
     """Segments of the lines the columnar passes take; the other lines for the exact parser."""
-    block = uniform_plan(data)
-    if block is not None:
-        result = parse_plain_block(block.buffer, block.lines, block.with_time)
+    data = without_crlf(data)
+    whole = uniform_plan(data)
+    if whole is not None:
+        result = parse_plain_block(whole.buffer, whole.lines, whole.with_time)
         if result is not None:
             return result.segments, result.fallback
     plan: Plan = general_plan(data)
     segments: list[Segment] = []
     fallback = list(plan.fallback)
     for block in plan.blocks:
-        result = parse_plain_block(block.buffer, block.lines, block.with_time)
-        if result is None:  # cannot happen: the plan counted the spaces; stay exact anyway
-            texts = bytes(block.buffer).split(b"\n")
-            fallback.extend(zip(block.lines.to_pylist(), texts))
-            continue
-        segments.extend(result.segments)
-        fallback.extend(result.fallback)
+        more, other = _block(block)
+        segments += more
+        fallback += other
     return segments, fallback
 
 
 def _parse(data: bytes, precision: str, default_ns: int | None, vectorise: bool | None = None) -> ParseResult:
     precision_unit(precision)  # reject an unknown precision before any work
+    if not isinstance(data, bytes):
+        data = bytes(data)
     if vectorise is None:
         vectorise = len(data) >= VECTORISE_MIN_BYTES
     if vectorise:

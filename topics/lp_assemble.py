@@ -8,7 +8,8 @@ rejected line fixes nothing.
 Because every row of a segment offers the same kinds and types, a segment is either accepted or
 rejected as a whole, decided at its first row: if that row is accepted it fixes all its columns
 and every later row of the segment agrees; if it is rejected the conflicting fix stays. So the
-rule runs once per segment (in order of first line), never per row.
+rule runs once per segment (in order of first line), never per row; only the wording of each
+rejected row's reason looks at the row's own line (the conflict that holds there).
 """
 from __future__ import annotations
 
@@ -95,6 +96,24 @@ def _conflict_reason(column: str, fixed: str, line: int, offered: str) -> str:
             f"this line writes it as {_describe(offered)}")
 
 
+def _reject_conflicts(seg: Segment, fixed: dict[tuple[str, str], tuple[str, int]],
+                      original: Callable[[list[int]], list[str]], errors: list[LineError]) -> None:
+    """One error per row of a rejected segment, naming the conflict that holds at that row.
+
+    Rows after the first may meet more conflicts (columns fixed in between); the one reported is
+    the first by tags-then-fields, name order among those fixed before the row, whichever path
+    parsed it.
+    """
+    conflicts = sorted(
+        ((column, kind, fixed[(seg.measurement, column)]) for column, kind in seg.signature().items()
+         if (seg.measurement, column) in fixed and fixed[(seg.measurement, column)][0] != kind),
+        key=lambda c: (c[1] != "tag", c[0]))
+    numbers = seg.lines.to_pylist()
+    for number, text in zip(numbers, original(numbers)):
+        column, kind, (have, line) = next(c for c in conflicts if c[2][1] < number)
+        errors.append(LineError(number, text, _conflict_reason(column, have, line, kind)))
+
+
 def assemble(segments: list[Segment], precision: str, default_ns: int | None,
              original: Callable[[list[int]], list[str]]) -> Assembled:
     """Scale time, apply the rules between lines and build one batch per measurement.
@@ -104,23 +123,19 @@ def assemble(segments: list[Segment], precision: str, default_ns: int | None,
     """
     unit = precision_unit(precision)
     errors: list[LineError] = []
-
-    def reject(lines: pa.Array, reason: str) -> None:
-        numbers = lines.to_pylist()
-        errors.extend(LineError(n, text, reason) for n, text in zip(numbers, original(numbers)))
-
     scaled: list[Segment] = []
     for seg in segments:
         if len(seg) == 0:
             continue
         ns, overflow = scale_time(seg.time, unit)
+        if overflow is not None:
+            numbers = pc.filter(seg.lines, overflow).to_pylist()
+            written = pc.filter(seg.time, overflow).to_pylist()
+            for n, text, ts in zip(numbers, original(numbers), written):
+                errors.append(LineError(n, text, f"timestamp {ts} at precision '{precision}' is out of "
+                                                 f"range (beyond int64 nanoseconds)"))
         seg = Segment(seg.measurement, seg.lines, seg.tags, seg.fields, ns)
         if overflow is not None:
-            bad = pc.filter(seg.lines, overflow)
-            for n, text, ts in zip(bad.to_pylist(), original(bad.to_pylist()),
-                                   pc.filter(pc.fill_null(seg.time, 0), overflow).to_pylist()):
-                errors.append(LineError(n, text, f"timestamp {ts} with precision '{precision}' is out of "
-                                                 f"range (beyond int64 nanoseconds)"))
             seg = _filter(seg, pc.invert(overflow))
             if len(seg) == 0:
                 continue
@@ -131,21 +146,19 @@ def assemble(segments: list[Segment], precision: str, default_ns: int | None,
     scaled.sort(key=lambda s: s.lines[0].as_py())
     fixed: dict[tuple[str, str], tuple[str, int]] = {}
     accepted: dict[str, list[Segment]] = {}
+    rejected: list[Segment] = []
     for seg in scaled:
-        first = seg.lines[0].as_py()
         signature = seg.signature()
-        reason = None
-        for column, kind in signature.items():
-            have = fixed.get((seg.measurement, column))
-            if have is not None and have[0] != kind:
-                reason = _conflict_reason(column, have[0], have[1], kind)
-                break
-        if reason is not None:
-            reject(seg.lines, reason)
+        if any((have := fixed.get((seg.measurement, column))) is not None and have[0] != kind
+               for column, kind in signature.items()):
+            rejected.append(seg)
             continue
+        first = seg.lines[0].as_py()
         for column, kind in signature.items():
             fixed.setdefault((seg.measurement, column), (kind, first))
         accepted.setdefault(seg.measurement, []).append(seg)
+    for seg in rejected:
+        _reject_conflicts(seg, fixed, original, errors)
 
     tables = {name: _table(segs) for name, segs in accepted.items()}
     errors.sort(key=lambda e: e.line)

@@ -1,20 +1,23 @@
 """Vectorised parsing of *plain* line protocol lines into Arrow columns.
 
 A plain line has no backslash, tab, carriage return or NUL, and double quotes only around string
-field values free of separators; each element then ends exactly at a ``,``, ``=`` or space. Such
-lines are parsed with whole-block C-level passes (no Python per line):
+field values free of separators; each element then ends exactly at a ``,``, ``=`` or space. A
+block of such lines is parsed with whole-block C-level passes, never Python per line:
 
-1. pyarrow's CSV reader splits each line at its spaces: series key, field set, timestamp.
-2. Series keys repeat heavily in time series data, so only the distinct ones are tokenised.
-3. ``bytes.translate`` turns ``,`` and ``=`` into one delimiter and the CSV reader tokenises the
-   field sets (and the distinct series keys); a second translate keeps only the delimiters, a
-   *skeleton* per line, which proves the key/value structure (it groups lines by pair count).
-4. Lines are grouped by shape (measurement, tag keys, field keys) by comparing key columns;
-   value columns are typed and validated per column (cast, then cheap checks for what Arrow's
-   float parser accepts beyond line protocol).
+1. pyarrow's CSV reader splits every line at its spaces: series key (dictionary-encoded while
+   reading: series repeat heavily in time series data), field set, timestamp.
+2. Key=value lists (the distinct series keys, then the field sets) are split with the CSV reader
+   at ``=``. When the rows share the first row's keys (the usual case) each cell is
+   ``value,next_key``: checking every cell's suffix proves the row's structure and slicing it off
+   yields the values. Otherwise ``bytes.translate`` gives each row's *skeleton* (its sequence of
+   ``,`` and ``=``) to group rows by structure, and the key columns group them by shape.
+3. Field value columns are typed per column (suffix ``i``/``u``, quotes, boolean spellings,
+   else float), converted with Arrow casts and validated with cheap whole-column checks for
+   what Arrow accepts beyond the line protocol grammar (``+1``, ``.5``, ``1.``, ``inf``...).
 
-Whatever a pass cannot prove valid goes back to the caller as a *fallback* line for the exact
-per-line parser (``lp_syntax``), which also words the error.
+Whatever these passes cannot prove valid goes back to the caller as a *fallback* line for the
+exact per-line parser (``lp_syntax``), which also words the error. Measured choices: CSV cost
+grows with the number of cells, so the passes keep cells few (3 per line, then one per field).
 """
 from __future__ import annotations
 
@@ -42,8 +45,12 @@ _TRUE = pa.array([b"t", b"T", b"true", b"True", b"TRUE"], pa.binary())
 _BOOLEANS = pa.array([b"t", b"T", b"true", b"True", b"TRUE", b"f", b"F", b"false", b"False", b"FALSE"],
                      pa.binary())
 _SAMPLES = 8
-_THREADED_CSV_BYTES = 1 << 18
-_USE_THREADS = True
+#: Up to this many distinct series keys per block, they are split in Python (cheaper than the
+#: fixed cost of the Arrow passes; bounded per block, never per line).
+FEW_SERIES = 128
+# Blocks small enough that a message of a few MB is read by all cores. (Always threaded: a serial
+# read right after a threaded one was measured to stall.)
+_CSV_BLOCK_BYTES = 1 << 19
 _TYPE_ORDER: tuple[FieldType, ...] = ("float", "integer", "uinteger", "string", "boolean")
 _PATTERNS: dict[FieldType, str] = {
     "float": r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$",
@@ -57,23 +64,35 @@ _PATTERNS: dict[FieldType, str] = {
 # Small Arrow helpers
 
 
-@functools.lru_cache(maxsize=1)
-def _arange_cache(size: int) -> pa.Array:
-    return pa.array(range(size), pa.int32())
+@functools.lru_cache(maxsize=4)
+def _cached(kind: str, size: int) -> pa.Array:
+    return pa.array(range(size) if kind == "arange" else [0] * size, pa.int32())
+
+
+def _cache_size(n: int) -> int:
+    return max(1 << max(n - 1, 1).bit_length(), 8192)
 
 
 def arange(n: int) -> pa.Array:
     """0..n-1 as int32 (a slice of a cached array: cheap to call per message)."""
-    size = 1 << max(n - 1, 1).bit_length()
-    return _arange_cache(max(size, 8192))[:n]
+    return _cached("arange", _cache_size(n))[:n]
 
 
 def full(value: int, n: int) -> pa.Array:
+    if value == 0:
+        return _cached("zeros", _cache_size(n))[:n]
     return pa.repeat(pa.scalar(value, pa.int32()), n)
 
 
 def value_offsets(arr: pa.Array) -> pa.Array:
     return pa.Array.from_buffers(pa.int32(), len(arr) + 1, [None, arr.buffers()[1]], offset=arr.offset)
+
+
+def _offsets_of(chunked: pa.ChunkedArray) -> pa.Buffer:
+    """Offsets of the chunks' values laid back to back (for one array over the joined bytes)."""
+    ends = pc.cumulative_sum(pc.binary_length(chunked))
+    ends = _one_chunk(ends) if isinstance(ends, pa.ChunkedArray) else ends
+    return pa.concat_arrays([pa.array([0], pa.int32()), pc.cast(ends, pa.int32())]).buffers()[1]
 
 
 def value_bytes(arr: pa.Array) -> pa.Buffer:
@@ -85,26 +104,43 @@ def value_bytes(arr: pa.Array) -> pa.Buffer:
     return arr.buffers()[2][start:end]
 
 
-def read_columns(buf: pa.Buffer | bytes, ncols: int, delimiter: str) -> list[pa.Array] | None:
+def read_columns(buf: pa.Buffer | bytes, ncols: int, delimiter: str, encode_first: bool = False,
+                 chunked: bool = False) -> list[pa.Array] | list[pa.ChunkedArray] | None:
     """Split newline-terminated rows at ``delimiter`` into ``ncols`` binary columns.
 
-    None when some row has another number of cells (the caller then looks closer).
+    ``encode_first`` dictionary-encodes the first column while reading (series keys repeat: this
+    spares materialising them); ``chunked`` leaves the columns in the reader's blocks (spares a
+    copy when the next steps work block by block). None when some row has another number of
+    cells.
     """
     names = [str(i) for i in range(ncols)]
+    types = {n: pa.binary() for n in names}
+    if encode_first:
+        types["0"] = pa.dictionary(pa.int32(), pa.binary())
     try:
         table = pacsv.read_csv(
             pa.BufferReader(buf),
-            read_options=pacsv.ReadOptions(column_names=names, use_threads=_USE_THREADS and len(buf) > _THREADED_CSV_BYTES,
-                                           block_size=1 << 19),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=_CSV_BLOCK_BYTES,
+                                           use_threads=True),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
                                              double_quote=False, newlines_in_values=False,
                                              ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in names},
-                                                 null_values=[], strings_can_be_null=False,
+            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[],
+                                                 strings_can_be_null=False,
                                                  quoted_strings_can_be_null=False, check_utf8=False))
     except pa.ArrowInvalid:
         return None
-    return [table.column(i).combine_chunks() for i in range(ncols)]
+    if chunked:
+        return [table.column(i) for i in range(ncols)]
+    return [_one_chunk(table.column(i)) for i in range(ncols)]
+
+
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    if column.num_chunks == 1:
+        return column.chunk(0)
+    if column.num_chunks == 0:
+        return pa.array([], column.type)
+    return column.combine_chunks()   # unifies the chunks' dictionaries too
 
 
 def _indices_of(mask: pa.Array) -> pa.Array:
@@ -173,7 +209,7 @@ def _template(first: bytes, named: bool) -> tuple[bytes | None, list[bytes]] | N
     return name, keys
 
 
-def _split_one_shape(strings: pa.Array, raw: bytes, named: bool) -> KVSplit | None:
+def _split_one_shape(strings: pa.Array, raw: pa.Buffer, named: bool) -> KVSplit | None:
     """Fast path: every row has the first row's name and keys, in the same order.
 
     Splitting at ``=`` only leaves cells ``value,next_key``; checking that each cell ends with
@@ -190,7 +226,7 @@ def _split_one_shape(strings: pa.Array, raw: bytes, named: bool) -> KVSplit | No
     for i in range(n - 1, 0, -max(1, n // _SAMPLES)):
         if _template(strings[i].as_py(), named) != template:
             return None
-    cols = read_columns(raw, pairs + 1, "=")
+    cols = read_columns(raw, pairs + 1, "=", chunked=not named)
     if cols is None:
         return None
     head = name + b"," + keys[0] if named and pairs else (name if named else keys[0])
@@ -214,18 +250,45 @@ def _split_one_shape(strings: pa.Array, raw: bytes, named: bool) -> KVSplit | No
     return KVSplit(groups, *locate([g.rows for g in groups], n))
 
 
+def split_series_few(strings: pa.Array) -> KVSplit:
+    """``split_kv(named=True)`` for a handful of distinct series keys: plain Python over at most
+    ``FEW_SERIES`` strings costs less than the Arrow calls (same rules, same results)."""
+    shapes: dict[tuple[bytes, tuple[bytes, ...]], list[tuple[int, list[bytes]]]] = {}
+    for i, s in enumerate(strings.to_pylist()):
+        name, sep, rest = s.partition(b",")
+        if not name or b"=" in name or len(name) > MAX_VALUE_BYTES:
+            continue
+        keys, values = [], []
+        for pair in rest.split(b",") if sep else []:
+            key, eq, value = pair.partition(b"=")
+            if not (eq and key and value) or b"=" in value \
+                    or len(key) > MAX_VALUE_BYTES or len(value) > MAX_VALUE_BYTES:
+                break
+            keys.append(key)
+            values.append(value)
+        else:
+            shapes.setdefault((name, tuple(keys)), []).append((i, values))
+    groups = [KVGroup(pa.array([i for i, _ in rows], pa.int32()), name.decode(), [k.decode() for k in keys],
+                      [pa.array([v[j] for _, v in rows], pa.binary()) for j in range(len(keys))])
+              for (name, keys), rows in shapes.items()]
+    return KVSplit(groups, *locate([g.rows for g in groups], len(strings)))
+
+
 def split_kv(strings: pa.Array, named: bool) -> KVSplit:
     """Tokenise key=value lists; group rows by shape. Rows that are not clean go to -1."""
     n = len(strings)
     if n == 0:
         return KVSplit([], full(0, 0), full(0, 0))
     joined = pc.binary_join_element_wise(strings, _EMPTY, _NEWLINE)
-    raw = value_bytes(joined).to_pybytes()
-    same = _split_one_shape(strings, raw, named)
+    if isinstance(joined, pa.ChunkedArray):
+        buffer = pa.py_buffer(b"".join(value_bytes(c) for c in joined.chunks))
+        joined = pa.Array.from_buffers(pa.binary(), n, [None, _offsets_of(joined), buffer])
+    same = _split_one_shape(strings, value_bytes(joined), named)
     if same is not None:
         return same
 
     # General path: group rows by skeleton (their sequence of ',' and '='), then by keys.
+    raw = value_bytes(joined).to_pybytes()
     skeleton = raw.translate(None, _KV_SKELETON_DELETE)
     translated = pa.py_buffer(raw.translate(_KV_TRANSLATE))
     first = skeleton[:skeleton.index(b"\n") + 1]
@@ -288,11 +351,13 @@ def _add_group(rows: pa.Array, name: str | None, keys: list[str], values: list[p
         odd.append(rows)
         return
     if named and values:
+        # Tag values must be non-empty and within the size limit (checked for all at once).
+        together = pa.concat_arrays(values) if len(values) > 1 else values[0]
+        lo_hi = pc.min_max(pc.binary_length(together))
         bad = None
-        for v in values:
-            lengths = pc.binary_length(v)
-            lo_hi = pc.min_max(lengths)
-            if lo_hi["min"].as_py() == 0 or lo_hi["max"].as_py() > MAX_VALUE_BYTES:
+        if lo_hi["min"].as_py() == 0 or lo_hi["max"].as_py() > MAX_VALUE_BYTES:
+            for v in values:
+                lengths = pc.binary_length(v)
                 b = pc.or_(pc.equal(lengths, 0), pc.greater(lengths, MAX_VALUE_BYTES))
                 bad = b if bad is None else pc.or_(bad, b)
         if bad is not None:
@@ -349,50 +414,48 @@ def _guess(token: bytes) -> FieldType:
     return "float"
 
 
-_U8 = {c: pa.scalar(c, pa.uint8()) for c in b".-0"}
+_U8 = {c: pa.scalar(c, pa.uint8()) for c in b".-"}
+_ONE = pa.scalar(1, pa.int32())
+_DIGIT_0, _DIGIT_9 = ord("0"), ord("9")
 
 
-def _float_grammar_ok(col: pa.Array, data: bytes) -> bool:
+def _float_grammar_ok(col: pa.Array) -> bool:
     """Arrow's float parser also takes ``+1``, ``.5``, ``1.``, ``-.5``, ``1.e5``, inf and nan;
-    line protocol does not. Call only on tokens Arrow parsed as floats (none empty or a lone
-    sign), ``data`` being their bytes back to back.
+    line protocol does not. Call only on tokens Arrow parsed as floats (so none is empty or a
+    lone sign). Works on the raw bytes: min/max and first/last byte of each token.
     """
-    if data.translate(None, _FLOAT_CHARS):
-        return False              # letters: inf, nan, infinity
-    if (b"e" in data and b".e" in data) or (b"E" in data and b".E" in data):
-        return False
-    if b"." not in data and b"+" not in data:
-        return True
-    # A valid token starts with '-' or a digit, never '-.', and ends with a digit.
     offsets = value_offsets(col)
-    base = offsets[0].as_py()
-    if base:
-        offsets = pc.subtract(offsets, base)
-    raw = pa.Array.from_buffers(pa.uint8(), len(data), [None, pa.py_buffer(data)])
-    starts = offsets[:-1]
-    if pc.min(pc.take(raw, pc.subtract(offsets[1:], 1))).as_py() < ord("0"):
+    lo, hi = offsets[0].as_py(), offsets[-1].as_py()
+    raw = pa.Array.from_buffers(pa.uint8(), hi, [None, col.buffers()[2]])[lo:]
+    span = pc.min_max(raw)
+    if span["max"].as_py() > _DIGIT_9:       # letters: an exponent, or inf / nan
+        data = value_bytes(col).to_pybytes()
+        if data.translate(None, _FLOAT_CHARS) or b".e" in data or b".E" in data:
+            return False
+    if lo:
+        offsets = pc.subtract(offsets, pa.scalar(lo, pa.int32()))
+    # A valid token starts with '-' or a digit, never '-.', and ends with a digit.
+    if pc.min(pc.take(raw, pc.subtract(offsets[1:], _ONE))).as_py() < _DIGIT_0:
         return False
+    if span["min"].as_py() >= _DIGIT_0:       # digits only, no sign, no dot
+        return True
+    starts = offsets[:-1]
     first = pc.take(raw, starts)
     lowest = pc.min(first).as_py()
-    if lowest >= ord("0"):
+    if lowest >= _DIGIT_0:
         return True
     if lowest != ord("-") or _any(pc.equal(first, _U8[ord(".")])):
         return False
-    second = pc.take(raw, pc.add(pc.filter(starts, pc.equal(first, _U8[ord("-")])), 1))
-    return pc.min(second).as_py() >= ord("0")
+    second = pc.take(raw, pc.add(pc.filter(starts, pc.equal(first, _U8[ord("-")])), _ONE))
+    return pc.min(second).as_py() >= _DIGIT_0
 
 
-def _try_uniform(col: pa.Array, kind: FieldType, check_floats: bool = True) -> pa.Array | None:
-    """Type every token of ``col`` as ``kind`` with cheap whole-column checks, or None.
-
-    ``check_floats=False`` leaves the float grammar check to the caller (who batches columns).
-    """
+def _try_uniform(col: pa.Array, kind: FieldType) -> pa.Array | None:
+    """Type every token of ``col`` as ``kind`` with cheap whole-column checks, or None."""
     try:
         if kind == "float":
             values = pc.cast(_utf8(col), pa.float64())
-            if check_floats and not _float_grammar_ok(col, value_bytes(col).to_pybytes()):
-                return None
-            return values
+            return values if _float_grammar_ok(col) else None
         if kind in ("integer", "uinteger"):
             if not pc.all(pc.ends_with(col, "i" if kind == "integer" else "u")).as_py():
                 return None
@@ -432,12 +495,12 @@ def _exact_ints(tokens: pa.Array, kind: FieldType) -> tuple[pa.Array, pa.Array]:
         return pa.array([v if k else None for v, k in zip(ints, ok)], ARROW_TYPES[kind]), pa.array(ok)
 
 
-def type_values(col: pa.Array, check_floats: bool = True) -> Typed:
+def type_values(col: pa.Array) -> Typed:
     """Decide each token's type (suffix, quotes, spelling) and convert, validating the grammar."""
     if len(col) == 0:
         return Typed("float", {"float": pa.array([], pa.float64())})
     kind = _guess(col[0].as_py() or b"")
-    values = _try_uniform(col, kind, check_floats)
+    values = _try_uniform(col, kind)
     if values is not None:
         return Typed(kind, {kind: values})
     return _classify(col)
@@ -511,17 +574,34 @@ class FieldGroup:
     duplicate_keys: bool
 
 
-def _check_float_grammar(tokens: list[pa.Array], typed: list[Typed]) -> None:
-    """Run the float grammar check once over all float columns; redo the columns that fail."""
-    floats = [j for j, t in enumerate(typed) if t.uniform == "float"]
-    if not floats:
-        return
-    together = pa.concat_arrays([tokens[j] for j in floats]) if len(floats) > 1 else tokens[floats[0]]
-    if _float_grammar_ok(together, value_bytes(together).to_pybytes()):
-        return
-    for j in floats:
-        if not _float_grammar_ok(tokens[j], value_bytes(tokens[j]).to_pybytes()):
-            typed[j] = _classify(tokens[j])
+def _type_columns(columns: list[pa.Array]) -> list[Typed]:
+    """Type the value columns of one field shape.
+
+    Columns whose first token looks like a float are cast together in one pass (the usual bulk
+    of the data) and checked against the line protocol grammar together; a column that fails
+    is typed on its own.
+    """
+    typed: list[Typed | None] = [None] * len(columns)
+    floats = [j for j, c in enumerate(columns) if len(c) and _guess(c[0].as_py()) == "float"]
+    if floats:
+        parts = [chunk for j in floats for chunk in _chunks(columns[j])]
+        together = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+        try:
+            values = pc.cast(_utf8(together), pa.float64())
+            ok = _float_grammar_ok(together)
+        except pa.ArrowInvalid:
+            ok = False
+        if ok:
+            start = 0
+            for j in floats:
+                typed[j] = Typed("float", {"float": values.slice(start, len(columns[j]))})
+                start += len(columns[j])
+    return [t if t is not None else type_values(_one_chunk(c) if isinstance(c, pa.ChunkedArray) else c)
+            for t, c in zip(typed, columns)]
+
+
+def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
 
 
 def _typed_field_groups(split: KVSplit) -> list[FieldGroup]:
@@ -531,13 +611,12 @@ def _typed_field_groups(split: KVSplit) -> list[FieldGroup]:
     """
     groups: list[FieldGroup] = []
     for g in split.groups:
-        typed = [type_values(v, check_floats=False) for v in g.values]
-        _check_float_grammar(g.values, typed)
+        typed = _type_columns(g.values)
         duplicate = len(set(g.keys)) != len(g.keys)
         mixed = [t.codes for t in typed if t.uniform is None]
         if not mixed:
-            groups.append(FieldGroup(g.rows, {k: (t.uniform, t.values[t.uniform]) for k, t in zip(g.keys, typed)},
-                                     duplicate))
+            fields = {k: (t.uniform, t.values[t.uniform]) for k, t in zip(g.keys, typed)}
+            groups.append(FieldGroup(g.rows, fields, duplicate))
             continue
         valid = functools.reduce(pc.and_, [pc.greater_equal(c, 0) for c in mixed])
         signature = pc.binary_join_element_wise(*[pc.cast(c, pa.string()) for c in mixed], ",") \
@@ -569,27 +648,37 @@ def parse_plain_block(buf: pa.Buffer | bytes, lines: pa.Array | None, with_time:
     ``lines`` are the 1-based line numbers of the rows (None: 1, 2, 3, ...). Returns None when
     some row has another number of spaces (only possible when the caller did not count them).
     """
-    cols = read_columns(buf, 3 if with_time else 2, " ")
+    cols = read_columns(buf, 3 if with_time else 2, " ", encode_first=True, chunked=True)
     if cols is None:
         return None
-    series, fieldsets = cols[0], cols[1]
-    n = len(series)
+    # Field sets stay in the reader's blocks: split_kv joins them block by block anyway.
+    cols = [_one_chunk(c) if i != 1 else c for i, c in enumerate(cols)]
+    encoded, fieldsets = cols[0], cols[1]
+    n = len(fieldsets)
     if lines is None:
         lines = pc.add(arange(n), pa.scalar(1, pa.int32()))
 
-    encoded = pc.dictionary_encode(series)
-    ssplit = split_kv(encoded.dictionary, named=True)
-    s_group = pc.take(ssplit.group_of, encoded.indices)
-    s_pos = pc.take(ssplit.position, encoded.indices)
-
+    if len(encoded.dictionary) <= FEW_SERIES:
+        ssplit = split_series_few(encoded.dictionary)
+    else:
+        ssplit = split_kv(encoded.dictionary, named=True)
     fsplit = split_kv(fieldsets, named=False)
     fgroups = _typed_field_groups(fsplit)
-
     if with_time:
         times, bad_time = parse_timestamps(cols[2])
     else:
         times, bad_time = pa.nulls(n, pa.int64()), None
 
+    if (len(ssplit.groups) == 1 and len(ssplit.groups[0].rows) == len(encoded.dictionary)
+            and len(fgroups) == 1 and len(fgroups[0].rows) == n and bad_time is None):
+        # One shape and every row valid (the common case): no regrouping needed.
+        sgroup, fgroup = ssplit.groups[0], fgroups[0]
+        if not fgroup.duplicate_keys and not line_rule_violation(
+                sgroup.keys, [(k, t) for k, (t, _) in fgroup.fields.items()]):
+            return BlockResult([_segment(sgroup, fgroup, None, encoded.indices, arange(n), times, lines)], [])
+
+    s_group = pc.take(ssplit.group_of, encoded.indices)
+    s_pos = pc.take(ssplit.position, encoded.indices)
     # Which (series group, field group) pair each row belongs to; -1 sends it to the fallback.
     f_group, f_pos = locate([g.rows for g in fgroups], n)
     bad = pc.or_(pc.less(s_group, 0), pc.less(f_group, 0))
@@ -638,5 +727,7 @@ def _fallback_lines(cols: list[pa.Array], lines: pa.Array, rows: list[pa.Array])
         return []
     idx = pa.concat_arrays([pc.cast(r, pa.int32()) for r in rows])
     picked = [pc.take(c, idx) for c in cols]
+    picked = [_one_chunk(p) if isinstance(p, pa.ChunkedArray) else p for p in picked]
+    picked = [p.dictionary_decode() if isinstance(p, pa.DictionaryArray) else p for p in picked]
     text = pc.binary_join_element_wise(*picked, _SPACE)
     return list(zip(pc.take(lines, idx).to_pylist(), text.to_pylist()))

@@ -348,11 +348,12 @@ def apply_line_rules(parsed: ParsedLine) -> ParsedLine:
 
 def parse_text(piece: bytes) -> ParsedLine | None:
     """Parse one line's bytes: None for blank and comment lines; raises LineSyntaxError."""
-    piece = trim_leading(piece)
-    if not piece:
+    trimmed = trim_leading(piece)
+    if not trimmed:
         return None
     try:
-        text = piece.decode("utf-8")
+        text = trimmed.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise LineSyntaxError(f"invalid UTF-8 at byte {exc.start} of the line") from None
+        at = len(piece) - len(trimmed) + exc.start
+        raise LineSyntaxError(f"invalid UTF-8 at byte {at} of the line") from None
     return apply_line_rules(parse_line(text))

@@ -1,0 +1,1 @@
+"""Benchmarks: each one measures a claim against a peer run in the same session."""
