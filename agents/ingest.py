@@ -33,7 +33,7 @@ from topics.declarations import PipelineTopics
 from topics.line_protocol import LineError, ParsedTable, parse_lp
 from topics.validate import offered_columns, reject_rows, reserved_name_conflicts
 from topics.wire import (ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, BatchRef, RejectedLine,
-                         encode_batch, header_dict, now)
+                         batch_stats, encode_batch, header_dict, now)
 
 log = logging.getLogger("influent.ingest")
 
@@ -134,8 +134,9 @@ async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str) 
         ordered = with_write_order(kept.batch, kept.lines, msg)
         template = await catalog.partition_template(db, table.name)
         for pk, part in split_by_partition(ordered, partition_keys(ordered, template)).items():
-            if await catalog.watermark(db, table.name, pk, msg.partition) >= msg.offset:
-                continue  # a replay of a message whose rows are already in a Parquet file
+            if await catalog.is_obsolete(db, table.name, pk, msg.partition, msg.offset,
+                                         msg.timestamp_ms):
+                continue  # a replay of rows already in a file, or of a deleted database
             ref = BatchRef(db, table.name, pk, msg.topic, msg.partition, msg.offset)
             outcome.batches.append((ref, part))
     outcome.rejected = sorted(rejected, key=lambda e: e.line)
@@ -153,8 +154,11 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
             key = BufferKey.for_batch(ref)
             buffers[key.encode()] = data
             snapshots.append((ref.database, ref.table, key.snapshot_field, data))
+            headers = ref.headers()
+            if "origin" in msg.headers:  # who wrote it (e.g. a trigger), for the loop guard
+                headers["origin"] = msg.headers["origin"].encode()
             await topics.accepted.send(key=f"{ref.database}/{ref.table}".encode(), value=data,
-                                       partition=msg.partition, headers=ref.headers())
+                                       partition=msg.partition, headers=headers)
         await catalog.put_snapshots(snapshots)
         received = now()
         for err in outcome.rejected:
@@ -202,10 +206,9 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
             if data is None:
                 continue
             key = BufferKey.decode(raw_key)
-            mark = await catalog.watermark(key.database, key.table, key.partition_key,
-                                           key.source_partition)
-            if key.offset <= mark:
-                continue  # already in a file; the persist agent purges the entry
+            if await catalog.is_obsolete(key.database, key.table, key.partition_key,
+                                         key.source_partition, key.offset, batch_stats(data)[1]):
+                continue  # already in a file or deleted; the persist agent purges the entry
             items.append((key.database, key.table, key.snapshot_field, data))
         missing = await catalog.missing_snapshots(items)
         await catalog.put_snapshots(missing)

@@ -34,7 +34,7 @@ from persist.parquet_files import ParquetFileMeta, build_parquet, file_id, objec
 from persist.persist_events import PersistEvent
 from tables.buffers import BufferKey
 from topics.declarations import PipelineTopics
-from topics.wire import ORDER_TS, BatchRef, decode_batches, header_dict
+from topics.wire import BatchRef, batch_stats, decode_batches, header_dict
 
 log = logging.getLogger("influent.persist")
 
@@ -45,20 +45,20 @@ BufferId = tuple[str, str, str]  # database, table, partition key
 class PendingBuffer:
     """What is buffered for one (database, table, partition key) of one source partition."""
 
-    entries: dict[bytes, int] = field(default_factory=dict)  # buffer key -> bytes
+    entries: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # key -> (bytes, written ms)
     rows: int = 0
     oldest_ms: int = 0
 
     def add(self, key: bytes, size: int, rows: int, written_ms: int) -> None:
         if key in self.entries:
             return
-        self.entries[key] = size
+        self.entries[key] = (size, written_ms)
         self.rows += rows
         self.oldest_ms = written_ms if not self.oldest_ms else min(self.oldest_ms, written_ms)
 
     @property
     def bytes(self) -> int:
-        return sum(self.entries.values())
+        return sum(size for size, _ in self.entries.values())
 
 
 def due(buf: PendingBuffer, settings: Settings, now_ms: int) -> str | None:
@@ -72,13 +72,6 @@ def due(buf: PendingBuffer, settings: Settings, now_ms: int) -> str | None:
     if now_ms - buf.oldest_ms >= settings.persist_max_age * 1000:
         return "age"
     return None
-
-
-def batch_stats(data: bytes) -> tuple[int, int]:
-    """(rows, write timestamp ms) of one buffered Arrow batch."""
-    table = decode_batches(data)
-    ts = table.column(ORDER_TS)[0].as_py() if table.num_rows else int(time.time() * 1000)
-    return table.num_rows, ts
 
 
 FLUSH = b"flush"
@@ -109,6 +102,7 @@ def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
 
     async def persist(partition: int, buf_id: BufferId, buf: PendingBuffer, reason: str) -> None:
         db, table, pk = buf_id
+        await drop_obsolete(partition, buf_id)
         keys = sorted(buf.entries)
         offsets = [BufferKey.decode(k).offset for k in keys]
         values = [buffers[k] for k in keys]
@@ -152,18 +146,26 @@ def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
             await fut
             await catalog.outbox_done(partition, path)
 
-    async def purge_persisted(partition: int) -> None:
-        """Delete buffer entries a previous run or owner already persisted (watermark)."""
+    async def drop_obsolete(partition: int, buf_id: BufferId) -> None:
+        """Delete the entries of a buffer that a previous run or owner already persisted
+        (watermark), or whose database was deleted after they were written."""
         bufs = pending.get(partition, {})
-        for buf_id in list(bufs):
-            db, table, pk = buf_id
-            mark = await catalog.watermark(db, table, pk, partition)
-            stale = [k for k in bufs[buf_id].entries if BufferKey.decode(k).offset <= mark]
-            for k in stale:
-                del buffers[k]
-                bufs[buf_id].entries.pop(k, None)
-            if stale and not bufs[buf_id].entries:
-                bufs.pop(buf_id)
+        buf = bufs.get(buf_id)
+        if buf is None:
+            return
+        db, table, pk = buf_id
+        stale = [k for k, (_, written_ms) in buf.entries.items()
+                 if await catalog.is_obsolete(db, table, pk, partition,
+                                              BufferKey.decode(k).offset, written_ms)]
+        for k in stale:
+            del buffers[k]
+            buf.entries.pop(k, None)
+        if stale and not buf.entries:
+            bufs.pop(buf_id)
+
+    async def purge_persisted(partition: int) -> None:
+        for buf_id in list(pending.get(partition, {})):
+            await drop_obsolete(partition, buf_id)
 
     @app.agent(app.topic(settings.accepted_topic, settings.ticks_topic,
                          partitions=settings.partitions, key_type=bytes, value_type=bytes,

@@ -8,6 +8,7 @@ deployments sharing one Redis never collide) — see docs/catalog.md:
 - ``<ns>:db:<db>:t:<table>:cols``       hash column -> kind ("tag", "time", or a field type)
 - ``<ns>:db:<db>:t:<table>:buf``        hash buffer key -> Arrow IPC batch (buffer snapshot)
 - ``<ns>:db:<db>:t:<table>:files``      hash object path -> Parquet file record (JSON)
+- ``<ns>:deleted``                      hash db -> ms: data written up to then is deleted
 - ``<ns>:templates``                    hash "<db>" or "<db>␟<table>" -> partition template JSON
 - ``<ns>:outbox:<source partition>``    hash object path -> persist event JSON not yet sent
 - ``<ns>:persisted``                    hash "<db>␟<table>␟<partition key>␟<source partition>"
@@ -240,6 +241,40 @@ class Catalog:
         raw = await self.redis.hget(self.k_watermarks(),
                                     self.watermark_field(db, table, partition_key, source_partition))
         return int(raw) if raw is not None else -1
+
+    async def is_obsolete(self, db: str, table: str, partition_key: str, source_partition: int,
+                          offset: int, written_ms: int) -> bool:
+        """Whether a buffered batch must not be buffered or shown again: it is already in a
+        file (offset at or below the watermark) or its database was deleted after it."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.k_watermarks(),
+                      self.watermark_field(db, table, partition_key, source_partition))
+            pipe.hget(self.k_deleted(), db)
+            mark, deleted = await pipe.execute()
+        return (mark is not None and offset <= int(mark)) or (
+            deleted is not None and written_ms <= int(deleted))
+
+    def k_deleted(self) -> str:
+        return f"{self.ns}:deleted"
+
+    async def delete_database(self, db: str, now_ms: int) -> list[str]:
+        """Drop a database from the catalog (tables, columns, files, snapshots, template) and
+        remember when, so replays and buffered batches older than that stay deleted. Returns
+        the object paths of its files, for the caller to remove."""
+        tables = await self.tables(db)
+        paths = []
+        for table in tables:
+            paths.extend(m.path for m in await self.files(db, table))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.srem(self.k_dbs(), db)
+            pipe.delete(self.k_tables(db))
+            for table in tables:
+                pipe.delete(self.k_columns(db, table), self.k_files(db, table), self.k_buffer(db, table))
+                pipe.hdel(self.k_templates(), f"{db}\x1f{table}")
+            pipe.hdel(self.k_templates(), db)
+            pipe.hset(self.k_deleted(), db, now_ms)
+            await pipe.execute()
+        return paths
 
     async def restore_file(self, meta: ParquetFileMeta) -> None:
         """Re-register a file found in the object store (catalog rebuild)."""

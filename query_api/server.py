@@ -26,6 +26,7 @@ from persist.catalog import TAG, Catalog, schema_conflicts, validate_db_name
 from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
 from persist.object_store import open_store
 from query_api.engine import DatabaseNotFound, EngineSource, QueryEngine, QueryError, QueryStats
+from query_api.engine_routes import engine_metrics, engine_router, subscription_statements
 from query_api.influxql.executor import execute_influxql, query_target
 from query_api.influxql.results import encode_json, to_table_rows
 from query_api.flight import start_flight
@@ -123,7 +124,8 @@ def create_api(settings: Settings) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+        return Response(generate_latest(registry) + await engine_metrics(app, settings),
+                        media_type="text/plain; version=0.0.4")
 
     # ---- SQL ------------------------------------------------------------------------------
     @app.api_route("/api/v3/query_sql", methods=["GET", "POST"])
@@ -186,6 +188,18 @@ def create_api(settings: Settings) -> FastAPI:
             await app.state.catalog.set_partition_template(db, None, template)
         return Response(status_code=200)
 
+    @app.delete("/api/v3/configure/database")
+    async def delete_database(db: str = "") -> Response:
+        """Delete a database now: catalog entries, buffered rows and Parquet files. Rows
+        written before the deletion never come back (replays and buffers are dropped)."""
+        catalog: Catalog = app.state.catalog
+        if not db or not await catalog.has_database(db):
+            return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
+        paths = await catalog.delete_database(db, int(time.time() * 1000))
+        store = app.state.engine.store
+        await asyncio.to_thread(lambda: [store.delete(p) for p in paths])
+        return Response(status_code=200)
+
     @app.post("/api/v3/configure/table")
     async def create_table(request: Request) -> Response:
         body = await _json_body(request)
@@ -225,7 +239,8 @@ def create_api(settings: Settings) -> FastAPI:
         try:
             body = await execute_influxql(q, db or None, EngineSource(app.state.engine, stats),
                                           now_ns=time.time_ns(), epoch=epoch, rp=rp,
-                                          params=params or None)
+                                          params=params or None,
+                                          subscriptions=subscription_statements(app, settings))
         finally:
             observe(stats)
         return body, stats
@@ -349,6 +364,7 @@ def create_api(settings: Settings) -> FastAPI:
         code = {413: "request too large"}.get(status, "invalid")
         return JSONResponse({"code": code, "message": message}, status_code=status)
 
+    app.include_router(engine_router(settings))  # subscriptions, triggers, /api/v3/engine/*
     return app
 
 

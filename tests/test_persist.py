@@ -206,3 +206,31 @@ def test_dedup_merges_fields_across_files_and_buffer_and_prunes_by_time(kafka_bo
     finally:
         api.stop()
         worker.stop()
+
+
+def test_delete_database_removes_files_buffers_and_stays_deleted(kafka_bootstrap, redis_url, tmp_path):
+    import httpx
+
+    settings = persist_settings(kafka_bootstrap, redis_url, tmp_path)
+    db = unique("gone")
+    worker = start_worker(settings, "w1", free_port())
+    api = start_api(settings)
+    try:
+        asyncio.run(produce(settings, [lines(1000), lines(10, offset=5000)], db, partition=0))
+        asyncio.run(events_for(settings, db, count=1))
+        wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM cpu")[0]["n"] == 1010)
+        assert list(open_store(settings).list(f"{db}/"))
+        resp = httpx.delete(f"{settings.http_url}/api/v3/configure/database", params={"db": db})
+        assert resp.status_code == 200
+        assert httpx.get(f"{settings.http_url}/api/v3/query_sql",
+                         params={"db": db, "q": "SELECT 1"}).status_code == 404
+        assert list(open_store(settings).list(f"{db}/")) == []
+        # a restart replays the changelog: the deleted buffer must not come back
+        worker.stop()
+        worker = start_worker(settings, "w1", free_port())
+        asyncio.run(produce(settings, [lines(5, offset=9000)], db, partition=1))
+        wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM cpu"), what="new writes")
+        assert rows(settings, db, "SELECT count(*) AS n FROM cpu")[0]["n"] == 5
+    finally:
+        api.stop()
+        worker.stop()

@@ -91,5 +91,12 @@ def header_dict(headers) -> dict[str, str]:
             for k, v in items}
 
 
+def batch_stats(data: bytes) -> tuple[int, int]:
+    """(rows, write timestamp ms) of one buffered Arrow batch."""
+    table = decode_batches(data)
+    ts = table.column(ORDER_TS)[0].as_py() if table.num_rows else int(time.time() * 1000)
+    return table.num_rows, ts
+
+
 def now() -> float:
     return time.time()

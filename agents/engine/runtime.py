@@ -1,0 +1,151 @@
+"""The plugin runtime of one process (a worker, or the query API for request triggers): runs
+one plugin call with its ``influxdb3_local``, produces what it wrote, logs and counts failures,
+and applies the trigger's ``error_behavior``.
+
+Writes made by a trigger carry the Kafka header ``origin: trigger:<db>/<name>``; the ingest
+agent copies it onto the accepted batches, so the trigger can skip its own writes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+from aiokafka import AIOKafkaProducer
+
+from agents.engine.local_api import CallContext, PluginApi, QueryError
+from agents.engine.plugins import PluginLoader, call_in_thread
+from agents.engine.rows import query_rows
+from influent.config import Settings
+from persist.engine_catalog import EngineCatalog, PluginStore, Trigger
+
+log = logging.getLogger("influent.plugins")
+
+ORIGIN_HEADER = "origin"
+#: Longest a plugin thread waits for a synchronous write or a query to complete.
+SYNC_TIMEOUT = 120.0
+
+#: (database, sql, params) -> result table, run on the event loop.
+QueryTable = Callable[[str, str, "dict[str, Any] | None"], Awaitable[pa.Table]]
+
+
+def origin_of(trigger: Trigger) -> str:
+    return f"trigger:{trigger.database}/{trigger.name}"
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+def http_query(settings: Settings, client: httpx.AsyncClient) -> QueryTable:
+    """Queries through the query API (for processes without a query engine: workers); asks
+    for Parquet so types (int ns timestamps, uint64, ...) survive the trip."""
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+
+    async def run(db: str, sql: str, params: dict[str, Any] | None) -> pa.Table:
+        body = {"db": db, "q": sql, "format": "parquet", **({"params": params} if params else {})}
+        try:
+            resp = await client.post(f"{settings.http_url}/api/v3/query_sql", json=body,
+                                     headers=headers)
+        except httpx.HTTPError as exc:
+            raise QueryError(f"query API unreachable at {settings.http_url}: {exc}") from exc
+        if resp.status_code != 200:
+            raise QueryError(f"query failed ({resp.status_code}): {resp.text.strip()}")
+        if not resp.content:
+            return pa.table({})
+        return pq.read_table(pa.BufferReader(resp.content))
+
+    return run
+
+
+class PluginRuntime:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, catalog: EngineCatalog,
+                 store: PluginStore, query_table: QueryTable):
+        self.settings = settings
+        self.producer = producer
+        self.catalog = catalog
+        self.store = store
+        self.query_table = query_table
+        self.loader = PluginLoader(settings.plugin_dir)
+
+    async def produce(self, db: str, lines: list[str], origin: str) -> None:
+        """Send lines to the writes topic (acks=all) as one message, tagged with their origin."""
+        if not lines:
+            return
+        headers = [("db", db.encode()), ("precision", b"ns"), (ORIGIN_HEADER, origin.encode())]
+        await self.producer.send_and_wait(self.settings.writes_topic, "\n".join(lines).encode(),
+                                          headers=headers)
+
+    def _context(self, trigger: Trigger, loop: asyncio.AbstractEventLoop) -> CallContext:
+        origin = origin_of(trigger)
+
+        def write_now(db: str, lines: list[str]) -> None:
+            asyncio.run_coroutine_threadsafe(self.produce(db, lines, origin), loop).result(SYNC_TIMEOUT)
+
+        def query(db: str, sql: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
+            future = asyncio.run_coroutine_threadsafe(self.query_table(db, sql, params), loop)
+            try:
+                return query_rows(future.result(SYNC_TIMEOUT))
+            except QueryError:
+                raise
+            except Exception as exc:  # the engine's own errors, as the plugin API's
+                raise QueryError(str(exc)) from exc
+
+        return CallContext(trigger.database, trigger.name, self.store, write_now, query)
+
+    async def call(self, trigger: Trigger, function: str,
+                   make_args: Callable[[PluginApi], tuple]) -> CallOutcome:
+        """Call ``function`` of the trigger's plugin with ``make_args(influxdb3_local)``, then
+        produce its buffered writes. Failures (raised, timed out, unwritable) are logged to
+        ``system.processing_engine_logs`` and counted; they never raise here."""
+        db, name = trigger.database, trigger.name
+        api = PluginApi(self._context(trigger, asyncio.get_running_loop()))
+
+        def run() -> Any:
+            fn = self.loader.function(f"{db}/{name}", trigger.plugin_filename, function)
+            return fn(*make_args(api))
+
+        await self.catalog.incr("calls", db, name)
+        try:
+            result = await call_in_thread(run, trigger.settings.timeout_seconds)
+            by_db: dict[str, list[str]] = {}
+            for target, line in api.buffered:
+                by_db.setdefault(target, []).append(line)
+            for target, lines in by_db.items():
+                await self.produce(target, lines, origin_of(trigger))
+        except Exception as exc:  # noqa: BLE001 - a plugin may raise anything
+            message = f"error executing plugin {trigger.plugin_filename} ({function}): " \
+                      f"{type(exc).__name__}: {exc}"
+            log.warning("[%s/%s] %s\n%s", db, name, message,
+                        "".join(traceback.format_exception(exc)[-6:]))
+            await self.catalog.incr("errors", db, name)
+            await asyncio.to_thread(self.store.log, db, name, "ERROR", message)
+            return CallOutcome(False, error=message)
+        return CallOutcome(True, result)
+
+    async def settle(self, trigger: Trigger, outcome: CallOutcome) -> bool:
+        """Apply ``error_behavior`` to a call's outcome: True when the event is done with
+        (success, ``log``, or ``disable`` — which disables the trigger everywhere), False when
+        it must be called again (``retry``)."""
+        if outcome.ok:
+            return True
+        behavior = trigger.settings.error_behavior
+        if behavior == "retry":
+            return False
+        if behavior == "disable":
+            await self.catalog.set_trigger_disabled(trigger.database, trigger.name, True)
+            await asyncio.to_thread(self.store.log, trigger.database, trigger.name, "WARN",
+                                    "trigger disabled after an error (error_behavior=disable)")
+        return True
+
+    def close(self) -> None:
+        self.store.close()
