@@ -1,7 +1,7 @@
 """Deterministic TSBS-style "cpu-only" line protocol generator.
 
 Mirrors the shape of the Time Series Benchmark Suite cpu-only use case (measurement ``cpu``,
-10 tags, 10 float fields, one point per host every 10 s) so that parser and ingest benchmarks
+10 tags, 10 integer fields, one point per host every 10 s) so that parser and ingest benchmarks
 run on realistic data without the Go tool. Streaming: lines are produced one at a time, so
 large data sets never sit in memory.
 
@@ -69,31 +69,24 @@ def generate_lines(hosts: int, hours: float, seed: int = 123,
                    start_ns: int = START_NS) -> Iterator[str]:
     """Yield cpu-only lines (without newline), time-major like TSBS: every host per tick.
 
-    Each field is a bounded random walk in [0, 100]; about one value in seven is printed as a
-    whole number (as TSBS prints whole floats, without a dot), the others with 1 to 8 decimals.
+    As in TSBS's devops generator, each field is a random walk with normal(0, 1) steps clamped
+    to [0, 100], written as an integer (``usage_user=58i``), which is what TSBS emits for the
+    influx format.
     """
     rng = random.Random(seed)
     host_list = make_hosts(hosts, rng)
     state = [[rng.uniform(0, 100) for _ in FIELDS] for _ in host_list]
     ticks = int(hours * 3600 * 1_000_000_000 // INTERVAL_NS)
-    rand = rng.random
-    decimals = (1, 2, 4, 8)
+    gauss = rng.gauss
     for tick in range(ticks):
         ts = start_ns + tick * INTERVAL_NS
         for host, values in zip(host_list, state):
             parts = []
             for j, name in enumerate(FIELDS):
-                v = values[j] + (rand() - 0.5) * 10.0
+                v = values[j] + gauss(0.0, 1.0)
                 v = 0.0 if v < 0.0 else 100.0 if v > 100.0 else v
-                pick = rand()
-                if pick < 0.15:
-                    v = float(round(v))
-                    text = str(int(v))
-                else:
-                    v = round(v, decimals[int(pick * 40) % 4])
-                    text = str(int(v)) if v == int(v) else repr(v)
                 values[j] = v
-                parts.append(f"{name}={text}")
+                parts.append(f"{name}={int(v)}i")
             yield f"{host.series} {','.join(parts)} {ts}"
 
 
