@@ -171,3 +171,22 @@ def settings(kafka_bootstrap: str, redis_url: str, s3_endpoint: str,
         worker_web_port=web_port,
         http_bind=f"127.0.0.1:{http_port}",
     )
+
+
+@pytest.fixture(scope="session")
+def influxdb1(tmp_path_factory):
+    """A real InfluxDB 1.x on loopback, loaded with the InfluxQL compatibility data."""
+    from tests.influxql_compat.loader import HERE
+    from tests.influxql_compat.server import start_influxdb, wait_until
+
+    server = start_influxdb(tmp_path_factory.mktemp("influxdb1"))
+    try:
+        for db, name in (("compat", "data.lp"), ("other", "other.lp")):
+            status, body = server.request("POST", "/query", {"q": f'CREATE DATABASE "{db}"'})
+            assert status == 200, body
+            server.write(db, (HERE / name).read_bytes())
+        assert wait_until(lambda: "series" in server.query("SELECT count(*) FROM cpu", "compat")
+                          ["results"][0])
+        yield server
+    finally:
+        server.stop()

@@ -12,55 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
-from typing import Any
 
 import pytest
 
 from query_api.influxql import MemorySource, encode_json, execute_influxql
-from tests.influxql_compat.loader import HERE, fixture_source
+from tests.influxql_compat.compare import assert_matches
+from tests.influxql_compat.loader import fixture_source
 from tests.influxql_compat.queries import QUERIES, Q
-from tests.influxql_compat.server import InfluxDB1, start_influxdb, wait_until
-
-
-@pytest.fixture(scope="session")
-def influxdb1(tmp_path_factory) -> InfluxDB1:
-    server = start_influxdb(tmp_path_factory.mktemp("influxdb1"))
-    try:
-        for db, name in (("compat", "data.lp"), ("other", "other.lp")):
-            status, body = server.request("POST", "/query", {"q": f'CREATE DATABASE "{db}"'})
-            assert status == 200, body
-            server.write(db, (HERE / name).read_bytes())
-        assert wait_until(lambda: "series" in server.query("SELECT count(*) FROM cpu", "compat")
-                          ["results"][0])
-        yield server
-    finally:
-        server.stop()
+from tests.influxql_compat.server import InfluxDB1
 
 
 @pytest.fixture(scope="session")
 def influent_source() -> MemorySource:
     return fixture_source()
-
-
-def _sorted_ties(body: dict[str, Any]) -> dict[str, Any]:
-    for result in body.get("results", []):
-        for series in result.get("series", []):
-            series["values"] = sorted(series.get("values", []),
-                                      key=lambda row: (row[0], json.dumps(row)))
-    return body
-
-
-def _close(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(
-            a, b, rel_tol=1e-12, abs_tol=0.0)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 @pytest.mark.parametrize("case", QUERIES, ids=[f"{i:03d}" for i in range(len(QUERIES))])
@@ -74,17 +39,7 @@ def test_query_matches_influxdb1(case: Q, influxdb1: InfluxDB1, influent_source:
     ours = asyncio.run(execute_influxql(case.query, "compat", influent_source,
                                         now_ns=time.time_ns(), epoch=case.epoch,
                                         params=case.params))
-    ours_bytes = encode_json(ours)
-    if not (case.ties or case.approx):
-        assert ours_bytes.decode() == expected_bytes.decode(), case.query
-        return
-    expected, got = json.loads(expected_bytes), json.loads(ours_bytes)
-    if case.ties:
-        expected, got = _sorted_ties(expected), _sorted_ties(got)
-    if case.approx:
-        assert _close(got, expected), case.query
-    else:
-        assert got == expected, case.query
+    assert_matches(case, expected_bytes, encode_json(ours))
 
 
 @pytest.mark.parametrize("query", [
