@@ -59,7 +59,7 @@ def partition_keys(batch: pa.RecordBatch, template: PartitionTemplate = DEFAULT_
             col = batch.column(tag)
             parts.append(pc.fill_null(_encode(pc.cast(col, pa.string())), MISSING))
         else:
-            parts.append(pa.array([MISSING] * batch.num_rows, pa.string()))
+            parts.append(pa.repeat(pa.scalar(MISSING), batch.num_rows))
     if len(parts) == 1:
         return parts[0]
     return pc.binary_join_element_wise(*parts, "|")

@@ -36,7 +36,7 @@ def reject_rows(table: ParsedTable, conflicts: dict[str, str], lines: list[bytes
     if not conflicts:
         return table, []
     batch = table.batch
-    reject = pa.array([False] * batch.num_rows)
+    reject = pa.repeat(pa.scalar(False), batch.num_rows)
     reasons = pa.nulls(batch.num_rows, pa.string())
     for column, reason in conflicts.items():
         used = pc.is_valid(batch.column(column))
