@@ -181,3 +181,12 @@ def rows(settings: Settings, db: str, q: str) -> list[dict]:
         return []
     assert resp.status_code == 200, resp.text
     return json.loads(resp.content)
+
+
+def count(settings: Settings, db: str, table: str) -> int:
+    """Rows of ``table`` visible to queries; 0 while the database or table does not exist yet."""
+    resp = sql(settings, db, f'SELECT count(*) AS n FROM "{table}"')
+    if resp.status_code in (400, 404):
+        return 0
+    assert resp.status_code == 200, resp.text
+    return json.loads(resp.content)[0]["n"]

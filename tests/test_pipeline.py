@@ -13,7 +13,7 @@ import pytest
 
 from influent.config import Settings
 from influent.devstack import free_port
-from tests.harness import (produce, read_topic, rows, sql, start_api, start_worker, unique,
+from tests.harness import (count, produce, read_topic, rows, sql, start_api, start_worker, unique,
                            wait_for)
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ def test_hundred_thousand_lines_valid_and_rejected_add_up(stack):
             await produce(settings, [msg], db, partition=idx % settings.partitions)
     asyncio.run(send_all())
     expected_rows = valid + 1
-    wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM load")[0]["n"] == expected_rows,
+    wait_for(lambda: count(settings, db, "load") == expected_rows,
              timeout=120, what=f"{expected_rows} rows")
     invalid = sum(kinds.values())
     assert valid + invalid == 100_000
@@ -227,7 +227,7 @@ def test_large_results_stream_in_every_format(stack):
     db = unique("big")
     n = 30_000
     asyncio.run(produce(settings, ["\n".join(f"s,k=k{i % 7} v={i}i {i}" for i in range(n)).encode()], db))
-    wait_for(lambda: rows(settings, db, "SELECT count(*) AS c FROM s")[0]["c"] == n, what="rows")
+    wait_for(lambda: count(settings, db, "s") == n, what="rows")
     q = "SELECT k, v, time FROM s ORDER BY v"
     got = {fmt: sql(settings, db, q, fmt=fmt) for fmt in ("json", "jsonl", "csv", "parquet")}
     assert all(r.status_code == 200 for r in got.values())
@@ -284,7 +284,7 @@ def test_v1_chunked_query(stack):
     settings, _ = stack
     db = unique("chunk")
     asyncio.run(produce(settings, ["\n".join(f"c,h=h{i % 2} v={i}i {i}" for i in range(25)).encode()], db))
-    wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM c")[0]["n"] == 25, what="rows")
+    wait_for(lambda: count(settings, db, "c") == 25, what="rows")
     resp = httpx.get(f"{settings.http_url}/query", params={
         "db": db, "q": "SELECT v FROM c GROUP BY h", "chunked": "true", "chunk_size": "5"})
     parts = [json.loads(line) for line in resp.text.splitlines()]

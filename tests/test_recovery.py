@@ -10,7 +10,7 @@ import redis
 
 from influent.config import Settings
 from influent.devstack import free_port
-from tests.harness import produce, rows, start_api, start_worker, unique, wait_for
+from tests.harness import count, produce, start_api, start_worker, unique, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,11 +47,6 @@ class SustainedWriter(threading.Thread):
         asyncio.run(go())
 
 
-def count(settings: Settings, db: str) -> int:
-    got = rows(settings, db, "SELECT count(*) AS n FROM m")
-    return got[0]["n"] if got else 0
-
-
 def test_sigkill_and_restart_loses_nothing(kafka_bootstrap, redis_url, tmp_path):
     settings = make_settings(kafka_bootstrap, redis_url, tmp_path)
     db = unique("crash")
@@ -61,14 +56,14 @@ def test_sigkill_and_restart_loses_nothing(kafka_bootstrap, redis_url, tmp_path)
     try:
         writer = SustainedWriter(settings, db)
         writer.start()
-        wait_for(lambda: count(settings, db) > 0, what="first rows")
+        wait_for(lambda: count(settings, db, "m") > 0, what="first rows")
         wait_for(lambda: writer.sent >= MESSAGES // 3, what="a third of the stream")
         worker.kill()
         worker.stop()
         writer.join(120)
         worker = start_worker(settings, "w1", port)
         total = MESSAGES * LINES_PER_MESSAGE
-        wait_for(lambda: count(settings, db) == total, timeout=120, what=f"{total} rows")
+        wait_for(lambda: count(settings, db, "m") == total, timeout=120, what=f"{total} rows")
     finally:
         api.stop()
         worker.stop()
@@ -92,7 +87,7 @@ def test_second_worker_takes_over_from_the_changelog(kafka_bootstrap, redis_url,
             client.delete(key)
         writer.join(120)
         total = MESSAGES * LINES_PER_MESSAGE
-        wait_for(lambda: count(settings, db) == total, timeout=150, what=f"{total} rows")
+        wait_for(lambda: count(settings, db, "m") == total, timeout=150, what=f"{total} rows")
         assert w1.alive()
     finally:
         api.stop()
