@@ -372,9 +372,11 @@ async def _query_args(request: Request) -> dict[str, Any]:
         raw = await request.body()
         if raw and "json" in ctype:
             try:
-                args.update(orjson.loads(raw))
+                body = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                pass
+                body = None
+            if isinstance(body, dict):
+                args.update(body)
         elif raw:
             form = await request.form()
             args.update({k: v for k, v in form.items() if isinstance(v, str)})
