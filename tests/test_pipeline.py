@@ -241,7 +241,7 @@ def test_large_results_stream_in_every_format(stack):
 
 def test_no_request_crashes_the_api(stack):
     """Random queries, bodies and parameters: never a 5xx, and the API keeps answering."""
-    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+    from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
     settings, procs = stack
     db = unique("fuzz")
@@ -259,6 +259,7 @@ def test_no_request_crashes_the_api(stack):
     @given(q=text, body=st.binary(max_size=300), fmt=st.sampled_from(["json", "csv", "jsonl", "pretty",
                                                                        "parquet", "xml", ""]),
            precision=st.sampled_from(["ns", "s", "auto", "bogus", ""]), target=st.sampled_from([db, "", "no-db", "bad name"]))
+    @example(q="", body=b"6", fmt="parquet", precision="ns", target=db)  # a JSON body, not an object
     def probe(q, body, fmt, precision, target):
         calls = [
             client.get(f"{base}/api/v3/query_sql", params={"db": target, "q": q, "format": fmt}),
