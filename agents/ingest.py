@@ -90,10 +90,9 @@ def decode_body(msg: SourceMessage) -> bytes:
 
 def with_write_order(batch: pa.RecordBatch, lines: pa.Array, msg: SourceMessage) -> pa.RecordBatch:
     """Append the write-order columns used by last-write-wins dedup."""
-    n = batch.num_rows
-    ts = pa.array([msg.timestamp_ms] * n, pa.int64()) if n else pa.array([], pa.int64())
+    ts = pa.repeat(pa.scalar(msg.timestamp_ms, pa.int64()), batch.num_rows)
     seq = pc.add(pc.cast(lines, pa.int64()),
-                         pa.scalar(msg.offset << ROWS_PER_MESSAGE_BITS, pa.int64()))
+                 pa.scalar(msg.offset << ROWS_PER_MESSAGE_BITS, pa.int64()))
     return batch.append_column(ORDER_TS, ts).append_column(ORDER_SEQ, seq)
 
 

@@ -62,8 +62,8 @@ def file_rows(table: pa.Table, meta: ParquetFileMeta) -> pa.Table:
     cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
     table = pa.table(cols, names=table.column_names)
     n = table.num_rows
-    return (table.append_column(ORDER_TS, pa.array([meta.max_write_ts] * n, pa.int64()))
-                 .append_column(ORDER_SEQ, pa.array([meta.max_write_seq] * n, pa.int64())))
+    return (table.append_column(ORDER_TS, pa.repeat(pa.scalar(meta.max_write_ts, pa.int64()), n))
+                 .append_column(ORDER_SEQ, pa.repeat(pa.scalar(meta.max_write_seq, pa.int64()), n)))
 
 
 def within(table: pa.Table, rng: TimeRange) -> pa.Table:
