@@ -63,7 +63,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
 
     from agents.ingest import register_ingest  # local imports: agents register on this app
     from agents.persist import register_persist
+    from agents.subscriptions import register_subscriptions
+    from agents.triggers import register_triggers
 
     register_ingest(app, settings, topics, buffers)
     drain = register_persist(app, settings, topics, buffers)
+    register_subscriptions(app, settings)
+    register_triggers(app, settings)
     return app, drain

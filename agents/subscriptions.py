@@ -27,7 +27,7 @@ import httpx
 import pyarrow as pa
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
 from agents.group_consumer import Backoff, GroupConsumer, GroupSpec
@@ -44,6 +44,7 @@ log = logging.getLogger("influent.subscriptions")
 HTTP_CHUNK_BYTES = 1024 * 1024
 HTTP_TIMEOUT = 10.0
 RETRIED_STATUSES = {401, 403, 404, 408, 429}
+TOPIC_READY_TIMEOUT = 30.0
 
 
 def write_url(url: str, db: str, rp: str) -> str:
@@ -125,6 +126,8 @@ class Delivery:
         self.topics_ready: set[str] = set()
 
     async def ensure_topic(self, topic: str) -> None:
+        """Create the topic if missing and wait until every partition has a leader, so the
+        first sends do not fail (a failed send would be retried, and delivered twice)."""
         if topic in self.topics_ready:
             return
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
@@ -138,6 +141,16 @@ class Delivery:
                     pass
         finally:
             await admin.close()
+        client = self.producer.client
+        deadline = asyncio.get_running_loop().time() + TOPIC_READY_TIMEOUT
+        while True:
+            await client.force_metadata_update()
+            parts = client.cluster.partitions_for_topic(topic) or set()
+            if parts and parts == client.cluster.available_partitions_for_topic(topic):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise KafkaTimeoutError(f"topic {topic} has partitions without a leader")
+            await asyncio.sleep(0.1)
         self.topics_ready.add(topic)
 
     async def to_kafka(self, sub: Subscription, topic: str, items: list[tuple[str, bytes]]) -> bool:

@@ -108,10 +108,6 @@ class TriggerRunners:
         await GroupConsumer(self.settings.kafka_bootstrap, trigger_group(self.settings, trigger),
                             self.catalog).run(handle)
 
-    async def claim(self, trigger: Trigger, instant: datetime, hold_s: int) -> bool:
-        key = f"{self.catalog.keys.ns}:trigger_fired:{trigger.database}:{trigger.name}:{int(instant.timestamp())}"
-        return bool(await self.catalog.redis.set(key, self.settings.worker_id, nx=True, ex=hold_s))
-
     async def scheduled_call(self, trigger: Trigger, spec: TriggerSpec, instant: datetime,
                              deadline: datetime | None) -> None:
         call_time = datetime.fromtimestamp(instant.timestamp())  # naive local time, as InfluxDB 3
@@ -134,7 +130,9 @@ class TriggerRunners:
                 await asyncio.sleep(max(0.0, instant.timestamp() - datetime.now(timezone.utc).timestamp()))
                 following = spec.next_fire(instant)
                 hold = int(max(60, (following.timestamp() - instant.timestamp()) * 2)) if following else 86_400
-                if await self.claim(trigger, instant, hold):
+                if await self.catalog.claim_instant(trigger.database, trigger.name,
+                                                    int(instant.timestamp()),
+                                                    self.settings.worker_id, hold):
                     call = self.scheduled_call(trigger, spec, instant, following)
                     if trigger.settings.run_async and len(running) < MAX_ASYNC_CALLS:
                         task = asyncio.create_task(call)

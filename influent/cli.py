@@ -6,6 +6,7 @@ import sys
 import click
 
 from influent.config import Settings
+from influent.cli_engine import subscription, trigger
 from influent.devstack import dev
 
 
@@ -201,6 +202,8 @@ def catalog_rebuild(ctx: click.Context) -> None:
 
 
 main.add_command(dev)
+main.add_command(subscription)
+main.add_command(trigger)
 
 if __name__ == "__main__":
     main()

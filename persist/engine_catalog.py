@@ -14,6 +14,8 @@ Key layout (``<ns>`` as in :mod:`persist.catalog`; ``␟`` is the unit separator
 - ``<ns>:engine_stats``           hash ``<metric>␟<db>␟<name>[␟<label>]`` -> count
 - ``<ns>:engine_lag``             hash ``<kind>␟<db>␟<name>␟<destination>␟<partition>`` ->
                                    ``<lag>␟<updated unix ms>`` (written by the consumers)
+- ``<ns>:trigger_fired:<db>:<name>:<unix s>``  worker id that claimed a scheduled instant
+                                   (``SET NX``, expires), so one worker runs each instant
 
 Records are plain dataclasses; validation of names, specs and predicates is the API's job.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -33,6 +36,7 @@ import redis.asyncio as aioredis
 SEP = "\x1f"
 LOG_CAP = 10_000
 KAFKA_SCHEME = "kafka:"
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 def now_ms() -> int:
@@ -60,7 +64,7 @@ class Destination:
         if isinstance(raw, dict):
             kind = raw.get("kind")
             if kind == "kafka" and raw.get("topic"):
-                return cls("kafka", str(raw["topic"]))
+                return cls.parse(f"{KAFKA_SCHEME}{raw['topic']}")
             if kind == "http" and raw.get("url"):
                 return cls.parse(str(raw["url"]))
             raise ValueError('destination must be {"kind": "kafka", "topic": ...} or '
@@ -68,8 +72,9 @@ class Destination:
         text = str(raw).strip()
         if text.startswith(KAFKA_SCHEME):
             topic = text[len(KAFKA_SCHEME):].lstrip("/")
-            if not topic:
-                raise ValueError("kafka destination needs a topic: kafka:<topic>")
+            if not _TOPIC.match(topic):
+                raise ValueError(f"invalid Kafka topic {topic!r}: 1 to 249 of letters, digits, "
+                                 "'.', '_' and '-'")
             return cls("kafka", topic)
         parts = urlsplit(text)
         if parts.scheme in ("http", "https") and parts.netloc:
@@ -303,6 +308,12 @@ class EngineCatalog:
 
     async def delete_trigger(self, db: str, name: str) -> bool:
         return await self._delete(self.keys.triggers, record_field(db, name))
+
+    async def claim_instant(self, db: str, name: str, instant_s: int, owner: str,
+                            hold_s: int) -> bool:
+        """True for the first process to claim a scheduled trigger's instant."""
+        key = f"{self.keys.ns}:trigger_fired:{db}:{name}:{instant_s}"
+        return bool(await self.redis.set(key, owner, nx=True, ex=hold_s))
 
     # lag and counters
     async def report_lag(self, entries: dict[str, int]) -> None:

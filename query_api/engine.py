@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from persist.catalog import FIELD_TYPES, TAG, TIME, Catalog, TableSchema
 from persist.dedup import deduplicate, project_columns
+from persist.engine_catalog import processing_engine_logs
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
 from query_api.pruning import UNBOUNDED, TimeRange, plan_time_ranges
@@ -161,11 +162,14 @@ class QueryEngine:
         planner = datafusion.SessionContext()
         for name, schema in schemas.items():
             _register(planner, name, schema.empty_table())
+        system = await system_tables(self.catalog, db, sql)  # processing engine's system.*
+        register_system_tables(planner, system)
         try:
             ranges = await asyncio.to_thread(plan_time_ranges, planner, sql, params)
         except Exception as exc:  # DataFusion raises plain Exceptions for user errors
             raise QueryError(_clean_error(str(exc))) from exc
         ctx = datafusion.SessionContext()
+        register_system_tables(ctx, system)
         for name in tables:
             rng = ranges.get(name, UNBOUNDED)
             _register(ctx, name, await self.load_table(db, name, rng, stats))
@@ -242,3 +246,22 @@ class EngineSource:
 
 def _clean_error(message: str) -> str:
     return re.sub(r"\s+", " ", message).strip()
+
+
+# ---- system tables of the processing engine (agents/engine, persist/engine_catalog.py) ----
+
+
+async def system_tables(catalog: Catalog, db: str, sql: str) -> dict[str, pa.Table]:
+    """The ``system.*`` tables a query names (only those are read from Redis)."""
+    if "system.processing_engine_logs" not in sql.lower():
+        return {}
+    return {"processing_engine_logs": await processing_engine_logs(catalog.redis, catalog.ns, db)}
+
+
+def register_system_tables(ctx: datafusion.SessionContext, tables: dict[str, pa.Table]) -> None:
+    if not tables:
+        return
+    schema = datafusion.catalog.Schema.memory_schema()
+    ctx.catalog().register_schema("system", schema)
+    for name, table in tables.items():
+        schema.register_table(name, ctx.from_arrow(table))

@@ -26,6 +26,7 @@ from persist.catalog import TAG, Catalog, schema_conflicts, validate_db_name
 from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
 from persist.object_store import open_store
 from query_api.engine import DatabaseNotFound, EngineSource, QueryEngine, QueryError, QueryStats
+from query_api.engine_routes import engine_metrics, engine_router, subscription_statements
 from query_api.influxql.executor import execute_influxql, query_target
 from query_api.influxql.results import encode_json, to_table_rows
 from query_api.flight import start_flight
@@ -123,7 +124,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(registry),
+        return Response(generate_latest(registry) + await engine_metrics(app, settings),
                         media_type="text/plain; version=0.0.4")
 
     # ---- SQL ------------------------------------------------------------------------------
@@ -238,7 +239,8 @@ def create_api(settings: Settings) -> FastAPI:
         try:
             body = await execute_influxql(q, db or None, EngineSource(app.state.engine, stats),
                                           now_ns=time.time_ns(), epoch=epoch, rp=rp,
-                                          params=params or None)
+                                          params=params or None,
+                                          subscriptions=subscription_statements(app, settings))
         finally:
             observe(stats)
         return body, stats
@@ -362,6 +364,7 @@ def create_api(settings: Settings) -> FastAPI:
         code = {413: "request too large"}.get(status, "invalid")
         return JSONResponse({"code": code, "message": message}, status_code=status)
 
+    app.include_router(engine_router(settings))  # subscriptions, triggers, /api/v3/engine/*
     return app
 
 

@@ -211,7 +211,7 @@ def parse_lp_main(stdin: bytes, precision: str = "ns", default_time: int | None 
 # Serialising
 
 
-def _escape(text: str, specials: str, what: str) -> str:
+def escape_name(text: str, specials: str, what: str) -> str:
     if not text:
         raise ValueError(f"{what} must not be empty")
     if text.endswith("\\"):
@@ -279,14 +279,14 @@ def serialize_point(measurement: str, tags: Mapping[str, str],
         raise ValueError(f"measurement cannot be written in line protocol: {measurement!r}")
     if not fields:
         raise ValueError("a point needs at least one field")
-    parts = [_escape(measurement, ", ", "measurement")]
+    parts = [escape_name(measurement, ", ", "measurement")]
     for key in sorted(tags):
-        parts.append("," + _escape(key, ",= ", "tag key") + "=" + _escape(tags[key], ",= ", "tag value"))
+        parts.append("," + escape_name(key, ",= ", "tag key") + "=" + escape_name(tags[key], ",= ", "tag value"))
     out = ["".join(parts), " "]
     items = []
     for key, value in fields.items():
         kind, v = _infer(value)
-        items.append(_escape(key, ",= ", "field key") + "=" + format_field_value(kind, v))
+        items.append(escape_name(key, ",= ", "field key") + "=" + format_field_value(kind, v))
     out.append(",".join(items))
     if timestamp is not None:
         out.append(f" {int(timestamp)}")

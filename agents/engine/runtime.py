@@ -44,6 +44,7 @@ class CallOutcome:
     ok: bool
     result: Any = None
     error: str | None = None
+    skipped: bool = False  # the trigger was disabled or deleted meanwhile: nothing was called
 
 
 def http_query(settings: Settings, client: httpx.AsyncClient) -> QueryTable:
@@ -106,8 +107,14 @@ class PluginRuntime:
                    make_args: Callable[[PluginApi], tuple]) -> CallOutcome:
         """Call ``function`` of the trigger's plugin with ``make_args(influxdb3_local)``, then
         produce its buffered writes. Failures (raised, timed out, unwritable) are logged to
-        ``system.processing_engine_logs`` and counted; they never raise here."""
+        ``system.processing_engine_logs`` and counted; they never raise here.
+
+        The catalog is read first: a trigger disabled (e.g. by ``error_behavior=disable``) or
+        deleted since its runner started is not called again, whichever process disabled it."""
         db, name = trigger.database, trigger.name
+        current = await self.catalog.trigger(db, name)
+        if current is None or current.disabled or current.start_ms != trigger.start_ms:
+            return CallOutcome(True, skipped=True)
         api = PluginApi(self._context(trigger, asyncio.get_running_loop()))
 
         def run() -> Any:

@@ -1,6 +1,7 @@
 """InfluxQL syntax tree: immutable dataclasses produced by the parser, read by the planner.
 
-Only the statements influent answers are modelled (SELECT and the SHOW family); the tree keeps
+Only the statements influent answers are modelled (SELECT, the SHOW family and the
+subscription statements); the tree keeps
 what InfluxDB 1.x needs to name columns (``Field.name``) and to print errors.
 """
 from __future__ import annotations
@@ -230,6 +231,29 @@ class ShowSeries:
 
 
 @dataclass(frozen=True)
+class CreateSubscription:
+    """``CREATE SUBSCRIPTION name ON db.rp DESTINATIONS ALL|ANY 'url'[, ...]``."""
+
+    name: str
+    database: str
+    retention_policy: str
+    mode: str  # "ALL" | "ANY"
+    destinations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DropSubscription:
+    name: str
+    database: str
+    retention_policy: str
+
+
+@dataclass(frozen=True)
+class ShowSubscriptions:
+    pass
+
+
+@dataclass(frozen=True)
 class UnsupportedStatement:
     """A statement InfluxQL knows but influent does not run (CREATE, DROP, ...)."""
 
@@ -237,4 +261,5 @@ class UnsupportedStatement:
 
 
 Statement = Union[SelectStatement, ShowDatabases, ShowRetentionPolicies, ShowMeasurements,
-                  ShowTagKeys, ShowTagValues, ShowFieldKeys, ShowSeries, UnsupportedStatement]
+                  ShowTagKeys, ShowTagValues, ShowFieldKeys, ShowSeries, CreateSubscription,
+                  DropSubscription, ShowSubscriptions, UnsupportedStatement]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import pyarrow as pa
 
 from query_api.influxql import ast, meta
 from query_api.influxql.conditions import ConditionError
@@ -39,6 +41,20 @@ class QueryTarget:
         return self.databases[0] if self.databases else None
 
 
+class SubscriptionHook(Protocol):
+    """Where CREATE/DROP/SHOW SUBSCRIPTIONS go (the query API passes one over its catalog).
+    Methods raise ValueError or LookupError with the message the statement reports."""
+
+    async def create_subscription(self, db: str, rp: str, name: str, mode: str,
+                                  destinations: list[str]) -> None: ...
+
+    async def drop_subscription(self, db: str, rp: str, name: str) -> None: ...
+
+    async def list_subscriptions(self) -> list[tuple[str, str, str, str, list[str]]]:
+        """(database, retention policy, name, mode, destinations), sorted."""
+        ...
+
+
 def query_target(query: str) -> QueryTarget:
     """Count the statements and list the databases the text names; raises ParseError."""
     parsed = parse_query(query)
@@ -56,12 +72,14 @@ def query_target(query: str) -> QueryTarget:
 
 async def execute_influxql(query: str, db: str | None, source: InfluxQLSource, *, now_ns: int,
                            epoch: str | None = None, rp: str | None = None,
-                           params: dict[str, Any] | None = None) -> dict[str, Any]:
+                           params: dict[str, Any] | None = None,
+                           subscriptions: SubscriptionHook | None = None) -> dict[str, Any]:
     """Run every statement of ``query``; the InfluxDB 1.x ``/query`` response body.
 
     ``db``/``rp`` are the request's defaults for statements that name none, ``epoch`` turns
     times into integers (``ns``, ``u``/``µ``, ``ms``, ``s``, ``m``, ``h``), ``params`` binds
-    ``$name`` placeholders and ``now_ns`` is the value of ``now()``."""
+    ``$name`` placeholders, ``now_ns`` is the value of ``now()`` and ``subscriptions`` manages
+    subscriptions (without it their statements are not supported)."""
     try:
         parsed = parse_query(query, params)
     except ParseError as exc:
@@ -71,13 +89,16 @@ async def execute_influxql(query: str, db: str | None, source: InfluxQLSource, *
         if results and results[-1].error is not None:
             results.append(StatementResult(error="not executed"))
             continue
-        results.append(await run_statement(stmt, db, source, now_ns, rp))
+        results.append(await run_statement(stmt, db, source, now_ns, rp, subscriptions))
     return query_json(results, epoch or None)
 
 
 async def run_statement(stmt: ast.Statement, db: str | None, source: InfluxQLSource,
-                        now_ns: int, rp: str | None = None) -> StatementResult:
+                        now_ns: int, rp: str | None = None,
+                        subscriptions: SubscriptionHook | None = None) -> StatementResult:
     """One statement's result; its errors become the result's ``error``."""
+    if isinstance(stmt, (ast.CreateSubscription, ast.DropSubscription, ast.ShowSubscriptions)):
+        return await run_subscription_statement(stmt, subscriptions)
     try:
         if isinstance(stmt, ast.SelectStatement):
             return await run_select(stmt, db, source, now_ns, rp)
@@ -100,6 +121,33 @@ async def run_statement(stmt: ast.Statement, db: str | None, source: InfluxQLSou
         return StatementResult(error="statement is not supported")
     except STATEMENT_ERRORS as exc:
         return StatementResult(error=str(exc))
+
+
+async def run_subscription_statement(stmt: ast.Statement, hook: SubscriptionHook | None
+                                     ) -> StatementResult:
+    """CREATE/DROP SUBSCRIPTION answer nothing but errors; SHOW SUBSCRIPTIONS one series per
+    database (columns retention_policy, name, mode, destinations), as InfluxDB 1.x does."""
+    if hook is None:
+        return StatementResult(error="statement is not supported: subscriptions")
+    try:
+        if isinstance(stmt, ast.CreateSubscription):
+            await hook.create_subscription(stmt.database, stmt.retention_policy, stmt.name,
+                                           stmt.mode, list(stmt.destinations))
+            return StatementResult()
+        if isinstance(stmt, ast.DropSubscription):
+            await hook.drop_subscription(stmt.database, stmt.retention_policy, stmt.name)
+            return StatementResult()
+        rows = await hook.list_subscriptions()
+    except (ValueError, LookupError) as exc:
+        return StatementResult(error=str(exc.args[0] if exc.args else exc))
+    series, columns = [], ["retention_policy", "name", "mode", "destinations"]
+    for database in sorted({r[0] for r in rows}):
+        mine = [r for r in rows if r[0] == database]
+        table = pa.table({"retention_policy": [r[1] for r in mine], "name": [r[2] for r in mine],
+                          "mode": [r[3] for r in mine],
+                          "destinations": pa.array([list(r[4]) for r in mine], pa.list_(pa.string()))})
+        series.append(Series(name=database, columns=columns, table=table, has_time=False))
+    return StatementResult(series=series)
 
 
 async def _sources(stmt: ast.SelectStatement, db: str | None, source: InfluxQLSource,

@@ -167,6 +167,8 @@ class _Parser:
             return self.parse_select()
         if tok.kind == "SHOW":
             return self.parse_show()
+        if tok.kind in ("CREATE", "DROP") and self.accept("SUBSCRIPTION"):
+            return self.parse_subscription(create=tok.kind == "CREATE")
         if tok.kind in _STATEMENT_STARTS:
             start = tok.pos
             while self.peek().kind not in (";", EOF):
@@ -512,12 +514,33 @@ class _Parser:
             cond = self.parse_expr() if self.accept("WHERE") else None
             limit, offset = self.parse_limit_offset()
             return ast.ShowSeries(db, sources, cond, limit, offset)
+        if kind == "SUBSCRIPTIONS":
+            return ast.ShowSubscriptions()
         if kind in _SHOW_KINDS:
             start = tok.pos
             while self.peek().kind not in (";", EOF):
                 self.next()
             return ast.UnsupportedStatement("SHOW " + self.text[start:self.pos].strip())
         raise self.error(tok, _SHOW_KINDS)
+
+    def parse_subscription(self, create: bool) -> ast.Statement:
+        """``CREATE SUBSCRIPTION name ON db.rp DESTINATIONS ALL|ANY 'dest'[, ...]`` or
+        ``DROP SUBSCRIPTION name ON db.rp`` (after the SUBSCRIPTION keyword)."""
+        name = self.parse_ident()
+        self.expect("ON", ["ON"])
+        db = self.parse_ident()
+        self.expect(".", ["."])
+        rp = self.parse_ident()
+        if not create:
+            return ast.DropSubscription(name, db, rp)
+        self.expect("DESTINATIONS", ["DESTINATIONS"])
+        mode = self.next()
+        if mode.kind not in ("ALL", "ANY"):
+            raise self.error(mode, ["ALL", "ANY"])
+        destinations = [self.expect(STRING, ["string"]).lit]
+        while self.accept(","):
+            destinations.append(self.expect(STRING, ["string"]).lit)
+        return ast.CreateSubscription(name, db, rp, mode.kind, tuple(destinations))
 
     def parse_on(self) -> str | None:
         if self.accept("ON"):
