@@ -106,6 +106,11 @@ class Settings:
         return (Path(self.state_dir) / "objects").resolve().as_uri()
 
     @property
+    def plugins_path(self) -> str:
+        """Folder of processing-engine plugins: INFLUENT_PLUGIN_DIR, else <state dir>/plugins."""
+        return self.plugin_dir or str(Path(self.state_dir) / "plugins")
+
+    @property
     def http_host(self) -> str:
         return self.http_bind.rsplit(":", 1)[0]
 

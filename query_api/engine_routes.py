@@ -160,7 +160,7 @@ def trigger_from_api(body: dict[str, Any], settings: Settings) -> Trigger:
     try:
         spec = parse_spec(str(body.get("trigger_specification") or ""))
         trigger_settings = TriggerSettings.from_api(body.get("trigger_settings"))
-        plugin_path(settings.plugin_dir, filename)
+        plugin_path(settings.plugins_path, filename)
     except PluginNotFound as exc:
         raise Refused(400, str(exc)) from exc
     except (SpecError, ValueError, TypeError) as exc:

@@ -76,7 +76,7 @@ class PluginRuntime:
         self.catalog = catalog
         self.store = store
         self.query_table = query_table
-        self.loader = PluginLoader(settings.plugin_dir)
+        self.loader = PluginLoader(settings.plugins_path)
 
     async def produce(self, db: str, lines: list[str], origin: str) -> None:
         """Send lines to the writes topic (acks=all) as one message, tagged with their origin."""
