@@ -26,9 +26,11 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks.run
 
 bench-quick: setup
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks.run --quick
 
 down:

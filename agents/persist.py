@@ -199,8 +199,16 @@ def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
         await app.producer.flush()
         owned = [tp for tp in app.consumer.assignment() if tp.topic == settings.accepted_topic]
         ends = await app.consumer.highwaters(*owned) if owned else {}
-        while time.monotonic() < deadline and any(
-                seen.get(tp.partition, -1) < end - 1 for tp, end in ends.items()):
+        async def behind() -> bool:
+            for tp, end in ends.items():
+                done = seen.get(tp.partition)
+                if done is None:  # nothing consumed since this worker got the partition
+                    done = (await app.consumer.position(tp) or 0) - 1
+                if done < end - 1:
+                    return True
+            return False
+
+        while time.monotonic() < deadline and await behind():
             await asyncio.sleep(0.05)
         asked = time.time()
         for tp in owned:
