@@ -88,6 +88,15 @@ def test_persist_events_announce_files_with_the_written_rows(kafka_bootstrap, re
         meta = pq.read_schema(pa.BufferReader(open_store(settings).get(events[0]["path"]))).metadata
         assert meta[b"influent.database"].decode() == db
         assert pa.types.is_dictionary(files[0].schema.field("host").type)
+        # DataFusion opens the files as they are, with the documented columns
+        import datafusion
+        ctx = datafusion.SessionContext()
+        local = tmp_path / "event0.parquet"
+        local.write_bytes(open_store(settings).get(events[0]["path"]))
+        ctx.register_parquet("persisted", str(local))
+        got_df = ctx.sql("SELECT count(*) AS n FROM persisted").to_pydict()
+        assert got_df["n"] == [events[0]["rows"]]
+        assert set(ctx.table("persisted").schema().names) == {"dc", "host", "n", "time", "usage"}
     finally:
         api.stop()
         worker.stop()
