@@ -77,9 +77,9 @@ def render_lines(measurement: str, batch: pa.RecordBatch | pa.Table,
     names = [c for c in batch.column_names if c not in INTERNAL_COLUMNS and c != "time"]
     tags = sorted(c for c in names if columns.get(c) == "tag")
     fields = [c for c in names if columns.get(c) != "tag"]
-    empty = pa.array([""] * n, pa.string())
+    empty = pa.repeat(pa.scalar("", pa.string()), n)
 
-    head = pa.array([escape_name(measurement, ", ", "measurement")] * n, pa.string())
+    head = pa.repeat(pa.scalar(escape_name(measurement, ", ", "measurement"), pa.string()), n)
     for tag in tags:
         values = _escape(pc.cast(_plain(batch.column(tag)), pa.string()), _TAG_SPECIALS)
         piece = pc.binary_join_element_wise("," + _key(tag) + "=", values, "")
@@ -88,7 +88,7 @@ def render_lines(measurement: str, batch: pa.RecordBatch | pa.Table,
         head = pc.binary_join_element_wise(head, pc.fill_null(piece, ""), "")
 
     body = empty
-    present = pa.array([False] * n, pa.bool_())
+    present = pa.repeat(pa.scalar(False, pa.bool_()), n)
     for name in fields:
         col = _plain(batch.column(name))
         kind = columns.get(name) or _kind_of(col.type)

@@ -222,7 +222,7 @@ def _column(batch: pa.RecordBatch | pa.Table, name: str, tags: set[str]) -> pa.A
     """The column to compare, as a plain array: tags (and columns absent from the batch,
     which InfluxQL treats as tags) read as '' where missing, timestamps as int64 ns."""
     if name not in batch.column_names:
-        return pa.array([""] * batch.num_rows, pa.string())
+        return pa.repeat(pa.scalar("", pa.string()), batch.num_rows)
     col = batch.column(name)
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
@@ -239,14 +239,14 @@ def _compare(pred: Comparison, batch: pa.RecordBatch | pa.Table, tags: set[str])
     n = batch.num_rows
     col = _column(batch, pred.column, tags)
     if _kind(col.type) != _literal_kind(pred.value):
-        return pa.array([False] * n, pa.bool_())
+        return pa.repeat(pa.scalar(False, pa.bool_()), n)
     if isinstance(pred.value, Regex):
         matched = pc.match_substring_regex(col, pred.value.pattern)
         result = pc.invert(matched) if pred.op == "!~" else matched
     elif pa.types.is_unsigned_integer(col.type) and isinstance(pred.value, int) and pred.value < 0:
         # every uint is greater than a negative number; pyarrow cannot cast the literal
         always = pred.op in ("!=", ">", ">=")
-        result = pa.array([always] * n, pa.bool_())
+        result = pa.repeat(pa.scalar(always, pa.bool_()), n)
     else:
         result = _FUNCS[pred.op](col, pa.scalar(pred.value))
     return pc.fill_null(result, False)
@@ -257,7 +257,7 @@ def evaluate(pred: Predicate | None, batch: pa.RecordBatch | pa.Table, tags: set
     """A boolean mask (no nulls) of the rows of ``batch`` that ``pred`` matches; ``tags`` are
     the batch's tag columns (from the catalog: tags and string fields share the Arrow type)."""
     if pred is None:
-        return pa.array([True] * batch.num_rows, pa.bool_())
+        return pa.repeat(pa.scalar(True, pa.bool_()), batch.num_rows)
     if isinstance(pred, Comparison):
         return _compare(pred, batch, tags)
     left, right = evaluate(pred.left, batch, tags), evaluate(pred.right, batch, tags)
