@@ -6,6 +6,7 @@ production, so tests can SIGKILL them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from influent.config import Settings
+from influent.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,3 +192,34 @@ def count(settings: Settings, db: str, table: str) -> int:
         return 0
     assert resp.status_code == 200, resp.text
     return json.loads(resp.content)[0]["n"]
+
+
+@dataclass
+class Running:
+    """A worker and an API on one settings, for the duration of a ``with running(...)``."""
+
+    settings: Settings
+    worker: Proc
+    api: Proc
+    web_port: int
+
+    def restart_worker(self, extra_env: dict[str, str] | None = None) -> Proc:
+        """Stop the worker (SIGTERM, or reap it if it died) and start it again, same state."""
+        self.worker.stop()
+        self.worker = start_worker(self.settings, "w1", self.web_port, extra_env=extra_env)
+        return self.worker
+
+
+@contextlib.contextmanager
+def running(settings: Settings, worker_env: dict[str, str] | None = None):
+    """Start the API and one worker (``w1``); stop both on the way out, whatever happens."""
+    api = start_api(settings)
+    try:
+        port = free_port()
+        run = Running(settings, start_worker(settings, "w1", port, extra_env=worker_env), api, port)
+        try:
+            yield run
+        finally:
+            run.worker.stop()
+    finally:
+        api.stop()

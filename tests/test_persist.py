@@ -18,7 +18,7 @@ import redis
 from influent.config import Settings
 from influent.devstack import free_port, start_redis, stop
 from persist.object_store import open_store
-from tests.harness import count, produce, read_topic, rows, start_api, start_worker, unique, wait_for
+from tests.harness import count, produce, read_topic, rows, running, unique, wait_for
 
 pytestmark = pytest.mark.integration
 BASE = 1_700_000_000_000_000_000
@@ -59,9 +59,7 @@ def test_persist_events_announce_files_with_the_written_rows(kafka_bootstrap, re
                      s3_access_key="testing", s3_secret_key="testing")
     settings = persist_settings(kafka_bootstrap, redis_url, tmp_path, **extra)
     db = unique("persist")
-    worker = start_worker(settings, "w1", free_port())
-    api = start_api(settings)
-    try:
+    with running(settings):
         # 2 x 1000 rows per partition, the second message rewrites half the keys of the first
         asyncio.run(produce(settings, [lines(1000), lines(1000, offset=500, value=100.0)], db, partition=0))
         asyncio.run(produce(settings, [lines(1000, offset=5000)], db, partition=1))
@@ -97,23 +95,16 @@ def test_persist_events_announce_files_with_the_written_rows(kafka_bootstrap, re
         got_df = ctx.sql("SELECT count(*) AS n FROM persisted").to_pydict()
         assert got_df["n"] == [events[0]["rows"]]
         assert set(ctx.table("persisted").schema().names) == {"dc", "host", "n", "time", "usage"}
-    finally:
-        api.stop()
-        worker.stop()
 
 
 @pytest.mark.parametrize("failpoint", ["after_object_write", "after_catalog_commit", "before_event"])
 def test_crash_during_persist_loses_nothing(kafka_bootstrap, redis_url, tmp_path, failpoint):
     settings = persist_settings(kafka_bootstrap, redis_url, tmp_path)
     db = unique("fault")
-    port = free_port()
-    api = start_api(settings)
-    worker = start_worker(settings.replace(), "w1", port, extra_env={"INFLUENT_FAILPOINT": failpoint})
-    try:
+    with running(settings, worker_env={"INFLUENT_FAILPOINT": failpoint}) as run:
         asyncio.run(produce(settings, [lines(1000)], db, partition=0))
-        wait_for(lambda: not worker.alive(), timeout=60, what=f"the worker to crash at {failpoint}")
-        worker.stop()
-        worker = start_worker(settings, "w1", port)
+        wait_for(lambda: not run.worker.alive(), timeout=60, what=f"the worker to crash at {failpoint}")
+        run.restart_worker()
         events = asyncio.run(events_for(settings, db, count=1))
         assert events, "the persist event arrives after the restart"
         paths = {e["path"] for e in events}
@@ -123,9 +114,6 @@ def test_crash_during_persist_loses_nothing(kafka_bootstrap, redis_url, tmp_path
         wait_for(lambda: count(settings, db, "cpu") == 1000)
         dup = rows(settings, db, "SELECT host, dc, time, count(*) AS c FROM cpu GROUP BY host, dc, time HAVING count(*) > 1")
         assert dup == []
-    finally:
-        api.stop()
-        worker.stop()
 
 
 def test_catalog_rebuild_after_flushall(kafka_bootstrap, tmp_path):
@@ -134,9 +122,7 @@ def test_catalog_rebuild_after_flushall(kafka_bootstrap, tmp_path):
         redis_url = own_redis.endpoint
         settings = persist_settings(kafka_bootstrap, redis_url, tmp_path)
         db = unique("rebuild")
-        worker = start_worker(settings, "w1", free_port())
-        api = start_api(settings)
-        try:
+        with running(settings):
             asyncio.run(produce(settings, [lines(1000), lines(1000, offset=1000)], db, partition=0))
             asyncio.run(events_for(settings, db, count=2))
             query = "SELECT host, count(*) AS n, sum(usage) AS s FROM cpu GROUP BY host ORDER BY host"
@@ -152,9 +138,6 @@ def test_catalog_rebuild_after_flushall(kafka_bootstrap, tmp_path):
                                  check=True).stdout
             assert "restored 2 file records" in out
             assert rows(settings, db, query) == before
-        finally:
-            api.stop()
-            worker.stop()
     finally:
         stop(own_redis)
 
@@ -162,21 +145,16 @@ def test_catalog_rebuild_after_flushall(kafka_bootstrap, tmp_path):
 def test_clean_shutdown_persists_every_buffer(kafka_bootstrap, redis_url, tmp_path):
     settings = persist_settings(kafka_bootstrap, redis_url, tmp_path).replace(persist_max_rows=10**9)
     db = unique("shutdown")
-    api = start_api(settings)
-    worker = start_worker(settings, "w1", free_port())
-    try:
+    with running(settings) as run:
         asyncio.run(produce(settings, [lines(300)], db, partition=0))
         asyncio.run(produce(settings, [lines(200, offset=300)], db, partition=1))
         wait_for(lambda: count(settings, db, "cpu") == 500)
-        worker.stop()  # SIGTERM: a clean shutdown
+        run.worker.stop()  # SIGTERM: a clean shutdown
         events = asyncio.run(events_for(settings, db, count=2))
         assert sorted(e["rows"] for e in events) == [200, 300]
         client = redis.Redis.from_url(redis_url)
         assert client.hlen(f"{settings.app_id}:db:{db}:t:cpu:buf") == 0
         assert rows(settings, db, "SELECT count(*) AS n FROM cpu")[0]["n"] == 500
-    finally:
-        api.stop()
-        worker.stop()
 
 
 def test_dedup_merges_fields_across_files_and_buffer_and_prunes_by_time(kafka_bootstrap, redis_url, tmp_path):
@@ -186,9 +164,7 @@ def test_dedup_merges_fields_across_files_and_buffer_and_prunes_by_time(kafka_bo
 
     settings = persist_settings(kafka_bootstrap, redis_url, tmp_path).replace(persist_max_rows=2)
     db = unique("merge")
-    worker = start_worker(settings, "w1", free_port())
-    api = start_api(settings)
-    try:
+    with running(settings):
         day = 86_400_000_000_000
         filler = "\n".join(f"f,host=z v={i} {BASE + 10 * day + i}" for i in range(3))
         asyncio.run(produce(settings, [
@@ -212,9 +188,6 @@ def test_dedup_merges_fields_across_files_and_buffer_and_prunes_by_time(kafka_bo
         assert resp.headers["x-influent-files-read"] == "1"
         metrics = httpx.get(f"{settings.http_url}/metrics").text
         assert "influent_query_files_pruned_total" in metrics
-    finally:
-        api.stop()
-        worker.stop()
 
 
 def test_delete_database_removes_files_buffers_and_stays_deleted(kafka_bootstrap, redis_url, tmp_path):
@@ -222,9 +195,7 @@ def test_delete_database_removes_files_buffers_and_stays_deleted(kafka_bootstrap
 
     settings = persist_settings(kafka_bootstrap, redis_url, tmp_path)
     db = unique("gone")
-    worker = start_worker(settings, "w1", free_port())
-    api = start_api(settings)
-    try:
+    with running(settings) as run:
         asyncio.run(produce(settings, [lines(1000), lines(10, offset=5000)], db, partition=0))
         asyncio.run(events_for(settings, db, count=1))
         wait_for(lambda: count(settings, db, "cpu") == 1010)
@@ -235,11 +206,7 @@ def test_delete_database_removes_files_buffers_and_stays_deleted(kafka_bootstrap
                          params={"db": db, "q": "SELECT 1"}).status_code == 404
         assert list(open_store(settings).list(f"{db}/")) == []
         # a restart replays the changelog: the deleted buffer must not come back
-        worker.stop()
-        worker = start_worker(settings, "w1", free_port())
+        run.restart_worker()
         asyncio.run(produce(settings, [lines(5, offset=9000)], db, partition=1))
         wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM cpu"), what="new writes")
         assert rows(settings, db, "SELECT count(*) AS n FROM cpu")[0]["n"] == 5
-    finally:
-        api.stop()
-        worker.stop()

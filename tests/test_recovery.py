@@ -10,7 +10,7 @@ import redis
 
 from influent.config import Settings
 from influent.devstack import free_port
-from tests.harness import count, produce, start_api, start_worker, unique, wait_for
+from tests.harness import count, produce, running, start_api, start_worker, unique, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,23 +50,16 @@ class SustainedWriter(threading.Thread):
 def test_sigkill_and_restart_loses_nothing(kafka_bootstrap, redis_url, tmp_path):
     settings = make_settings(kafka_bootstrap, redis_url, tmp_path)
     db = unique("crash")
-    port = free_port()
-    worker = start_worker(settings, "w1", port)
-    api = start_api(settings)
-    try:
+    with running(settings) as run:
         writer = SustainedWriter(settings, db)
         writer.start()
         wait_for(lambda: count(settings, db, "m") > 0, what="first rows")
         wait_for(lambda: writer.sent >= MESSAGES // 3, what="a third of the stream")
-        worker.kill()
-        worker.stop()
+        run.worker.kill()
         writer.join(120)
-        worker = start_worker(settings, "w1", port)
+        run.restart_worker()
         total = MESSAGES * LINES_PER_MESSAGE
         wait_for(lambda: count(settings, db, "m") == total, timeout=120, what=f"{total} rows")
-    finally:
-        api.stop()
-        worker.stop()
 
 
 def test_second_worker_takes_over_from_the_changelog(kafka_bootstrap, redis_url, tmp_path):
@@ -79,12 +72,13 @@ def test_second_worker_takes_over_from_the_changelog(kafka_bootstrap, redis_url,
         writer = SustainedWriter(settings, db)
         writer.start()
         wait_for(lambda: writer.sent >= MESSAGES // 2, timeout=120, what="half the stream")
-        w2.kill()
-        w2.stop()
-        # the snapshots in Redis are gone too: only the changelog can bring the rows back
+        # the snapshots in Redis are lost too, just before the kill (so the rebalance that
+        # follows surely comes after): only the changelog can bring the rows back
         client = redis.Redis.from_url(redis_url)
         for key in client.scan_iter(f"{settings.app_id}:db:{db}:t:*:buf"):
             client.delete(key)
+        w2.kill()
+        w2.stop()
         writer.join(120)
         total = MESSAGES * LINES_PER_MESSAGE
         wait_for(lambda: count(settings, db, "m") == total, timeout=150, what=f"{total} rows")
