@@ -142,6 +142,9 @@ def test_failing_plugins_are_logged_and_disabled_or_retried(stack):
     wait_for(lambda: state("to_disable"), what="the trigger to be disabled")
     assert logged(settings, db, "to_disable", "boom from plugin", "ERROR") == 1
     assert logged(settings, db, "to_disable", "about to fail", "WARN") == 1
+    # each trigger has its own consumer group: records fetched together are one call, so the
+    # second write must follow to_log's first call, or both could arrive as one batch
+    wait_for(lambda: logged(settings, db, "to_log", "boom from plugin", "ERROR") == 1, what="a first error")
     write(settings, db, f"boom,host=a v=2 {T0 + 1}")
     wait_for(lambda: logged(settings, db, "to_log", "boom from plugin", "ERROR") == 2, what="a second error")
     assert not state("to_log")
