@@ -24,7 +24,9 @@ import faust
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis.exceptions
+from aiokafka.structs import ConsumerRecord
 
+from agents.offset_guard import OffsetGuard, faust_message, read_back_with_retry
 from influent.config import Settings
 from persist.catalog import Catalog, schema_conflicts, validate_db_name
 from persist.partitioning import partition_keys, split_by_partition
@@ -52,6 +54,13 @@ class SourceMessage:
     timestamp_ms: int
     headers: dict[str, str]
     value: bytes
+
+    @classmethod
+    def from_record(cls, record: ConsumerRecord) -> "SourceMessage":
+        return cls(topic=record.topic, partition=record.partition, offset=record.offset,
+                   timestamp_ms=record.timestamp, headers=header_dict(record.headers),
+                   value=record.value or b"")
+
 
 
 @dataclass
@@ -188,14 +197,24 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
                 await publish(msg, outcome)
                 return
 
+    guard = OffsetGuard(settings.kafka_bootstrap, app.conf.id, settings.writes_topic)
+
     @app.agent(topics.writes, name="ingest")
     async def ingest(stream):
-        async for event in stream.events():
-            m = event.message
-            await handle(SourceMessage(
-                topic=m.topic, partition=m.partition, offset=m.offset,
-                timestamp_ms=int(round((m.timestamp or now()) * 1000)),
-                headers=header_dict(m.headers), value=m.value or b""))
+        try:
+            async for event in stream.events():
+                m = event.message
+                generation = m.generation_id or 0
+                for record in await read_back_with_retry(guard, m.partition, m.offset, generation):
+                    await handle(SourceMessage.from_record(record))
+                    app.consumer.ack(faust_message(record, generation))  # so Faust commits past it
+                await handle(SourceMessage(
+                    topic=m.topic, partition=m.partition, offset=m.offset,
+                    timestamp_ms=int(round((m.timestamp or now()) * 1000)),
+                    headers=header_dict(m.headers), value=m.value or b""))
+                guard.handled(m.partition, m.offset, generation)
+        finally:
+            await guard.close()
 
     @buffers.on_recover
     async def republish_snapshots() -> None:

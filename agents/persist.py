@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import faust
 import pyarrow as pa
 
+from agents.offset_guard import OffsetGuard, faust_message, read_back_with_retry
 from influent.config import Settings
 from influent.failpoints import failpoint
 from persist.catalog import Catalog
@@ -84,6 +85,7 @@ def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
     catalog = Catalog.connect(settings.redis_url, settings.app_id)
     store: ObjectStore = open_store(settings)
     pending: dict[int, dict[BufferId, PendingBuffer]] = defaultdict(lambda: defaultdict(PendingBuffer))
+    guard = OffsetGuard(settings.kafka_bootstrap, app.conf.id, settings.accepted_topic)
 
     def track(partition: int, raw_key: bytes, data: bytes) -> None:
         key = BufferKey.decode(raw_key)
@@ -171,24 +173,39 @@ def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
                          partitions=settings.partitions, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw"), name="persist")
     async def persist_agent(stream):
-        async for event in stream.events():
-            msg = event.message
-            p = msg.partition
-            if msg.topic == settings.accepted_topic:
-                ref = BatchRef.from_headers(header_dict(msg.headers))
-                track(p, BufferKey.for_batch(ref).encode(), msg.value)
-                seen[p] = max(seen.get(p, -1), msg.offset)
-            else:
-                await purge_persisted(p)
-                await flush_outbox(p)
-            flush = msg.topic == settings.ticks_topic and msg.value == FLUSH
-            now_ms = int(time.time() * 1000)
-            for buf_id, buf in list(pending.get(p, {}).items()):
-                reason = "shutdown" if flush else due(buf, settings, now_ms)
-                if reason:
-                    await persist(p, buf_id, buf, reason)
-            if flush:
-                flushed[p] = time.time()
+        try:
+            async for event in stream.events():
+                await on_event(event.message)
+        finally:
+            await guard.close()
+
+    def track_accepted(partition: int, headers, value: bytes) -> None:
+        ref = BatchRef.from_headers(header_dict(headers))
+        track(partition, BufferKey.for_batch(ref).encode(), value)
+
+    async def on_event(msg) -> None:
+        p = msg.partition
+        if msg.topic == settings.accepted_topic:
+            # an accepted batch Faust skipped would stay buffered, and then fall under the
+            # watermark of the next file: read such batches back first
+            generation = msg.generation_id or 0
+            for record in await read_back_with_retry(guard, p, msg.offset, generation):
+                track_accepted(p, record.headers, record.value)
+                app.consumer.ack(faust_message(record, generation))
+            track_accepted(p, msg.headers, msg.value)
+            guard.handled(p, msg.offset, generation)
+            seen[p] = max(seen.get(p, -1), msg.offset)
+        else:
+            await purge_persisted(p)
+            await flush_outbox(p)
+        flush = msg.topic == settings.ticks_topic and msg.value == FLUSH
+        now_ms = int(time.time() * 1000)
+        for buf_id, buf in list(pending.get(p, {}).items()):
+            reason = "shutdown" if flush else due(buf, settings, now_ms)
+            if reason:
+                await persist(p, buf_id, buf, reason)
+        if flush:
+            flushed[p] = time.time()
 
     seen: dict[int, int] = {}  # accepted partition -> highest offset tracked
     flushed: dict[int, float] = {}  # partition -> time its last flush tick was handled
