@@ -44,22 +44,29 @@ BufferId = tuple[str, str, str]  # database, table, partition key
 
 @dataclass
 class PendingBuffer:
-    """What is buffered for one (database, table, partition key) of one source partition."""
+    """What is buffered for one (database, table, partition key) of one source partition.
 
-    entries: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # key -> (bytes, written ms)
+    Totals are kept as entries come and go, so checking a buffer on every event costs O(1)
+    however many batches it holds."""
+
+    entries: dict[bytes, tuple[int, int, int]] = field(default_factory=dict)  # key -> (bytes, rows, written ms)
     rows: int = 0
+    bytes: int = 0
     oldest_ms: int = 0
 
     def add(self, key: bytes, size: int, rows: int, written_ms: int) -> None:
         if key in self.entries:
             return
-        self.entries[key] = (size, written_ms)
+        self.entries[key] = (size, rows, written_ms)
         self.rows += rows
+        self.bytes += size
         self.oldest_ms = written_ms if not self.oldest_ms else min(self.oldest_ms, written_ms)
 
-    @property
-    def bytes(self) -> int:
-        return sum(size for size, _ in self.entries.values())
+    def remove(self, key: bytes) -> None:
+        size, rows, _ = self.entries.pop(key)
+        self.rows -= rows
+        self.bytes -= size
+        self.oldest_ms = min((w for _, _, w in self.entries.values()), default=0)
 
 
 def due(buf: PendingBuffer, settings: Settings, now_ms: int) -> str | None:
@@ -156,12 +163,12 @@ def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
         if buf is None:
             return
         db, table, pk = buf_id
-        stale = [k for k, (_, written_ms) in buf.entries.items()
+        stale = [k for k, (_, _, written_ms) in buf.entries.items()
                  if await catalog.is_obsolete(db, table, pk, partition,
                                               BufferKey.decode(k).offset, written_ms)]
         for k in stale:
             del buffers[k]
-            buf.entries.pop(k, None)
+            buf.remove(k)
         if stale and not buf.entries:
             bufs.pop(buf_id)
 

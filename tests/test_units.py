@@ -6,6 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from agents.persist import PendingBuffer, due
+from influent.config import Settings
 from persist.catalog import schema_conflicts, validate_db_name
 from persist.dedup import deduplicate
 from persist.parquet_files import ParquetFileMeta, build_parquet, file_id, object_path, read_meta
@@ -161,3 +163,28 @@ def test_referenced_tables_are_whole_words():
     assert referenced_tables("SELECT * FROM m WHERE time > now()", tables) == ["m"]
     assert referenced_tables('SELECT * FROM "My Table" JOIN cpu USING (host)', tables) == ["cpu", "My Table"]
     assert referenced_tables("select * from CPU", tables) == ["cpu"]
+
+
+def test_pending_buffer_totals_follow_entries_in_and_out():
+    buf = PendingBuffer()
+    buf.add(b"k1", size=100, rows=10, written_ms=5_000)
+    buf.add(b"k2", size=50, rows=5, written_ms=3_000)
+    buf.add(b"k1", size=100, rows=10, written_ms=5_000)  # redelivered: counted once
+    assert (buf.rows, buf.bytes, buf.oldest_ms) == (15, 150, 3_000)
+    buf.remove(b"k2")
+    assert (buf.rows, buf.bytes, buf.oldest_ms) == (10, 100, 5_000)
+    buf.remove(b"k1")
+    assert (buf.rows, buf.bytes, buf.oldest_ms, buf.entries) == (0, 0, 0, {})
+
+
+def test_a_buffer_is_due_by_rows_bytes_or_age():
+    settings = Settings(persist_max_rows=20, persist_max_bytes=1_000, persist_max_age=60)
+    buf = PendingBuffer()
+    assert due(buf, settings, now_ms=10**9) is None
+    buf.add(b"a", size=400, rows=10, written_ms=1_000)
+    assert due(buf, settings, now_ms=2_000) is None
+    assert due(buf, settings, now_ms=61_000) == "age"
+    buf.add(b"b", size=700, rows=5, written_ms=2_000)
+    assert due(buf, settings, now_ms=2_000) == "bytes"
+    buf.add(b"c", size=1, rows=5, written_ms=2_000)
+    assert due(buf, settings, now_ms=2_000) == "rows"
