@@ -112,6 +112,22 @@ def query(ctx: click.Context, query: str, db: str, influxql: bool, fmt: str, out
                 sink.flush()
 
 
+class _ByteCount:
+    """Stands in for a progress bar when the input's size is unknown; says the total at the end."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def __enter__(self) -> "_ByteCount":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        click.echo(f"writing: {self.sent} bytes sent", err=True)
+
+    def update(self, n: int) -> None:
+        self.sent += n
+
+
 @main.command()
 @click.argument("source", type=click.File("rb"), default="-")
 @click.option("--db", required=True, help="Database to write to.")
@@ -129,9 +145,9 @@ def write(ctx: click.Context, source, db: str, precision: str, batch_bytes: int)
     total = os.fstat(source.fileno()).st_size if source.seekable() else 0
     url = f"{settings.http_url}/api/v3/write_lp"
     errors = 0
-    with httpx.Client(timeout=300, headers=_auth_headers(settings)) as client, \
-            click.progressbar(length=total or None, label="writing", file=sys.stderr,
-                              show_pos=True) as bar:
+    progress = click.progressbar(length=total, label="writing", file=sys.stderr, show_pos=True) \
+        if total else _ByteCount()  # a pipe has no size to show progress against
+    with httpx.Client(timeout=300, headers=_auth_headers(settings)) as client, progress as bar:
         while True:
             chunk = source.read(batch_bytes)
             if not chunk:

@@ -294,3 +294,29 @@ def test_v1_chunked_query(stack):
     client = InfluxDBClient(settings.http_host, settings.http_port, database=db)
     points = [p for rs in client.query("SELECT v FROM c", chunked=True, chunk_size=4) for p in rs.get_points()]
     assert sorted(p["v"] for p in points) == list(range(25))
+
+
+def test_cli_writes_from_a_pipe_and_a_file_and_queries(stack, tmp_path):
+    """`influent write` from stdin (no size known) and from a file, then `influent query`."""
+    import subprocess
+    import sys
+
+    from tests.harness import ROOT
+
+    settings, _ = stack
+    db = unique("cli")
+    base = [sys.executable, "-m", "influent.cli", "--http-bind", settings.http_bind]
+    piped = subprocess.run(base + ["write", "--db", db], input=b"cpu,host=a usage=1 1000000000\n",
+                           cwd=ROOT, capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    assert b"bytes sent" in piped.stderr
+    source = tmp_path / "more.lp"
+    source.write_bytes(b"cpu,host=b usage=2 2000000000\ncpu,host=c usage=oops 3000000000\n")
+    from_file = subprocess.run(base + ["write", "--db", db, str(source)], cwd=ROOT, capture_output=True)
+    assert from_file.returncode == 1 and b"invalid field value" in from_file.stderr  # the bad line, named
+    wait_for(lambda: count(settings, db, "cpu") == 2, what="the two good lines")
+    shown = subprocess.run(base + ["query", "--db", db, "--format", "csv",
+                                   "SELECT host, usage FROM cpu ORDER BY host"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == ["host,usage", "a,1.0", "b,2.0"]
