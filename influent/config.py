@@ -44,6 +44,7 @@ class Settings:
     persist_max_age: float = 300.0
     tick_interval: float = 5.0
     max_body_bytes: int = 10 * 1024 * 1024
+    query_cache_bytes: int = 512 * 1024 * 1024  # decoded buffer snapshots kept by a query API
     plugin_dir: str = ""
     log_level: str = "info"
 

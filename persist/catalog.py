@@ -49,6 +49,17 @@ def validate_db_name(name: str) -> str | None:
     return None
 
 
+#: field, size, field, size, ... of a snapshot hash, in one server-side step.
+_FIELD_SIZES = """
+local out = {}
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  out[#out + 1] = f
+  out[#out + 1] = redis.call('HSTRLEN', KEYS[1], f)
+end
+return out
+"""
+
+
 @dataclass(frozen=True)
 class TableSchema:
     """Columns of one table as the catalog knows them: name -> kind."""
@@ -198,6 +209,25 @@ class Catalog:
         metas = sorted((ParquetFileMeta.from_json(v) for v in files.values()),
                        key=lambda m: (m.max_write_ts, m.max_write_seq, m.path))
         return schema, metas, list(bufs.values())
+
+    async def table_state_sizes(self, db: str, table: str
+                                ) -> tuple[TableSchema, list[ParquetFileMeta], dict[str, int]]:
+        """Like :meth:`table_state`, with each snapshot's field and size instead of its bytes
+        (for readers that keep snapshots they have already fetched)."""
+        key = self.k_buffer(db, table)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.k_columns(db, table))
+            pipe.hgetall(self.k_files(db, table))
+            pipe.eval(_FIELD_SIZES, 1, key)
+            cols, files, sizes = await pipe.execute()
+        schema = TableSchema({k.decode(): v.decode() for k, v in cols.items()})
+        metas = sorted((ParquetFileMeta.from_json(v) for v in files.values()),
+                       key=lambda m: (m.max_write_ts, m.max_write_seq, m.path))
+        return schema, metas, {sizes[i].decode(): int(sizes[i + 1]) for i in range(0, len(sizes), 2)}
+
+    async def snapshot_values(self, db: str, table: str, fields: list[str]) -> list[bytes | None]:
+        """The snapshots of ``fields`` (None for one persisted meanwhile)."""
+        return await self.redis.hmget(self.k_buffer(db, table), fields) if fields else []
 
     async def snapshots(self, db: str, table: str) -> list[bytes]:
         return list((await self.redis.hgetall(self.k_buffer(db, table))).values())

@@ -20,7 +20,9 @@ from persist.dedup import deduplicate, project_columns
 from persist.engine_catalog import processing_engine_logs
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
-from query_api.pruning import UNBOUNDED, TimeRange, plan_time_ranges
+from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
+from query_api.snapshot_cache import SnapshotCache
+from query_api.tag_filter import TagFilter, keep_matching
 from topics.line_protocol import ARROW_TYPES
 from topics.wire import ORDER_SEQ, ORDER_TS, decode_batches
 
@@ -115,9 +117,17 @@ def _register(ctx: datafusion.SessionContext, name: str, data: pa.Table) -> None
 
 
 class QueryEngine:
-    def __init__(self, catalog: Catalog, store: ObjectStore):
+    def __init__(self, catalog: Catalog, store: ObjectStore, snapshot_cache_bytes: int = 0):
         self.catalog = catalog
         self.store = store
+        self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
+
+    async def table_state(self, db: str, table: str
+                          ) -> tuple[TableSchema, list[ParquetFileMeta], list[pa.Table]]:
+        if self.snapshots is not None:
+            return await self.snapshots.table_state(db, table)
+        schema, files, raw = await self.catalog.table_state(db, table)
+        return schema, files, await asyncio.to_thread(lambda: [decode_batches(s) for s in raw])
 
     def read_file(self, meta: ParquetFileMeta, rng: TimeRange) -> pa.Table:
         local = self.store.local_path(meta.path)
@@ -132,10 +142,11 @@ class QueryEngine:
         return file_rows(pq.read_table(source, filters=filters), meta)
 
     async def load_table(self, db: str, table: str, rng: TimeRange = UNBOUNDED,
-                         stats: QueryStats | None = None) -> pa.Table:
-        """The table's deduplicated rows within ``rng`` (files outside it are never opened)."""
+                         stats: QueryStats | None = None, tags: TagFilter | None = None) -> pa.Table:
+        """The table's deduplicated rows within ``rng`` (files outside it are never opened),
+        and with the tag values ``tags`` allows (rows filtered before dedup)."""
         stats = stats if stats is not None else QueryStats()
-        schema, files, snapshots = await self.catalog.table_state(db, table)
+        schema, files, snapshots = await self.table_state(db, table)
         wanted = [m for m in files if rng.overlaps(m.min_time, m.max_time)]
         stats.files_pruned += len(files) - len(wanted)
         stats.files_read += len(wanted)
@@ -144,7 +155,9 @@ class QueryEngine:
 
         def load() -> pa.Table:
             parts = [self.read_file(m, rng) for m in wanted]
-            parts += [within(decode_batches(s), rng) for s in snapshots]
+            parts += [within(s, rng) for s in snapshots]
+            if tags:
+                parts = [keep_matching(p, tags, schema.tags) for p in parts]
             stats.rows_scanned += sum(p.num_rows for p in parts)
             return assemble_table(schema, parts, already_unique=len(wanted) == 1 and not snapshots)
 
@@ -165,14 +178,14 @@ class QueryEngine:
         system = await system_tables(self.catalog, db, sql)  # processing engine's system.*
         register_system_tables(planner, system)
         try:
-            ranges = await asyncio.to_thread(plan_time_ranges, planner, sql, params)
+            limits = await asyncio.to_thread(plan_scan_limits, planner, sql, params)
         except Exception as exc:  # DataFusion raises plain Exceptions for user errors
             raise QueryError(_clean_error(str(exc))) from exc
         ctx = datafusion.SessionContext()
         register_system_tables(ctx, system)
         for name in tables:
-            rng = ranges.get(name, UNBOUNDED)
-            _register(ctx, name, await self.load_table(db, name, rng, stats))
+            rng = limits.time.get(name, UNBOUNDED)
+            _register(ctx, name, await self.load_table(db, name, rng, stats, limits.tags.get(name)))
         return ctx
 
     async def sql_stream(self, db: str, sql: str, params: dict[str, Any] | None = None,
@@ -238,10 +251,10 @@ class EngineSource:
     async def schema(self, db: str, table: str) -> TableSchema:
         return await self.engine.catalog.table_schema(db, table)
 
-    async def load(self, db: str, table: str, time_range: tuple[int | None, int | None] | None = None
-                   ) -> pa.Table:
+    async def load(self, db: str, table: str, time_range: tuple[int | None, int | None] | None = None,
+                   tags: TagFilter | None = None) -> pa.Table:
         rng = TimeRange(*time_range) if time_range else UNBOUNDED
-        return await self.engine.load_table(db, table, rng, self.stats)
+        return await self.engine.load_table(db, table, rng, self.stats, tags)
 
 
 def _clean_error(message: str) -> str:

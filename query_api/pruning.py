@@ -1,4 +1,4 @@
-"""Time-range pruning (pure): which time bounds a SQL query puts on each table.
+"""Pruning (pure): which time bounds and tag values a SQL query puts on each table.
 
 The query is planned once over empty tables; DataFusion's optimizer folds expressions such as
 ``now() - interval '1 hour'`` into literals, and the top-level AND-ed ``time`` comparisons of a
@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import datafusion
+
+from query_api.tag_filter import TagFilter, both, either, one_column
 
 
 @dataclass(frozen=True)
@@ -71,39 +73,110 @@ def _bound(expr) -> tuple[int | None, int | None]:
             "=": (ns, ns)}.get(op, (None, None))
 
 
-def table_time_ranges(plan) -> dict[str, TimeRange]:
-    """Time bounds per scanned table. A table scanned anywhere without a bound is unbounded."""
-    bounded: dict[str, list[TimeRange]] = {}
+def _string_literal(expr) -> str | None:
+    v = expr.to_variant()
+    if type(v).__name__ != "Literal" or v.data_type() not in ("Utf8", "LargeUtf8", "Utf8View"):
+        return None
+    return v.value_string()
 
-    def walk(node, under_filter: TimeRange | None) -> None:
+
+def _equalities(expr) -> list[tuple[str, str]] | None:
+    """``column = 'text'`` terms of an OR chain (DataFusion turns IN lists into one), or None
+    when the expression is anything else."""
+    v = expr.to_variant()
+    if type(v).__name__ != "BinaryExpr":
+        return None
+    op = v.op().upper()
+    if op == "OR":
+        left, right = _equalities(v.left()), _equalities(v.right())
+        return None if left is None or right is None else left + right
+    if op != "=":
+        return None
+    column, literal = v.left(), v.right()
+    if _kind(column) != "Column":
+        column, literal = literal, column
+    value = _string_literal(literal) if _kind(column) == "Column" else None
+    return None if value is None else [(column.to_variant().name(), value)]
+
+
+@dataclass(frozen=True)
+class _Scan:
+    conjuncts: list  # filters seen through projections and aliases
+    direct: list     # those not behind a projection (which may rename columns)
+
+
+def _scan_filters(plan) -> dict[str, list[_Scan]]:
+    """For each scanned table, one entry per scan with the conjuncts filtering that scan
+    (anything but a filter, a projection or an alias in between drops them)."""
+    scans: dict[str, list[_Scan]] = {}
+
+    def walk(node, above: _Scan | None) -> None:
         variant = node.to_variant()
         name = type(variant).__name__
         if name == "Filter":
-            rng = UNBOUNDED
-            for c in _conjuncts(variant.predicate()):
-                rng = rng.narrow(*_bound(c))
+            mine = _conjuncts(variant.predicate())
+            here = _Scan((above.conjuncts if above else []) + mine, (above.direct if above else []) + mine)
             for child in node.inputs():
-                walk(child, rng if under_filter is None else under_filter.narrow(rng.lo, rng.hi))
+                walk(child, here)
             return
         if name == "TableScan":
-            bounded.setdefault(variant.table_name(), []).append(under_filter or UNBOUNDED)
+            scans.setdefault(variant.table_name(), []).append(above or _Scan([], []))
             return
-        keep = under_filter if name in ("Projection", "SubqueryAlias") else None
+        keep = {"Projection": above and _Scan(above.conjuncts, []),
+                "SubqueryAlias": above}.get(name)
         for child in node.inputs():
             walk(child, keep)
 
     walk(plan, None)
+    return scans
+
+
+def _time_range(conjuncts: list) -> TimeRange:
+    rng = UNBOUNDED
+    for c in conjuncts:
+        rng = rng.narrow(*_bound(c))
+    return rng
+
+
+def _tag_filter(conjuncts: list) -> TagFilter:
+    found: TagFilter = {}
+    for c in conjuncts:
+        terms = _equalities(c)
+        if terms:
+            found = both(found, one_column(terms))
+    return found
+
+
+def table_time_ranges(plan) -> dict[str, TimeRange]:
+    """Time bounds per scanned table. A table scanned anywhere without a bound is unbounded."""
     result = {}
-    for table, ranges in bounded.items():
-        if any(r.lo is None for r in ranges):
-            lo = None
-        else:
-            lo = min(r.lo for r in ranges)
+    for table, scans in _scan_filters(plan).items():
+        ranges = [_time_range(scan.conjuncts) for scan in scans]
+        lo = None if any(r.lo is None for r in ranges) else min(r.lo for r in ranges)
         hi = None if any(r.hi is None for r in ranges) else max(r.hi for r in ranges)
         result[table] = TimeRange(lo, hi)
     return result
 
 
-def plan_time_ranges(ctx: datafusion.SessionContext, sql: str, params=None) -> dict[str, TimeRange]:
+def table_tag_filters(plan) -> dict[str, TagFilter]:
+    """Tag values each scanned table is restricted to, over all its scans (see tag_filter)."""
+    return {table: either([_tag_filter(scan.direct) for scan in scans])
+            for table, scans in _scan_filters(plan).items()}
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    """What a query can see of each table: a time range and tag values."""
+
+    time: dict[str, TimeRange]
+    tags: dict[str, TagFilter]
+
+
+def plan_scan_limits(ctx: datafusion.SessionContext, sql: str, params=None) -> ScanLimits:
     df = ctx.sql(sql, param_values=params) if params else ctx.sql(sql)
-    return table_time_ranges(df.optimized_logical_plan())
+    plan = df.optimized_logical_plan()
+    return ScanLimits(table_time_ranges(plan), table_tag_filters(plan))
+
+
+def plan_time_ranges(ctx: datafusion.SessionContext, sql: str, params=None) -> dict[str, TimeRange]:
+    return plan_scan_limits(ctx, sql, params).time

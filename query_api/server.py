@@ -62,7 +62,8 @@ def create_api(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         await ensure_topics(settings)
         app.state.catalog = Catalog.connect(settings.redis_url, settings.app_id)
-        app.state.engine = QueryEngine(app.state.catalog, open_store(settings))
+        app.state.engine = QueryEngine(app.state.catalog, open_store(settings),
+                                       settings.query_cache_bytes)
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                     max_request_size=32 * 1024 * 1024, enable_idempotence=True)
         await producer.start()

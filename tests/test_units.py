@@ -13,7 +13,10 @@ from persist.dedup import deduplicate
 from persist.parquet_files import ParquetFileMeta, build_parquet, file_id, object_path, read_meta
 from persist.partitioning import partition_keys, split_by_partition
 from query_api.formats import format_timestamps, pick_format, render
-from query_api.pruning import TimeRange, plan_time_ranges
+from query_api.influxql.conditions import tag_filter
+from query_api.influxql.parser import parse_query
+from query_api.pruning import TimeRange, plan_scan_limits, plan_time_ranges
+from query_api.tag_filter import keep_matching
 from query_api.writes import BodyTooLarge, read_body, v3_error_body
 from topics.line_protocol import LineError
 from topics.wire import ORDER_SEQ, ORDER_TS
@@ -39,12 +42,54 @@ def test_dedup_keeps_last_non_null_per_field():
     assert got == {"x": (3.0, 7), None: (5.0, None), "y": (9.0, 1)}
 
 
-def ranges(sql: str) -> dict[str, TimeRange]:
+def planner() -> datafusion.SessionContext:
     ctx = datafusion.SessionContext()
-    schema = pa.schema([("host", pa.string()), ("time", NS), ("v", pa.float64())])
+    schema = pa.schema([("host", pa.string()), ("dc", pa.string()), ("time", NS), ("v", pa.float64())])
     for name in ("cpu", "mem"):
         ctx.register_record_batches(name, [[pa.RecordBatch.from_pylist([], schema=schema)]])
-    return plan_time_ranges(ctx, sql)
+    return ctx
+
+
+def ranges(sql: str) -> dict[str, TimeRange]:
+    return plan_time_ranges(planner(), sql)
+
+
+@pytest.mark.parametrize("sql,expected", [
+    ("SELECT * FROM cpu WHERE host = 'a'", {"host": {"a"}}),
+    ("SELECT * FROM cpu WHERE 'a' = host AND dc IN ('x', 'y')", {"host": {"a"}, "dc": {"x", "y"}}),
+    ("SELECT * FROM cpu WHERE (host = 'a' OR host = 'b') AND host IN ('b', 'c')", {"host": {"b"}}),
+    ("SELECT * FROM cpu WHERE host = 'a' OR dc = 'x'", {}),  # two columns: nothing to use
+    ("SELECT * FROM cpu WHERE host != 'a' AND host LIKE 'a%'", {}),
+    ("SELECT * FROM cpu WHERE host = ''", {}),
+    ("SELECT v FROM cpu WHERE host = 'a' UNION ALL SELECT v FROM cpu", {}),  # one scan unfiltered
+    ("SELECT v FROM cpu WHERE host = 'a' UNION ALL SELECT v FROM cpu WHERE host = 'b'", {"host": {"a", "b"}}),
+    ("SELECT * FROM (SELECT dc AS host, v FROM cpu) WHERE host = 'x'", {"dc": {"x"}}),  # renamed: follows the column
+])
+def test_tag_values_from_the_plan(sql, expected):
+    found = plan_scan_limits(planner(), sql).tags["cpu"]
+    assert {c: set(v) for c, v in found.items()} == expected
+
+
+@pytest.mark.parametrize("where,expected", [
+    ("host = 'a' AND time > now() - 1h", {"host": {"a"}}),
+    ("(host = 'a' OR host = 'b') AND v > 1", {"host": {"a", "b"}}),
+    ("host::tag = 'a' AND dc::field = 'x'", {"host": {"a"}}),
+    ("host = 'a' OR v > 1", {}),
+    ("host = ''", {}),  # InfluxQL: also matches rows without the tag
+    ("host =~ /a/", {}),
+])
+def test_influxql_tag_values(where, expected):
+    stmt = parse_query(f"SELECT v FROM cpu WHERE {where}").statements[0]
+    assert {c: set(v) for c, v in tag_filter(stmt.condition).items()} == expected
+
+
+def test_keep_matching_filters_tag_columns_only():
+    t = pa.table({"host": pa.array(["a", "b", None, "a"]), "v": pa.array(["a", "a", "a", "x"])})
+    assert keep_matching(t, {"host": frozenset({"a"})}, ["host"]).column("v").to_pylist() == ["a", "x"]
+    assert keep_matching(t, {"v": frozenset({"x"})}, ["host"]).num_rows == 4  # a field: untouched
+    assert keep_matching(t, {"dc": frozenset({"x"})}, ["host", "dc"]).num_rows == 0  # no dc at all
+    dictionary = t.set_column(0, "host", t.column("host").dictionary_encode())
+    assert keep_matching(dictionary, {"host": frozenset({"b"})}, ["host"]).num_rows == 1
 
 
 @pytest.mark.parametrize("sql,expected", [

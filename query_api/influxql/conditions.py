@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from query_api.influxql import ast
 from query_api.influxql.timeutil import InvalidTime, parse_time_literal
+from query_api.tag_filter import TagFilter, both, one_column
 
 NUMERIC_KINDS = frozenset({"float", "integer", "uinteger"})
 
@@ -101,6 +102,35 @@ def split_condition(cond: ast.Expr | None, now_ns: int, tz: str | None
     for part in residual:
         rest = part if rest is None else ast.BinaryExpr("AND", rest, part)
     return rng, rest
+
+
+def tag_filter(cond: ast.Expr | None) -> TagFilter:
+    """Tag values the top-level ANDed ``tag = 'value'`` (or an OR of them on one tag) allow;
+    which columns are tags is the loader's business (see query_api/tag_filter.py)."""
+    found: TagFilter = {}
+    for part in _conjuncts(cond) if cond is not None else []:
+        terms = _equalities(part)
+        if terms:
+            found = both(found, one_column(terms))
+    return found
+
+
+def _equalities(expr: ast.Expr) -> list[tuple[str, str]] | None:
+    expr = ast.strip_parens(expr)
+    if not isinstance(expr, ast.BinaryExpr):
+        return None
+    if expr.op == "OR":
+        left, right = _equalities(expr.lhs), _equalities(expr.rhs)
+        return None if left is None or right is None else left + right
+    if expr.op != "=":
+        return None
+    ref, lit = ast.strip_parens(expr.lhs), ast.strip_parens(expr.rhs)
+    if isinstance(lit, ast.VarRef):
+        ref, lit = lit, ref
+    if not isinstance(ref, ast.VarRef) or not isinstance(lit, ast.StringLit) \
+            or ref.type not in (None, "tag"):
+        return None
+    return [(ref.name, lit.value)]
 
 
 def _conjuncts(expr: ast.Expr) -> list[ast.Expr]:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from query_api.influxql import ast, meta
-from query_api.influxql.conditions import ConditionError
+from query_api.influxql.conditions import ConditionError, tag_filter
 from query_api.influxql.expressions import ExpressionError
 from query_api.influxql.meta import StatementError, resolve_database
 from query_api.influxql.parser import ParseError, parse_query
@@ -179,8 +179,10 @@ async def run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQL
         hi = now_ns
     series: list[Series] = []
     columns = [plan.time_name] + [c.name for c in plan.columns]
+    tags = tag_filter(plan.condition)
     for target in targets:
-        table = await source.load(*target, (lo, hi) if lo is not None or hi is not None else None)
+        table = await source.load(*target, (lo, hi) if lo is not None or hi is not None else None,
+                                  tags)
         if table.num_rows == 0:
             continue
         runner = run_aggregate if plan.aggregate else run_raw

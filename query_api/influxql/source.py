@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from persist.catalog import TableSchema
+from query_api.tag_filter import TagFilter, keep_matching
 
 TimeRange = tuple[int | None, int | None]
 
@@ -23,11 +24,11 @@ class InfluxQLSource(Protocol):
 
     async def schema(self, db: str, table: str) -> TableSchema: ...
 
-    async def load(self, db: str, table: str,
-                   time_range: TimeRange | None = None) -> pa.Table:
+    async def load(self, db: str, table: str, time_range: TimeRange | None = None,
+                   tags: TagFilter | None = None) -> pa.Table:
         """Deduplicated rows (tags as strings, fields, ``time`` timestamp[ns]); when
-        ``time_range`` is given the source may prune to ``[min_ns, max_ns]`` (inclusive) but
-        may also return more rows, never fewer."""
+        ``time_range`` is given the source may prune to ``[min_ns, max_ns]`` (inclusive), and
+        to the tag values of ``tags``, but may also return more rows, never fewer."""
         ...
 
 
@@ -79,8 +80,10 @@ class MemorySource:
     async def schema(self, db: str, table: str) -> TableSchema:
         return self._tables[db][table][0]
 
-    async def load(self, db: str, table: str, time_range: TimeRange | None = None) -> pa.Table:
-        data = self._tables[db][table][1]
+    async def load(self, db: str, table: str, time_range: TimeRange | None = None,
+                   tags: TagFilter | None = None) -> pa.Table:
+        schema, data = self._tables[db][table]
+        data = keep_matching(data, tags or {}, schema.tags)
         if time_range is None or data.num_rows == 0:
             return data
         lo, hi = time_range
