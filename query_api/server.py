@@ -32,6 +32,7 @@ from query_api.influxql.results import encode_json, to_table_rows
 from query_api.flight import start_flight
 from query_api.formats import CONTENT_TYPES, pick_format, render, render_batches
 from query_api.front import FlightTarget
+from query_api.snapshot_cache import SnapshotCacheMetrics
 from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
 from topics.admin import ensure_topics
 from topics.line_protocol import parse_lp
@@ -52,6 +53,7 @@ def create_api(settings: Settings) -> FastAPI:
     files_read = Counter("influent_query_files_read", "Parquet files opened by queries", registry=registry)
     files_pruned = Counter("influent_query_files_pruned", "Parquet files skipped by time pruning", registry=registry)
     rows_scanned = Counter("influent_query_rows_scanned", "Rows read by queries before dedup", registry=registry)
+    registry.register(SnapshotCacheMetrics(lambda: getattr(getattr(app.state, "engine", None), "snapshots", None)))
 
     def observe(stats: QueryStats) -> None:
         files_read.inc(stats.files_read)

@@ -16,6 +16,7 @@ import asyncio
 from collections import OrderedDict
 
 import pyarrow as pa
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from persist.catalog import Catalog, TableSchema
 from persist.parquet_files import ParquetFileMeta
@@ -81,3 +82,21 @@ class SnapshotCache:
     def _forget_gone(self, db: str, table: str, present: set[Key]) -> None:
         for key in self.by_table.get((db, table), set()) - present:
             self._drop(key)
+
+
+class SnapshotCacheMetrics:
+    """Prometheus view of a process's snapshot cache (registered once the engine exists)."""
+
+    def __init__(self, cache_of):
+        self.cache_of = cache_of  # () -> SnapshotCache | None
+
+    def collect(self):
+        cache = self.cache_of()
+        if cache is None:
+            return
+        yield GaugeMetricFamily("influent_query_snapshot_cache_bytes",
+                                "Bytes of buffer snapshots kept decoded", value=cache.bytes)
+        yield CounterMetricFamily("influent_query_snapshot_cache_hits",
+                                  "Snapshots a query found in the cache", value=cache.hits)
+        yield CounterMetricFamily("influent_query_snapshot_cache_fetched",
+                                  "Snapshots a query fetched from Redis", value=cache.fetched)
