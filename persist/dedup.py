@@ -3,6 +3,7 @@ field the last non-null value in write order."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from topics.wire import INTERNAL_COLUMNS, ORDER_SEQ, ORDER_TS
 
@@ -10,16 +11,43 @@ from topics.wire import INTERNAL_COLUMNS, ORDER_SEQ, ORDER_TS
 def deduplicate(table: pa.Table, tags: list[str]) -> pa.Table:
     """Merge rows that share tags + time; drop the internal write-order columns.
 
-    Rows are sorted by write order first; Arrow's ordered ``last`` aggregation (single-threaded
-    hash group-by) skips nulls, which is exactly "per field the last written non-null value".
+    Most rows have a key of their own, and merging is the expensive part (an ordered ``last``
+    per field), so the keys are counted first (a cheap multi-threaded group-by): only rows whose
+    key occurs more than once go through the merge. Rows with a null tag take the merge path
+    too, since a join never matches null keys.
     """
-    order = [c for c in (ORDER_TS, ORDER_SEQ) if c in table.column_names]
-    if order:
-        table = table.sort_by([(c, "ascending") for c in order])
     keys = [t for t in tags if t in table.column_names] + ["time"]
     values = [c for c in table.column_names if c not in keys and c not in INTERNAL_COLUMNS]
     if table.num_rows == 0:
         return table.select(keys + values)
+    null_key = None
+    for k in keys:
+        if table.column(k).null_count:
+            missing = pc.is_null(table.column(k))
+            null_key = missing if null_key is None else pc.or_(null_key, missing)
+    keyed = table if null_key is None else table.filter(pc.invert(null_key))
+    counts = keyed.group_by(keys, use_threads=True).aggregate([([], "count_all")])
+    if counts.num_rows == keyed.num_rows:  # every key once: nothing to merge there
+        single, shared = keyed, keyed.slice(0, 0)
+    else:
+        repeated = counts.filter(pc.greater(counts.column("count_all"), 1)).select(keys)
+        single = keyed.join(repeated, keys, join_type="left anti", use_threads=True)
+        shared = keyed.join(repeated, keys, join_type="left semi", use_threads=True)
+    if null_key is not None:
+        shared = pa.concat_tables([shared, table.filter(null_key)])
+    if shared.num_rows == 0:
+        return single.select(keys + values)
+    single = single.select(keys + values)
+    return pa.concat_tables([single, _merge(shared, keys, values).cast(single.schema)])
+
+
+def _merge(table: pa.Table, keys: list[str], values: list[str]) -> pa.Table:
+    """One row per key: rows sorted by write order, then Arrow's ordered ``last`` aggregation
+    (single-threaded hash group-by), which skips nulls: exactly "per field the last written
+    non-null value"."""
+    order = [c for c in (ORDER_TS, ORDER_SEQ) if c in table.column_names]
+    if order:
+        table = table.sort_by([(c, "ascending") for c in order])
     merged = table.group_by(keys, use_threads=False).aggregate([(v, "last") for v in values])
     return merged.rename_columns(keys + values)
 

@@ -5,11 +5,14 @@ import datafusion
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from agents.persist import PendingBuffer, due
 from influent.config import Settings
 from persist.catalog import schema_conflicts, validate_db_name
-from persist.dedup import deduplicate
+from persist.dedup import _merge, deduplicate
 from persist.parquet_files import ParquetFileMeta, build_parquet, file_id, object_path, read_meta
 from persist.partitioning import partition_keys, split_by_partition
 from query_api.formats import format_timestamps, pick_format, render
@@ -233,3 +236,25 @@ def test_a_buffer_is_due_by_rows_bytes_or_age():
     assert due(buf, settings, now_ms=2_000) == "bytes"
     buf.add(b"c", size=1, rows=5, written_ms=2_000)
     assert due(buf, settings, now_ms=2_000) == "rows"
+
+
+_ROW = st.fixed_dictionaries({
+    "host": st.sampled_from(["a", "b", None]), "dc": st.sampled_from(["x", None]),
+    "a": st.one_of(st.none(), st.floats(-5, 5)), "b": st.one_of(st.none(), st.integers(-5, 5)),
+    "time": st.integers(0, 3).map(lambda t: t * 1000)})
+
+
+@given(st.lists(_ROW, max_size=40))
+@hyp_settings(max_examples=150, deadline=None)
+def test_dedup_merges_only_repeated_keys_and_agrees_with_merging_everything(rows):
+    """The counted fast path gives exactly what merging every row gives."""
+    schema = pa.schema([("host", pa.string()), ("dc", pa.string()), ("a", pa.float64()),
+                        ("b", pa.int64()), ("time", NS), (ORDER_TS, pa.int64()), (ORDER_SEQ, pa.int64())])
+    table = pa.Table.from_pylist([{**r, ORDER_TS: i % 3, ORDER_SEQ: i} for i, r in enumerate(rows)],
+                                 schema=schema)
+    keys, values = ["host", "dc", "time"], ["a", "b"]
+
+    def canonical(t: pa.Table) -> list:
+        return sorted((tuple((k, str(v)) for k, v in sorted(r.items())) for r in t.to_pylist()))
+
+    assert canonical(deduplicate(table, ["host", "dc"])) == canonical(_merge(table, keys, values))
