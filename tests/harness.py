@@ -177,6 +177,21 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str 
     raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
+def wait_for_count(settings: Settings, db: str, table: str, expected: int,
+                   timeout: float = 30.0) -> None:
+    """Wait until ``table`` holds exactly ``expected`` rows; a timeout names the last count."""
+    seen: list[int] = []
+
+    def reached() -> bool:
+        seen.append(count(settings, db, table))
+        return seen[-1] == expected
+
+    try:
+        wait_for(reached, timeout=timeout, what=f"{expected} rows in {db}.{table}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} (last count: {seen[-1] if seen else None})") from None
+
+
 def rows(settings: Settings, db: str, q: str) -> list[dict]:
     resp = sql(settings, db, q)
     if resp.status_code == 404:

@@ -18,7 +18,7 @@ import redis
 from influent.config import Settings
 from influent.devstack import free_port, start_redis, stop
 from persist.object_store import open_store
-from tests.harness import count, produce, read_topic, rows, running, unique, wait_for
+from tests.harness import produce, read_topic, rows, running, unique, wait_for, wait_for_count
 
 pytestmark = pytest.mark.integration
 BASE = 1_700_000_000_000_000_000
@@ -82,7 +82,7 @@ def test_persist_events_announce_files_with_the_written_rows(kafka_bootstrap, re
                 expected[(f"h{(off + i) % 50}", f"d{(off + i) % 3}", ts)] = value + i
         assert got == expected
         # the queries agree: 2500 distinct keys, nothing doubled
-        wait_for(lambda: count(settings, db, "cpu") == 2500)
+        wait_for_count(settings, db, "cpu", 2500)
         meta = pq.read_schema(pa.BufferReader(open_store(settings).get(events[0]["path"]))).metadata
         assert meta[b"influent.database"].decode() == db
         assert pa.types.is_dictionary(files[0].schema.field("host").type)
@@ -111,7 +111,7 @@ def test_crash_during_persist_loses_nothing(kafka_bootstrap, redis_url, tmp_path
         assert len(paths) == 1, paths  # the re-persisted object has the same name
         store_files = [o.path for o in open_store(settings).list(f"{db}/")]
         assert store_files == list(paths)
-        wait_for(lambda: count(settings, db, "cpu") == 1000)
+        wait_for_count(settings, db, "cpu", 1000)
         dup = rows(settings, db, "SELECT host, dc, time, count(*) AS c FROM cpu GROUP BY host, dc, time HAVING count(*) > 1")
         assert dup == []
 
@@ -148,7 +148,7 @@ def test_clean_shutdown_persists_every_buffer(kafka_bootstrap, redis_url, tmp_pa
     with running(settings) as run:
         asyncio.run(produce(settings, [lines(300)], db, partition=0))
         asyncio.run(produce(settings, [lines(200, offset=300)], db, partition=1))
-        wait_for(lambda: count(settings, db, "cpu") == 500)
+        wait_for_count(settings, db, "cpu", 500)
         run.worker.stop()  # SIGTERM: a clean shutdown
         events = asyncio.run(events_for(settings, db, count=2))
         assert sorted(e["rows"] for e in events) == [200, 300]
@@ -198,7 +198,7 @@ def test_delete_database_removes_files_buffers_and_stays_deleted(kafka_bootstrap
     with running(settings) as run:
         asyncio.run(produce(settings, [lines(1000), lines(10, offset=5000)], db, partition=0))
         asyncio.run(events_for(settings, db, count=1))
-        wait_for(lambda: count(settings, db, "cpu") == 1010)
+        wait_for_count(settings, db, "cpu", 1010)
         assert list(open_store(settings).list(f"{db}/"))
         resp = httpx.delete(f"{settings.http_url}/api/v3/configure/database", params={"db": db})
         assert resp.status_code == 200

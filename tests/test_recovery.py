@@ -10,7 +10,7 @@ import redis
 
 from influent.config import Settings
 from influent.devstack import free_port
-from tests.harness import count, produce, running, start_api, start_worker, unique, wait_for
+from tests.harness import count, produce, running, start_api, start_worker, unique, wait_for, wait_for_count
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_sigkill_and_restart_loses_nothing(kafka_bootstrap, redis_url, tmp_path)
         writer.join(120)
         run.restart_worker()
         total = MESSAGES * LINES_PER_MESSAGE
-        wait_for(lambda: count(settings, db, "m") == total, timeout=120, what=f"{total} rows")
+        wait_for_count(settings, db, "m", total, timeout=120)
 
 
 def test_second_worker_takes_over_from_the_changelog(kafka_bootstrap, redis_url, tmp_path):
@@ -81,7 +81,7 @@ def test_second_worker_takes_over_from_the_changelog(kafka_bootstrap, redis_url,
         w2.stop()
         writer.join(120)
         total = MESSAGES * LINES_PER_MESSAGE
-        wait_for(lambda: count(settings, db, "m") == total, timeout=150, what=f"{total} rows")
+        wait_for_count(settings, db, "m", total, timeout=150)
         assert w1.alive()
     finally:
         api.stop()
