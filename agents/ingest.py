@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import time
 import zlib
 from dataclasses import dataclass, field
 
@@ -26,7 +27,8 @@ import pyarrow.compute as pc
 import redis.exceptions
 from aiokafka.structs import ConsumerRecord
 
-from agents.offset_guard import OffsetGuard, faust_message, read_back_with_retry
+from agents.offset_guard import (OffsetGuard, faust_message, read_back_with_retry,
+                                 stranded_partitions)
 from influent.config import Settings
 from persist.catalog import Catalog, schema_conflicts, validate_db_name
 from persist.partitioning import partition_keys, split_by_partition
@@ -34,14 +36,15 @@ from tables.buffers import BufferKey
 from topics.declarations import PipelineTopics
 from topics.line_protocol import LineError, ParsedTable, parse_lp
 from topics.validate import offered_columns, reject_rows, reserved_name_conflicts
-from topics.wire import (ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, BatchRef, RejectedLine,
-                         batch_stats, encode_batch, header_dict, now)
+from topics.wire import (NUDGE_HEADER, ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, BatchRef,
+                         RejectedLine, batch_stats, encode_batch, header_dict, now)
 
 log = logging.getLogger("influent.ingest")
 
 PRECISIONS = {"ns", "n", "nanosecond", "us", "u", "microsecond", "ms", "millisecond",
               "s", "second", "auto"}
 TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+NUDGE_EVERY_S = 30.0  # at most one nudge per partition this often
 
 
 @dataclass(frozen=True)
@@ -199,22 +202,44 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
 
     guard = OffsetGuard(settings.kafka_bootstrap, app.conf.id, settings.writes_topic)
 
+    async def handle_read_back(records: list[ConsumerRecord], generation: int) -> None:
+        for record in records:
+            await handle(SourceMessage.from_record(record))
+            app.consumer.ack(faust_message(record, generation))  # so Faust commits past it
+
     @app.agent(topics.writes, name="ingest")
     async def ingest(stream):
         try:
             async for event in stream.events():
                 m = event.message
                 generation = m.generation_id or 0
-                for record in await read_back_with_retry(guard, m.partition, m.offset, generation):
-                    await handle(SourceMessage.from_record(record))
-                    app.consumer.ack(faust_message(record, generation))  # so Faust commits past it
-                await handle(SourceMessage(
-                    topic=m.topic, partition=m.partition, offset=m.offset,
-                    timestamp_ms=int(round((m.timestamp or now()) * 1000)),
-                    headers=header_dict(m.headers), value=m.value or b""))
+                if guard.already_handled(m.partition, m.offset, generation):
+                    continue  # read back from Kafka earlier in this generation
+                await handle_read_back(
+                    await read_back_with_retry(guard, m.partition, m.offset, generation), generation)
+                headers = header_dict(m.headers)
+                if NUDGE_HEADER not in headers:
+                    await handle(SourceMessage(
+                        topic=m.topic, partition=m.partition, offset=m.offset,
+                        timestamp_ms=int(round((m.timestamp or now()) * 1000)),
+                        headers=headers, value=m.value or b""))
                 guard.handled(m.partition, m.offset, generation)
         finally:
             await guard.close()
+
+    nudged: dict[int, float] = {}  # partition -> monotonic time of its last nudge
+
+    @app.timer(settings.tick_interval)
+    async def nudge_stranded_partitions() -> None:
+        """A record Faust skipped at the end of a partition has no later record to reveal it:
+        send one, an empty nudge, so the agent reads the tail back in an event of its own."""
+        for p in await stranded_partitions(guard, app.consumer, app.consumer_generation_id):
+            if time.monotonic() - nudged.get(p, float("-inf")) < NUDGE_EVERY_S:
+                continue
+            nudged[p] = time.monotonic()
+            log.warning("%s p%d: the stream delivered nothing for a while yet the partition has "
+                        "more records; nudging it", settings.writes_topic, p)
+            await topics.writes.send(value=b"", partition=p, headers={NUDGE_HEADER: b"1"})
 
     @buffers.on_recover
     async def republish_snapshots() -> None:

@@ -8,12 +8,21 @@ offsets. When an event arrives past the next expected offset — the offset afte
 handled in the same consumer generation, or the group's committed offset for the first event
 of a generation — the records in between are read back with a plain consumer and ingested
 first. Ingest is idempotent per (partition, offset), so reading a record twice is harmless.
+
+A skipped record that no later record follows would never be noticed that way: its tail is
+*stranded* when the partition's end offset (as the consumer last fetched it) is beyond the
+next expected offset and the stream has delivered nothing on the partition for a while. The
+persist agent reads such a tail back on its next tick of the partition; the ingest agent, which
+has no ticks, sends the partition an empty *nudge* record, whose arrival reveals the gap like
+any later record. Events the agent already handled through a read-back are recognised and
+passed over when the stream delivers them after all.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -25,6 +34,8 @@ from faust.types.tuples import Message
 log = logging.getLogger("influent.ingest")
 
 READ_TIMEOUT_S = 60.0
+TAIL_IDLE_S = 10.0  # no delivery on a partition for this long before its tail is read back
+TAIL_MAX_RECORDS = 500  # read back per tick at most, so a surprise backlog is caught up in steps
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,19 @@ def after(expected: Expected | None, generation: int, offset: int) -> Expected:
     return Expected(generation, offset + 1)
 
 
+def stranded_range(start: int | None, end: int | None, idle_s: float,
+                   idle_needed_s: float = TAIL_IDLE_S,
+                   max_records: int = TAIL_MAX_RECORDS) -> tuple[int, int] | None:
+    """The offsets [first, stop) of a partition's tail that the stream never delivered (pure).
+
+    ``start`` is the next offset the agent expects and ``end`` the partition's end offset as
+    the consumer last fetched it. Nothing is stranded while deliveries are recent: the
+    consumer may still be fetching, or the stream may still hold the records."""
+    if start is None or end is None or idle_s < idle_needed_s or start >= end:
+        return None
+    return start, min(end, start + max_records)
+
+
 def faust_message(record: ConsumerRecord, generation: int) -> Message:
     """A Faust message for a record read back outside the stream, so that acknowledging it
     (``app.consumer.ack``) lets Faust commit past it."""
@@ -67,6 +91,7 @@ class OffsetGuard:
         self.group_id = group_id
         self.topic = topic
         self.expected: dict[int, Expected] = {}
+        self.last_delivery: dict[int, float] = {}  # partition -> monotonic time of its last event
         self._reader: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
 
@@ -74,20 +99,65 @@ class OffsetGuard:
         known = self.expected.get(partition)
         return known is None or known.generation != generation
 
+    def already_handled(self, partition: int, offset: int, generation: int) -> bool:
+        """Whether a delivered event was handled before, through a read-back of this generation."""
+        known = self.expected.get(partition)
+        return known is not None and known.generation == generation and offset < known.offset
+
+    async def _start(self, partition: int, generation: int) -> int | None:
+        """The next offset the agent expects on ``partition`` in ``generation``; the group's
+        committed offset is asked for once per generation and remembered."""
+        if not self.needs_committed(partition, generation):
+            return self.expected[partition].offset
+        start = gap_start(None, generation, await self._committed(partition))
+        if start is not None:
+            self.expected[partition] = Expected(generation, start)
+        return start
+
     async def missed(self, partition: int, offset: int, generation: int) -> list[ConsumerRecord]:
         """The records of ``partition`` before ``offset`` that the agent has not been given."""
-        committed = await self._committed(partition) if self.needs_committed(partition, generation) else None
-        start = gap_start(self.expected.get(partition), generation, committed)
+        start = await self._start(partition, generation)
         if start is None or offset <= start:
             return []
         records = await self._read(partition, start, offset)
         if records:
-            log.warning("p%d: offsets %d..%d were not delivered by the stream; read back %d records",
-                        partition, start, offset - 1, len(records))
+            log.warning("%s p%d: offsets %d..%d were not delivered by the stream; read back %d "
+                        "records", self.topic, partition, start, offset - 1, len(records))
         return records
 
-    def handled(self, partition: int, offset: int, generation: int) -> None:
+    async def stranded_span(self, partition: int, generation: int,
+                            end: int | None) -> tuple[int, int] | None:
+        """The tail offsets of ``partition`` before ``end`` the stream never delivered, if any."""
+        if self.needs_committed(partition, generation):
+            # a partition new to this generation: its stream may not have started yet, so the
+            # quiet period starts now, from the offset Faust resumes at
+            await self._start(partition, generation)
+            self.last_delivery[partition] = time.monotonic()
+            return None
+        idle = time.monotonic() - self.last_delivery.get(partition, float("-inf"))
+        return stranded_range(self.expected[partition].offset, end, idle)
+
+    def quiet(self, partition: int) -> bool:
+        """Whether the partition has delivered nothing for the quiet period (cheap pre-check)."""
+        return time.monotonic() - self.last_delivery.get(partition, float("-inf")) >= TAIL_IDLE_S
+
+    async def stranded(self, partition: int, generation: int,
+                       end: int | None) -> list[ConsumerRecord]:
+        """The records of :meth:`stranded_span`, read back."""
+        span = await self.stranded_span(partition, generation, end)
+        if span is None:
+            return []
+        records = await self._read(partition, *span)
+        if records:
+            log.warning("%s p%d: offsets %d..%d were fetched but not delivered by the stream; "
+                        "read back %d records", self.topic, partition, span[0], span[1] - 1,
+                        len(records))
+        return records
+
+    def handled(self, partition: int, offset: int, generation: int, delivered: bool = True) -> None:
         self.expected[partition] = after(self.expected.get(partition), generation, offset)
+        if delivered:
+            self.last_delivery[partition] = time.monotonic()
 
     async def _committed(self, partition: int) -> int | None:
         if self._admin is None:
@@ -132,10 +202,65 @@ class OffsetGuard:
 async def read_back_with_retry(guard: OffsetGuard, partition: int, offset: int,
                                generation: int) -> list[ConsumerRecord]:
     """``guard.missed`` until it succeeds: a write must never be skipped because Kafka hiccupped."""
+    return await _with_retry(lambda: guard.missed(partition, offset, generation), partition, offset)
+
+
+def _fetched_end(consumer, tp: TP) -> int | None:
+    """The end offset of a partition as a Faust consumer last fetched it (no request)."""
+    try:
+        return consumer.highwater(tp)
+    except Exception:  # not assigned (any more): nothing to look at
+        return None
+
+
+def _looks_stranded(guard: OffsetGuard, consumer, partition: int, generation: int) -> bool:
+    """Cheap checks before anything is asked of Kafka: quiet, and records beyond the expected
+    offset (or a generation not yet seen, whose baseline must be taken)."""
+    if guard.needs_committed(partition, generation):
+        return True
+    end = _fetched_end(consumer, TP(guard.topic, partition))
+    return guard.quiet(partition) and end is not None and end > guard.expected[partition].offset
+
+
+async def catch_up_tail(guard: OffsetGuard, consumer, partition: int, generation: int,
+                        take: Callable[[list[ConsumerRecord]], Awaitable[None]]) -> None:
+    """Hand ``guard``'s stranded tail of one partition to ``take`` (from inside an event of that
+    partition), then expect the offset after it; a failed look is tried again next time."""
+    if not _looks_stranded(guard, consumer, partition, generation):
+        return
+    try:
+        records = await guard.stranded(partition, generation,
+                                       _fetched_end(consumer, TP(guard.topic, partition)))
+    except Exception as exc:  # Kafka away: the next tick looks again
+        log.debug("%s p%d: cannot look for a stranded tail (%s)", guard.topic, partition, exc)
+        return
+    if records:
+        await take(records)
+        guard.handled(partition, records[-1].offset, generation, delivered=False)
+
+
+async def stranded_partitions(guard: OffsetGuard, consumer, generation: int) -> list[int]:
+    """The partitions of ``guard``'s topic assigned to ``consumer`` whose tail looks stranded:
+    an agent without an event of such a partition to act in asks for one (a nudge)."""
+    found = []
+    for tp in sorted(consumer.assignment()):
+        if tp.topic != guard.topic or not _looks_stranded(guard, consumer, tp.partition, generation):
+            continue
+        try:
+            span = await guard.stranded_span(tp.partition, generation, _fetched_end(consumer, tp))
+        except Exception as exc:  # Kafka away: the next look will tell
+            log.debug("%s p%d: cannot look for a stranded tail (%s)", guard.topic, tp.partition, exc)
+            continue
+        if span is not None:
+            found.append(tp.partition)
+    return found
+
+
+async def _with_retry(read, partition: int, offset: int) -> list[ConsumerRecord]:
     delay = 0.2
     while True:
         try:
-            return await guard.missed(partition, offset, generation)
+            return await read()
         except Exception as exc:  # Kafka away or slow: the partition waits, as Faust would
             log.warning("p%d@%d: cannot check for skipped offsets (%s); retrying in %.1fs",
                         partition, offset, exc, delay)

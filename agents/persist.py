@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import faust
 import pyarrow as pa
 
-from agents.offset_guard import OffsetGuard, faust_message, read_back_with_retry
+from agents.offset_guard import OffsetGuard, catch_up_tail, faust_message, read_back_with_retry
 from influent.config import Settings
 from influent.failpoints import failpoint
 from persist.catalog import Catalog
@@ -190,19 +190,29 @@ def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
         ref = BatchRef.from_headers(header_dict(headers))
         track(partition, BufferKey.for_batch(ref).encode(), value)
 
+    async def track_read_back(p: int, records, generation: int) -> None:
+        for record in records:
+            track_accepted(p, record.headers, record.value)
+            app.consumer.ack(faust_message(record, generation))
+        if records:
+            seen[p] = max(seen.get(p, -1), records[-1].offset)
+
     async def on_event(msg) -> None:
         p = msg.partition
+        generation = msg.generation_id or 0
         if msg.topic == settings.accepted_topic:
+            if guard.already_handled(p, msg.offset, generation):
+                return  # tracked through a read-back earlier in this generation
             # an accepted batch Faust skipped would stay buffered, and then fall under the
             # watermark of the next file: read such batches back first
-            generation = msg.generation_id or 0
-            for record in await read_back_with_retry(guard, p, msg.offset, generation):
-                track_accepted(p, record.headers, record.value)
-                app.consumer.ack(faust_message(record, generation))
+            await track_read_back(p, await read_back_with_retry(guard, p, msg.offset, generation),
+                                  generation)
             track_accepted(p, msg.headers, msg.value)
             guard.handled(p, msg.offset, generation)
             seen[p] = max(seen.get(p, -1), msg.offset)
         else:
+            await catch_up_tail(guard, app.consumer, p, generation,
+                                lambda tail: track_read_back(p, tail, generation))
             await purge_persisted(p)
             await flush_outbox(p)
         flush = msg.topic == settings.ticks_topic and msg.value == FLUSH

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from agents.offset_guard import Expected, OffsetGuard, after, gap_start
+from agents.offset_guard import Expected, OffsetGuard, after, gap_start, stranded_range
 from tests.harness import unique
 
 
@@ -27,6 +27,15 @@ def test_handled_offsets_only_move_the_expectation_forward():
     assert after(None, 1, 5) == Expected(1, 6)
     assert after(Expected(1, 9), 1, 5) == Expected(1, 9)  # a replay of an older record
     assert after(Expected(1, 9), 2, 5) == Expected(2, 6)  # a new generation starts afresh
+
+
+def test_a_tail_is_stranded_only_when_quiet():
+    assert stranded_range(3, end=12, idle_s=60) == (3, 12)
+    assert stranded_range(3, end=12, idle_s=1) is None  # the stream may still hold them
+    assert stranded_range(3, end=None, idle_s=60) is None  # nothing fetched yet
+    assert stranded_range(12, end=12, idle_s=60) is None  # nothing missing
+    assert stranded_range(None, end=12, idle_s=60) is None  # no committed offset
+    assert stranded_range(0, end=5000, idle_s=60, max_records=500) == (0, 500)
 
 
 @pytest.mark.integration
@@ -71,3 +80,56 @@ def test_skipped_records_are_read_back_from_the_committed_offset_and_between_eve
     assert in_order == []
     assert middle == [8, 9, 10]
     assert replay == []
+
+
+@pytest.mark.integration
+def test_a_stranded_tail_is_read_back_once(kafka_bootstrap):
+    """The last records of a partition that the stream fetched but never delivered: no later
+    record reveals them, so the guard reads them back when the partition has gone quiet."""
+    topic, group = unique("guard."), unique("guard-group.")
+
+    async def scenario():
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        for i in range(8):
+            await producer.send_and_wait(topic, f"m{i}".encode(), partition=0)
+        await producer.stop()
+        guard = OffsetGuard(kafka_bootstrap, group, topic)
+        try:
+            # a partition new to a generation is only watched from then on (no committed offset
+            # here: nothing to compare with)
+            fresh = await guard.stranded(0, 1, end=8)
+            guard.handled(0, 4, generation=2)  # offsets 0..4 delivered; 5, 6, 7 never come
+            busy = await guard.stranded(0, 2, end=8)  # delivered just now
+            guard.last_delivery[0] -= 60
+            unfetched = await guard.stranded(0, 2, end=None)
+            tail = await guard.stranded(0, 2, end=8)
+            guard.handled(0, tail[-1].offset, 2, delivered=False)
+            again = await guard.stranded(0, 2, end=8)
+            redelivered = guard.already_handled(0, 6, 2), guard.already_handled(0, 6, 3)
+            # generation 3 takes over at the group's committed offset 6; 6 and 7 never come
+            committer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group,
+                                         enable_auto_commit=False)
+            await committer.start()
+            committer.assign([TopicPartition(topic, 0)])
+            await committer.commit({TopicPartition(topic, 0): 6})
+            await committer.stop()
+            takeover_start = await guard.stranded(0, 3, end=8)
+            guard.last_delivery[0] -= 60
+            takeover = await guard.stranded(0, 3, end=8)
+        finally:
+            await guard.close()
+        return (fresh, busy, unfetched, [r.offset for r in tail], again, redelivered,
+                takeover_start, [r.offset for r in takeover])
+
+    (fresh, busy, unfetched, tail, again, redelivered,
+     takeover_start, takeover) = asyncio.run(scenario())
+    assert takeover_start == [] and takeover == [6, 7]
+    assert fresh == [] and busy == [] and unfetched == []
+    assert tail == [5, 6, 7]
+    assert again == []
+    assert redelivered == (True, False)  # the stream's late copy is passed over, in that generation only

@@ -13,8 +13,9 @@ import pytest
 
 from influent.config import Settings
 from influent.devstack import free_port
-from tests.harness import (count, produce, read_topic, rows, sql, start_api, start_worker, unique,
-                           wait_for)
+from tests.harness import (produce, read_topic, rows, sql, start_api, start_worker, unique,
+                           wait_for, wait_for_count)
+from topics.wire import NUDGE_HEADER
 
 pytestmark = pytest.mark.integration
 
@@ -99,8 +100,7 @@ def test_hundred_thousand_lines_valid_and_rejected_add_up(stack):
             await produce(settings, [msg], db, partition=idx % settings.partitions)
     asyncio.run(send_all())
     expected_rows = valid + 1
-    wait_for(lambda: count(settings, db, "load") == expected_rows,
-             timeout=120, what=f"{expected_rows} rows")
+    wait_for_count(settings, db, "load", expected_rows, timeout=120)
     invalid = sum(kinds.values())
     assert valid + invalid == 100_000
     records = asyncio.run(read_topic(settings, settings.rejected_topic, until_count=None, timeout=60))
@@ -227,7 +227,7 @@ def test_large_results_stream_in_every_format(stack):
     db = unique("big")
     n = 30_000
     asyncio.run(produce(settings, ["\n".join(f"s,k=k{i % 7} v={i}i {i}" for i in range(n)).encode()], db))
-    wait_for(lambda: count(settings, db, "s") == n, what="rows")
+    wait_for_count(settings, db, "s", n)
     q = "SELECT k, v, time FROM s ORDER BY v"
     got = {fmt: sql(settings, db, q, fmt=fmt) for fmt in ("json", "jsonl", "csv", "parquet")}
     assert all(r.status_code == 200 for r in got.values())
@@ -285,7 +285,7 @@ def test_v1_chunked_query(stack):
     settings, _ = stack
     db = unique("chunk")
     asyncio.run(produce(settings, ["\n".join(f"c,h=h{i % 2} v={i}i {i}" for i in range(25)).encode()], db))
-    wait_for(lambda: count(settings, db, "c") == 25, what="rows")
+    wait_for_count(settings, db, "c", 25)
     resp = httpx.get(f"{settings.http_url}/query", params={
         "db": db, "q": "SELECT v FROM c GROUP BY h", "chunked": "true", "chunk_size": "5"})
     parts = [json.loads(line) for line in resp.text.splitlines()]
@@ -314,9 +314,21 @@ def test_cli_writes_from_a_pipe_and_a_file_and_queries(stack, tmp_path):
     source.write_bytes(b"cpu,host=b usage=2 2000000000\ncpu,host=c usage=oops 3000000000\n")
     from_file = subprocess.run(base + ["write", "--db", db, str(source)], cwd=ROOT, capture_output=True)
     assert from_file.returncode == 1 and b"invalid field value" in from_file.stderr  # the bad line, named
-    wait_for(lambda: count(settings, db, "cpu") == 2, what="the two good lines")
+    wait_for_count(settings, db, "cpu", 2)
     shown = subprocess.run(base + ["query", "--db", db, "--format", "csv",
                                    "SELECT host, usage FROM cpu ORDER BY host"],
                            cwd=ROOT, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines() == ["host,usage", "a,1.0", "b,2.0"]
+
+
+def test_a_nudge_record_is_passed_over(stack):
+    """The empty record a worker sends to reveal a stranded tail (header ``influent-nudge``) is
+    never ingested, whatever it carries; the record after it is."""
+    settings, _ = stack
+    db = unique("nudge")
+    asyncio.run(produce(settings, [b"n v=99 1"], db, partition=0,
+                        headers=[(NUDGE_HEADER, b"1")]))
+    asyncio.run(produce(settings, [b"n v=1 2"], db, partition=0))
+    wait_for_count(settings, db, "n", 1)
+    assert rows(settings, db, "SELECT v FROM n") == [{"v": 1.0}]

@@ -19,6 +19,9 @@ ORDER_TS = "__influent_ts"
 ORDER_SEQ = "__influent_seq"
 INTERNAL_COLUMNS = (ORDER_TS, ORDER_SEQ)
 ROWS_PER_MESSAGE_BITS = 20
+# header of an empty writes message a worker sends to make its stream reveal a stranded tail
+# (agents/offset_guard.py); the ingest agent handles nothing for it
+NUDGE_HEADER = "influent-nudge"
 
 
 def encode_batch(batch: pa.RecordBatch | pa.Table) -> bytes:
