@@ -358,7 +358,26 @@ def test_encode_json_matches_go():
         b'{\n    "a": [],\n    "b": {\n        "c": [\n            1.5\n        ]\n    }\n}\n')
 
 
-# ---- property: GROUP BY time aggregates agree with a direct computation -----------------------
+# ---- properties: LIMIT 1 narrowing, GROUP BY time aggregates against direct computation -------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["a", "b", None]),
+                          st.sampled_from(["x", "y"]), st.one_of(st.none(), st.integers(0, 9))),
+                min_size=1, max_size=30),
+       st.booleans(), st.sampled_from(["host", "*", None]))
+def test_limit_1_is_the_first_row_of_each_series_ranked_in_full(points, descending, group):
+    """``LIMIT 1`` narrows the rows to each series' last (first) time before ranking; its
+    answer must be the first row that ``LIMIT 2``, ranked over every row, gives per series
+    (ties on time, null tags and rows without the field included)."""
+    src = MemorySource()
+    data, schema = table([{"time": T0 + t * S, "host": h, "dc": d, "v": v} for t, h, d, v in points],
+                         {"host": "tag", "dc": "tag", "v": "integer"})
+    src.add_table("db", "m", data, schema)
+    tail = (f" GROUP BY {group}" if group else "") + (" ORDER BY time DESC" if descending else "")
+    one = run(src, f"SELECT v, dc FROM m{tail} LIMIT 1")["results"][0].get("series", [])
+    two = run(src, f"SELECT v, dc FROM m{tail} LIMIT 2")["results"][0].get("series", [])
+    assert [(s.get("tags"), s["values"]) for s in one] == [(s.get("tags"), s["values"][:1]) for s in two]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -147,10 +147,12 @@ def run_raw(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: in
     direction = "DESC" if plan.descending else "ASC"
     within = [f'"__time" {direction}'] + [f'"__k{i}" ASC' for i in range(len(tags_sorted))]
     scan = f"SELECT {', '.join(cols)} FROM m{where}"
+    ctx = _context(table, "m")
     if plan.limit or plan.offset_rows:
         partition = f"PARTITION BY {', '.join(gcols)} " if gcols else ""
+        source = _edge_rows(ctx, scan, gcols, plan) if (plan.limit, plan.offset_rows) == (1, 0) else scan
         ranked = (f"SELECT *, row_number() OVER ({partition}ORDER BY {', '.join(within)}) "
-                  f"AS __rn FROM ({scan})")
+                  f"AS __rn FROM ({source})")
         upper = f" AND __rn <= {plan.offset_rows + plan.limit}" if plan.limit else ""
         order = [f"{g} {direction}" for g in gcols] + ["__rn ASC"]
         query = f"SELECT * FROM ({ranked}) WHERE __rn > {plan.offset_rows}{upper}"
@@ -158,7 +160,6 @@ def run_raw(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: in
         order = [f"{g} {direction}" for g in gcols] + within
         query = scan
     query += f" ORDER BY {', '.join(order)}"
-    ctx = _context(table, "m")
     rows = _sql(ctx, query)
     if rows.num_rows == 0:
         return None
@@ -169,6 +170,19 @@ def run_raw(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: in
         out.append(evaluate(col.expr, columns, rows.num_rows))
         names.append(_o(i))
     return _split(pa.table(out, names=names), plan)
+
+
+def _edge_rows(ctx: datafusion.SessionContext, scan: str, gcols: list[str],
+               plan: SelectPlan) -> str:
+    """``scan`` narrowed to the rows a query with ``LIMIT 1`` can return: none is older (newer,
+    ascending) than the earliest of the series' last (first) times, which a hash aggregate over
+    two columns finds. For the usual "last point of each series" that leaves a few rows to
+    rank instead of a sort of every row; the ranking that follows stays exact either way."""
+    inner, outer, op = ("max", "min", ">=") if plan.descending else ("min", "max", "<=")
+    group = f" GROUP BY {', '.join(gcols)}" if gcols else ""
+    bound = _sql(ctx, f'SELECT {outer}("__e") FROM (SELECT {inner}("__time") AS "__e" '
+                      f"FROM ({scan}){group})").column(0)[0].as_py()
+    return scan if bound is None else f'SELECT * FROM ({scan}) WHERE "__time" {op} {bound}'
 
 
 # ---- aggregate queries ------------------------------------------------------------------

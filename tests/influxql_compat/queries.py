@@ -81,6 +81,12 @@ QUERIES: list[Q] = [
     Q('SELECT "usage_user" FROM "cpu" WHERE "host" = \'d\''),
     Q("SELECT usage_user FROM cpu WHERE host = 'd' -- trailing comment"),
     Q("select usage_user from cpu where host = 'd' limit 1"),
+    # the last (first) point of each series: LIMIT 1 narrows the rows before ranking them
+    Q('SELECT * FROM cpu GROUP BY "host" ORDER BY time DESC LIMIT 1'),
+    Q('SELECT usage_user, procs FROM cpu GROUP BY host, region LIMIT 1'),
+    Q("SELECT usage_user FROM cpu WHERE usage_user > 50 GROUP BY * ORDER BY time DESC LIMIT 1"),
+    Q('SELECT * FROM cpu ORDER BY time DESC LIMIT 1'),
+    Q("SELECT usage_user FROM cpu WHERE time < '2009-11-10T21:00:00Z' GROUP BY host LIMIT 1 OFFSET 1"),
     Q("SELECT usage_user FROM cpu WHERE time >= '2009-11-10T20:00:00Z' AND time < '2009-11-10T21:00:00Z' GROUP BY host, region"),
     Q("SELECT usage_user, host FROM cpu WHERE time >= '2009-11-10T20:00:00Z' AND time < '2009-11-10T21:00:00Z' GROUP BY region ORDER BY time DESC LIMIT 2"),
     Q("SELECT * FROM cpu_temp, mem WHERE time < '2009-11-10T20:30:00Z'"),
