@@ -13,7 +13,7 @@ from persist.catalog import TableSchema
 from query_api.influxql import (MemorySource, encode_json, execute_influxql, query_target,
                                 to_table_rows)
 from query_api.influxql.parser import ParseError
-from query_api.influxql.results import go_float
+from query_api.influxql.results import _encode, go_float
 from query_api.influxql.timeutil import format_rfc3339, parse_time_literal, window_starts
 
 S = 1_000_000_000
@@ -356,6 +356,31 @@ def test_encode_json_matches_go():
                                  b'["time","v"],"values":[["t",2],["u","a\\u003cb\\u0026c"]]}]}]}\n')
     assert encode_json({"a": [], "b": {"c": [1.5]}}, pretty=True) == (
         b'{\n    "a": [],\n    "b": {\n        "c": [\n            1.5\n        ]\n    }\n}\n')
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.text(max_size=6),
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.sampled_from([1e15, 1e16, 9.99e20, 1e21, -1.5e17, 1e-6, 1e-7, 2.5e-5, -0.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4).flatmap(lambda width: st.lists(
+    st.lists(_scalars, min_size=width, max_size=width), min_size=2, max_size=12)))
+def test_encoding_values_column_by_column_matches_value_by_value(rows):
+    """Large results encode their rows column by column through Arrow; every byte must be what
+    Go's encoder (the value-by-value path) writes."""
+    def one(value) -> str:
+        out: list[str] = []
+        _encode(value, out)
+        return "".join(out)
+
+    expected = "[" + ",".join("[" + ",".join(one(v) for v in row) + "]" for row in rows) + "]"
+    assert encode_json({"values": rows}).decode() == '{"values":' + expected + "}\n"
+
+
+def test_values_that_json_cannot_hold_still_fail_as_go_fails():
+    with pytest.raises(ValueError, match="unsupported value"):
+        encode_json({"values": [[1.0], [float("nan")]]})
 
 
 # ---- properties: LIMIT 1 narrowing, GROUP BY time aggregates against direct computation -------

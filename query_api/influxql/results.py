@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from query_api.influxql.timeutil import format_rfc3339, parse_time_literal, to_epoch
 
@@ -123,6 +124,56 @@ def _go_string(value: str) -> str:
     return _HTML_RE.sub(lambda m: _HTML_ESCAPES[m.group(0)], text)
 
 
+def _float_tokens(column: tuple[Any, ...]) -> list[str] | None:
+    """Go's JSON for a column of floats (None for null) in one Arrow pass: Arrow's shortest
+    round-trip digits are Go's, but it picks exponent notation by length where Go picks it by
+    magnitude (below 1e-6 or from 1e21), so values where the two disagree are redone one by
+    one. None when a value has no JSON form (NaN, inf): the slow path raises the error."""
+    arr = pa.array(column, pa.float64())
+    if pc.all(pc.is_finite(arr)).as_py() is False:
+        return None
+    texts = arr.cast(pa.string())
+    magnitude = pc.abs(arr)
+    go_exponent = pc.or_(pc.and_(pc.less(magnitude, 1e-6), pc.not_equal(magnitude, 0.0)),
+                         pc.greater_equal(magnitude, 1e21))
+    redo = pc.not_equal(pc.match_substring(texts, "e"), go_exponent)
+    out = texts.fill_null("null").to_pylist()
+    for i in pc.indices_nonzero(redo.fill_null(False)).to_pylist():
+        out[i] = go_float(column[i])
+    return out
+
+
+def _column_tokens(column: tuple[Any, ...]) -> list[str] | None:
+    """Go's JSON for one column of a series' values, or None when it mixes kinds."""
+    kinds = {type(v) for v in column} - {type(None)}
+    if kinds <= {float}:
+        return _float_tokens(column)
+    if kinds <= {int}:
+        return ["null" if v is None else str(v) for v in column]
+    if kinds <= {str}:
+        memo: dict[str, str] = {}
+        return ["null" if v is None else memo.get(v) or memo.setdefault(v, _go_string(v))
+                for v in column]
+    if kinds <= {bool}:
+        return ["null" if v is None else ("true" if v else "false") for v in column]
+    return None
+
+
+def _encode_rows(rows: list[Any], out: list[str]) -> bool:
+    """A series' ``values`` (equal-length rows), column by column: per-value encoding is the
+    slow part of a large raw result. False when the fast path does not apply."""
+    if not all(isinstance(r, list) for r in rows) or len({len(r) for r in rows}) != 1:
+        return False
+    tokens = []
+    for column in zip(*rows):
+        encoded = _column_tokens(column)
+        if encoded is None:
+            return False
+        tokens.append(encoded)
+    out.append("[" + ",".join("[" + ",".join(r) + "]" for r in zip(*tokens)) + "]")
+    return True
+
+
 def _encode(value: Any, out: list[str], indent: str | None = None, depth: int = 0) -> None:
     if value is None:
         out.append("null")
@@ -136,6 +187,9 @@ def _encode(value: Any, out: list[str], indent: str | None = None, depth: int = 
         out.append(go_float(value))
     elif isinstance(value, str):
         out.append(_go_string(value))
+    elif (indent is None and isinstance(value, list) and len(value) > 1
+          and isinstance(value[0], list) and _encode_rows(value, out)):
+        return
     elif isinstance(value, (dict, list, tuple)):
         is_dict = isinstance(value, dict)
         items = list(value.items()) if is_dict else list(value)
