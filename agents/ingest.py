@@ -28,8 +28,9 @@ import redis.exceptions
 from aiokafka.structs import ConsumerRecord
 
 from agents.offset_guard import (OffsetGuard, faust_message, read_back_with_retry,
-                                 stranded_partitions)
+                                 stranded_partitions, take_baselines_on_assignment)
 from influent.config import Settings
+from influent.failpoints import skip_once
 from persist.catalog import Catalog, schema_conflicts, validate_db_name
 from persist.partitioning import partition_keys, split_by_partition
 from tables.buffers import BufferKey
@@ -201,6 +202,7 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
                 return
 
     guard = OffsetGuard(settings.kafka_bootstrap, app.conf.id, settings.writes_topic)
+    take_baselines_on_assignment(app, guard)
 
     async def handle_read_back(records: list[ConsumerRecord], generation: int) -> None:
         for record in records:
@@ -215,6 +217,8 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
                 generation = m.generation_id or 0
                 if guard.already_handled(m.partition, m.offset, generation):
                     continue  # read back from Kafka earlier in this generation
+                if skip_once("skip_first_write"):
+                    continue  # fault test: passed over unhandled, as Faust does around a rebalance
                 await handle_read_back(
                     await read_back_with_retry(guard, m.partition, m.offset, generation), generation)
                 headers = header_dict(m.headers)
@@ -239,7 +243,12 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
             nudged[p] = time.monotonic()
             log.warning("%s p%d: the stream delivered nothing for a while yet the partition has "
                         "more records; nudging it", settings.writes_topic, p)
-            await topics.writes.send(value=b"", partition=p, headers={NUDGE_HEADER: b"1"})
+            try:
+                await topics.writes.send(key=b"nudge", value=b"", partition=p,
+                                         headers={NUDGE_HEADER: b"1"})
+            except Exception as exc:  # Kafka away: the next tick nudges again
+                log.warning("%s p%d: cannot nudge (%s)", settings.writes_topic, p, exc)
+                nudged.pop(p, None)
 
     @buffers.on_recover
     async def republish_snapshots() -> None:

@@ -105,14 +105,21 @@ class OffsetGuard:
         return known is not None and known.generation == generation and offset < known.offset
 
     async def _start(self, partition: int, generation: int) -> int | None:
-        """The next offset the agent expects on ``partition`` in ``generation``; the group's
-        committed offset is asked for once per generation and remembered."""
+        """The next offset the agent expects on ``partition`` in ``generation``; where Faust
+        resumes (the group's committed offset) is asked for once per generation and remembered."""
         if not self.needs_committed(partition, generation):
             return self.expected[partition].offset
-        start = gap_start(None, generation, await self._committed(partition))
+        start = gap_start(None, generation, await self._resume_offset(partition))
         if start is not None:
             self.expected[partition] = Expected(generation, start)
         return start
+
+    async def baseline(self, partition: int, generation: int) -> None:
+        """Take the offset a partition resumes at in a new generation, best right when it is
+        assigned, before Faust can commit past a record it drops; its quiet period starts now."""
+        if self.needs_committed(partition, generation):
+            await self._start(partition, generation)
+            self.last_delivery[partition] = time.monotonic()
 
     async def missed(self, partition: int, offset: int, generation: int) -> list[ConsumerRecord]:
         """The records of ``partition`` before ``offset`` that the agent has not been given."""
@@ -129,10 +136,7 @@ class OffsetGuard:
                             end: int | None) -> tuple[int, int] | None:
         """The tail offsets of ``partition`` before ``end`` the stream never delivered, if any."""
         if self.needs_committed(partition, generation):
-            # a partition new to this generation: its stream may not have started yet, so the
-            # quiet period starts now, from the offset Faust resumes at
-            await self._start(partition, generation)
-            self.last_delivery[partition] = time.monotonic()
+            await self.baseline(partition, generation)  # its stream may not have started yet
             return None
         idle = time.monotonic() - self.last_delivery.get(partition, float("-inf"))
         return stranded_range(self.expected[partition].offset, end, idle)
@@ -159,24 +163,32 @@ class OffsetGuard:
         if delivered:
             self.last_delivery[partition] = time.monotonic()
 
-    async def _committed(self, partition: int) -> int | None:
+    async def _resume_offset(self, partition: int) -> int | None:
+        """The group's committed offset, or for a partition without one the start of the log
+        (Faust's ``consumer_auto_offset_reset`` is ``earliest``)."""
         if self._admin is None:
             self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
             await self._admin.start()
         tp = TopicPartition(self.topic, partition)
         found = await self._admin.list_consumer_group_offsets(self.group_id, partitions=[tp])
         meta = found.get(tp)
-        return meta.offset if meta is not None and meta.offset >= 0 else None
+        if meta is not None and meta.offset >= 0:
+            return meta.offset
+        return (await (await self._reader_client()).beginning_offsets([tp])).get(tp)
 
-    async def _read(self, partition: int, start: int, end: int) -> list[ConsumerRecord]:
-        """Records with start <= offset < end (fewer where the log has no record: retention,
-        transaction markers)."""
+    async def _reader_client(self) -> AIOKafkaConsumer:
         if self._reader is None:
             self._reader = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                 auto_offset_reset="earliest", max_partition_fetch_bytes=32 * 1024 * 1024,
                 fetch_max_bytes=64 * 1024 * 1024)
             await self._reader.start()
+        return self._reader
+
+    async def _read(self, partition: int, start: int, end: int) -> list[ConsumerRecord]:
+        """Records with start <= offset < end (fewer where the log has no record: retention,
+        transaction markers)."""
+        await self._reader_client()
         tp = TopicPartition(self.topic, partition)
         self._reader.assign([tp])
         self._reader.seek(tp, start)
@@ -254,6 +266,21 @@ async def stranded_partitions(guard: OffsetGuard, consumer, generation: int) -> 
         if span is not None:
             found.append(tp.partition)
     return found
+
+
+def take_baselines_on_assignment(app, guard: OffsetGuard) -> None:
+    """When partitions of ``guard``'s topic are assigned, note where each resumes before the
+    stream starts (a failure only delays this to the partition's first event or look)."""
+    @app.on_partitions_assigned.connect
+    async def take_baselines(sender, assigned, **kwargs) -> None:
+        generation = app.consumer_generation_id
+        for tp in sorted(assigned):
+            if tp.topic != guard.topic:
+                continue
+            try:
+                await guard.baseline(tp.partition, generation)
+            except Exception as exc:  # Kafka slow: the first event or look takes it instead
+                log.warning("%s p%d: no baseline at assignment (%s)", guard.topic, tp.partition, exc)
 
 
 async def _with_retry(read, partition: int, offset: int) -> list[ConsumerRecord]:

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 import faust
 import pyarrow as pa
 
-from agents.offset_guard import OffsetGuard, catch_up_tail, faust_message, read_back_with_retry
+from agents.offset_guard import (OffsetGuard, catch_up_tail, faust_message, read_back_with_retry,
+                                 take_baselines_on_assignment)
 from influent.config import Settings
 from influent.failpoints import failpoint
 from persist.catalog import Catalog
@@ -93,6 +94,7 @@ def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
     store: ObjectStore = open_store(settings)
     pending: dict[int, dict[BufferId, PendingBuffer]] = defaultdict(lambda: defaultdict(PendingBuffer))
     guard = OffsetGuard(settings.kafka_bootstrap, app.conf.id, settings.accepted_topic)
+    take_baselines_on_assignment(app, guard)
 
     def track(partition: int, raw_key: bytes, data: bytes) -> None:
         key = BufferKey.decode(raw_key)

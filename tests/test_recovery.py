@@ -87,3 +87,15 @@ def test_second_worker_takes_over_from_the_changelog(kafka_bootstrap, redis_url,
         api.stop()
         for w in (w1, w2):
             w.stop()
+
+
+def test_a_write_the_stream_never_delivers_is_read_back(kafka_bootstrap, redis_url, tmp_path):
+    """Faust can pass over the last record of a partition around a rebalance, and no later
+    record reveals the gap: the worker nudges the partition and reads the record back."""
+    settings = make_settings(kafka_bootstrap, redis_url, tmp_path)
+    db = unique("stranded")
+    with running(settings, worker_env={"INFLUENT_FAILPOINT": "skip_first_write"}) as run:
+        asyncio.run(produce(settings, [message(0)], db, partition=1))
+        wait_for_count(settings, db, "m", LINES_PER_MESSAGE, timeout=90)
+        log = run.worker.log_text()
+        assert "nudging it" in log and "were not delivered by the stream" in log
