@@ -8,7 +8,8 @@ deployments sharing one Redis never collide) — see docs/catalog.md:
 - ``<ns>:db:<db>:t:<table>:cols``       hash column -> kind ("tag", "time", or a field type)
 - ``<ns>:db:<db>:t:<table>:buf``        hash buffer key -> Arrow IPC batch (buffer snapshot)
 - ``<ns>:db:<db>:t:<table>:files``      hash object path -> Parquet file record (JSON)
-- ``<ns>:deleted``                      hash db -> ms: data written up to then is deleted
+- ``<ns>:deleted``                      hash db (or db \x1f table) -> ms: data written up to
+  then is deleted
 - ``<ns>:templates``                    hash "<db>" or "<db>␟<table>" -> partition template JSON
 - ``<ns>:outbox:<source partition>``    hash object path -> persist event JSON not yet sent
 - ``<ns>:persisted``                    hash "<db>␟<table>␟<partition key>␟<source partition>"
@@ -279,10 +280,14 @@ class Catalog:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.k_watermarks(),
                       self.watermark_field(db, table, partition_key, source_partition))
-            pipe.hget(self.k_deleted(), db)
+            pipe.hmget(self.k_deleted(), [db, self.deleted_table_field(db, table)])
             mark, deleted = await pipe.execute()
-        return (mark is not None and offset <= int(mark)) or (
-            deleted is not None and written_ms <= int(deleted))
+        return (mark is not None and offset <= int(mark)) or any(
+            at is not None and written_ms <= int(at) for at in deleted)
+
+    @staticmethod
+    def deleted_table_field(db: str, table: str) -> str:
+        return f"{db}\x1f{table}"
 
     def k_deleted(self) -> str:
         return f"{self.ns}:deleted"
@@ -299,12 +304,28 @@ class Catalog:
             pipe.srem(self.k_dbs(), db)
             pipe.delete(self.k_tables(db))
             for table in tables:
-                pipe.delete(self.k_columns(db, table), self.k_files(db, table), self.k_buffer(db, table))
-                pipe.hdel(self.k_templates(), f"{db}\x1f{table}")
+                self._drop_table(pipe, db, table)
             pipe.hdel(self.k_templates(), db)
             pipe.hset(self.k_deleted(), db, now_ms)
             await pipe.execute()
         return paths
+
+    async def delete_table(self, db: str, table: str, now_ms: int) -> list[str]:
+        """Drop one table as :meth:`delete_database` drops a database: its columns, files,
+        snapshots and template go, and rows written up to ``now_ms`` stay deleted (a later
+        write creates the table afresh). Returns the object paths of its files."""
+        paths = [m.path for m in await self.files(db, table)]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.srem(self.k_tables(db), table)
+            self._drop_table(pipe, db, table)
+            pipe.hset(self.k_deleted(), self.deleted_table_field(db, table), now_ms)
+            await pipe.execute()
+        return paths
+
+    def _drop_table(self, pipe, db: str, table: str) -> None:
+        """Queue the removal of a table's columns, files, snapshots and template."""
+        pipe.delete(self.k_columns(db, table), self.k_files(db, table), self.k_buffer(db, table))
+        pipe.hdel(self.k_templates(), f"{db}\x1f{table}")
 
     async def restore_file(self, meta: ParquetFileMeta) -> None:
         """Re-register a file found in the object store (catalog rebuild)."""

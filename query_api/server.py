@@ -203,6 +203,20 @@ def create_api(settings: Settings) -> FastAPI:
         await asyncio.to_thread(lambda: [store.delete(p) for p in paths])
         return Response(status_code=200)
 
+    @app.delete("/api/v3/configure/table")
+    async def delete_table(db: str = "", table: str = "") -> Response:
+        """Delete one table now, like a database: catalog entries, buffered rows and Parquet
+        files; rows written before the deletion never come back, later writes start afresh."""
+        catalog: Catalog = app.state.catalog
+        if not db or not await catalog.has_database(db):
+            return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
+        if not table or table not in await catalog.tables(db):
+            return JSONResponse({"error": f"table not found: {table}"}, status_code=404)
+        paths = await catalog.delete_table(db, table, int(time.time() * 1000))
+        store = app.state.engine.store
+        await asyncio.to_thread(lambda: [store.delete(p) for p in paths])
+        return Response(status_code=200)
+
     @app.post("/api/v3/configure/table")
     async def create_table(request: Request) -> Response:
         body = await _json_body(request)

@@ -210,3 +210,32 @@ def test_delete_database_removes_files_buffers_and_stays_deleted(kafka_bootstrap
         asyncio.run(produce(settings, [lines(5, offset=9000)], db, partition=1))
         wait_for(lambda: rows(settings, db, "SELECT count(*) AS n FROM cpu"), what="new writes")
         assert rows(settings, db, "SELECT count(*) AS n FROM cpu")[0]["n"] == 5
+
+
+def test_delete_table_removes_its_files_and_buffers_and_leaves_the_others(kafka_bootstrap, redis_url,
+                                                                          tmp_path):
+    import httpx
+
+    settings = persist_settings(kafka_bootstrap, redis_url, tmp_path)
+    db = unique("droptable")
+    with running(settings) as run:
+        asyncio.run(produce(settings, [lines(1000), lines(10, offset=5000),
+                                       b"keep,host=a v=1 1700000000000000000"], db, partition=0))
+        asyncio.run(events_for(settings, db, count=1))
+        wait_for_count(settings, db, "cpu", 1010)
+        wait_for_count(settings, db, "keep", 1)
+        base = settings.http_url
+        assert httpx.delete(f"{base}/api/v3/configure/table",
+                            params={"db": db, "table": "nope"}).status_code == 404
+        assert httpx.delete(f"{base}/api/v3/configure/table",
+                            params={"db": db, "table": "cpu"}).status_code == 200
+        assert list(open_store(settings).list(f"{db}/cpu/")) == []
+        assert httpx.get(f"{base}/api/v3/query_sql",
+                         params={"db": db, "q": "SELECT count(*) FROM cpu"}).status_code in (400, 404)
+        assert rows(settings, db, "SELECT count(*) AS n FROM keep")[0]["n"] == 1
+        # the changelog replays on restart: the deleted buffer stays deleted; new writes start afresh
+        run.restart_worker()
+        asyncio.run(produce(settings, [b"cpu,host=z usage=\"now a string\" 1700000000000000000"], db,
+                            partition=1))
+        wait_for_count(settings, db, "cpu", 1)
+        assert rows(settings, db, "SELECT host, usage FROM cpu") == [{"host": "z", "usage": "now a string"}]
