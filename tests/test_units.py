@@ -238,20 +238,21 @@ def test_a_buffer_is_due_by_rows_bytes_or_age():
     assert due(buf, settings, now_ms=2_000) == "rows"
 
 
-_ROW = st.fixed_dictionaries({
-    "host": st.sampled_from(["a", "b", None]), "dc": st.sampled_from(["x", None]),
+_ROW = st.fixed_dictionaries({  # tag values that join to the same series text on purpose
+    "host": st.sampled_from(["a", "b", None, "a\x1f", ""]), "dc": st.sampled_from(["x", None, "\x1fx", ""]),
     "a": st.one_of(st.none(), st.floats(-5, 5)), "b": st.one_of(st.none(), st.integers(-5, 5)),
     "time": st.integers(0, 3).map(lambda t: t * 1000)})
 
 
 @given(st.lists(_ROW, max_size=40))
-@hyp_settings(max_examples=150, deadline=None)
+@hyp_settings(max_examples=300, deadline=None)
 def test_dedup_merges_only_repeated_keys_and_agrees_with_merging_everything(rows):
     """The counted fast path gives exactly what merging every row gives."""
     schema = pa.schema([("host", pa.string()), ("dc", pa.string()), ("a", pa.float64()),
                         ("b", pa.int64()), ("time", NS), (ORDER_TS, pa.int64()), (ORDER_SEQ, pa.int64())])
     table = pa.Table.from_pylist([{**r, ORDER_TS: i % 3, ORDER_SEQ: i} for i, r in enumerate(rows)],
                                  schema=schema)
+    table = pa.concat_tables([table.slice(0, len(rows) // 2), table.slice(len(rows) // 2)])  # chunks
     keys, values = ["host", "dc", "time"], ["a", "b"]
 
     def canonical(t: pa.Table) -> list:
