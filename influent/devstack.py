@@ -36,6 +36,7 @@ import fcntl
 import hashlib
 import http.client
 import os
+import random
 import shutil
 import signal
 import socket
@@ -458,11 +459,32 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports (all probed while held, so they differ)."""
-    socks = []
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (Linux default 32768)."""
     try:
-        for _ in range(count):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports nothing listens on right now (all probed while held, so they
+    differ). They are taken below the kernel's ephemeral range when it leaves room: a port
+    from bind(0) can be handed to some outgoing connection before our server binds it."""
+    socks = []
+    low = _ephemeral_low()
+    candidates = random.sample(range(15000, low), min(200, low - 15000)) if low > 16000 else []
+    try:
+        for port in candidates:
+            if len(socks) == count:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+            except OSError:
+                s.close()
+        while len(socks) < count:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
             socks.append(s)

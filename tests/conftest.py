@@ -7,7 +7,8 @@ ports, in a pytest temp dir (logs under ``<basetemp>/services0/logs`` stay for p
   test that needs one (Redis and moto start while Kafka formats and boots), then each fixture
   waits for its own service's health check.
 * A service that cannot start fails every test that needs it, with the reason and the tail of
-  its log -- never a skip. Missing ``redis-server`` is installed with apt-get (Debian) first;
+  its log -- never a skip. Only a port taken by another process between probing and binding
+  gets new ports and another launch (up to three in all). Missing ``redis-server`` is installed with apt-get (Debian) first;
   the Kafka jars are resolved with Maven once into ``~/.cache/influent``.
 * Children die with the test session (SIGKILL via PR_SET_PDEATHSIG even if pytest is killed)
   and are stopped cleanly at the end of the session.
@@ -41,6 +42,7 @@ _NEEDS = {
 #: Launch order: the quick ones first, so they boot while Kafka formats its storage.
 _LAUNCH_ORDER = ("s3", "redis", "kafka")
 _TIMEOUTS = {"kafka": 90.0, "redis": 30.0, "s3": 30.0}
+_PORT_CLASH_RETRIES = 3  # launches of a service whose port another process took meanwhile
 S3_ACCESS_KEY = "testing"
 S3_SECRET_KEY = "testing"
 
@@ -59,31 +61,46 @@ class ServiceHub:
         for name in _LAUNCH_ORDER:
             if name not in names or name in self.services or name in self.errors:
                 continue
-            try:
-                self.services[name] = self._launch(name)
-            except devstack.DevstackError as exc:
-                self.errors[name] = f"{name} could not start: {exc}"
+            self._relaunch(name, 0)
 
-    def _launch(self, name: str) -> devstack.Service:
+    def _relaunch(self, name: str, first_attempt: int) -> None:
+        """Launch ``name``, on fresh ports again while the reason is a port in use."""
+        for attempt in range(first_attempt, _PORT_CLASH_RETRIES):
+            try:
+                self.services[name] = self._launch(name, attempt)
+                return
+            except devstack.DevstackError as exc:
+                if "already in use" not in str(exc) or attempt == _PORT_CLASH_RETRIES - 1:
+                    self.errors[name] = f"{name} could not start: {exc}"
+                    return
+
+    def _launch(self, name: str, attempt: int = 0) -> devstack.Service:
         # Children are started from the main thread: PR_SET_PDEATHSIG follows that thread.
         if name == "kafka":
             port, controller_port = devstack.free_ports(2)
-            return devstack.launch_kafka(self.root / "kafka", self.logs, port, controller_port,
-                                         die_with_parent=True, learn_classes=True)
+            return devstack.launch_kafka(self.root / f"kafka{attempt or ''}", self.logs, port,
+                                         controller_port, die_with_parent=True, learn_classes=True)
         if name == "redis":
             devstack.ensure_redis_installed()
-            return devstack.launch_redis(self.root / "redis", self.logs, devstack.free_port(),
-                                         die_with_parent=True)
+            return devstack.launch_redis(self.root / f"redis{attempt or ''}", self.logs,
+                                         devstack.free_port(), die_with_parent=True)
         return devstack.launch_s3(self.logs, devstack.free_port(), die_with_parent=True)
 
     def get(self, name: str) -> devstack.Service:
         self.launch({name})
-        if name not in self.errors and name not in self.ready:
+        for attempt in range(1, _PORT_CLASH_RETRIES + 1):
+            if name in self.errors or name in self.ready:
+                break
             try:
                 devstack.wait_ready(self.services[name], _TIMEOUTS[name])
                 self.ready.add(name)
             except devstack.DevstackError as exc:
-                self.errors[name] = f"{name} could not start: {exc}"
+                if "already in use" not in str(exc) or attempt == _PORT_CLASH_RETRIES:
+                    self.errors[name] = f"{name} could not start: {exc}"
+                    break
+                # another process took the free port between probing and binding: new ports
+                devstack.stop(self.services[name], timeout=15)
+                self._relaunch(name, attempt)
         if name in self.errors:
             pytest.fail(self.errors[name], pytrace=False)
         service = self.services[name]

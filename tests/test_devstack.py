@@ -239,3 +239,28 @@ async def _list_topics(bootstrap: str) -> list[str]:
         return await admin.list_topics()
     finally:
         await admin.close()
+
+
+def test_a_port_taken_before_the_service_binds_it_gets_a_fresh_launch(tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """Between probing a free port and the server binding it another process may take it: the
+    session's service hub relaunches on new ports instead of failing every test."""
+    import socket
+
+    from tests.conftest import ServiceHub
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    offered = [taken.getsockname()[1]]
+    real = devstack.free_ports
+    monkeypatch.setattr(devstack, "free_ports",
+                        lambda count: [offered.pop()] if offered else real(count))
+    hub = ServiceHub(tmp_path)
+    try:
+        service = hub.get("redis")
+        assert not service.endpoint.endswith(f":{taken.getsockname()[1]}/0")
+        assert redis.Redis.from_url(service.endpoint).ping()
+    finally:
+        hub.close()
+        taken.close()
