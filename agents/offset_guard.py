@@ -107,9 +107,10 @@ class OffsetGuard:
     async def _start(self, partition: int, generation: int) -> int | None:
         """The next offset the agent expects on ``partition`` in ``generation``; where Faust
         resumes (the group's committed offset) is asked for once per generation and remembered."""
+        known = self.expected.get(partition)
         if not self.needs_committed(partition, generation):
-            return self.expected[partition].offset
-        start = gap_start(None, generation, await self._resume_offset(partition))
+            return gap_start(known, generation, None)
+        start = gap_start(known, generation, await self._resume_offset(partition))
         if start is not None:
             self.expected[partition] = Expected(generation, start)
         return start
@@ -140,10 +141,6 @@ class OffsetGuard:
             return None
         idle = time.monotonic() - self.last_delivery.get(partition, float("-inf"))
         return stranded_range(self.expected[partition].offset, end, idle)
-
-    def quiet(self, partition: int) -> bool:
-        """Whether the partition has delivered nothing for the quiet period (cheap pre-check)."""
-        return time.monotonic() - self.last_delivery.get(partition, float("-inf")) >= TAIL_IDLE_S
 
     async def stranded(self, partition: int, generation: int,
                        end: int | None) -> list[ConsumerRecord]:
@@ -225,21 +222,10 @@ def _fetched_end(consumer, tp: TP) -> int | None:
         return None
 
 
-def _looks_stranded(guard: OffsetGuard, consumer, partition: int, generation: int) -> bool:
-    """Cheap checks before anything is asked of Kafka: quiet, and records beyond the expected
-    offset (or a generation not yet seen, whose baseline must be taken)."""
-    if guard.needs_committed(partition, generation):
-        return True
-    end = _fetched_end(consumer, TP(guard.topic, partition))
-    return guard.quiet(partition) and end is not None and end > guard.expected[partition].offset
-
-
 async def catch_up_tail(guard: OffsetGuard, consumer, partition: int, generation: int,
                         take: Callable[[list[ConsumerRecord]], Awaitable[None]]) -> None:
     """Hand ``guard``'s stranded tail of one partition to ``take`` (from inside an event of that
     partition), then expect the offset after it; a failed look is tried again next time."""
-    if not _looks_stranded(guard, consumer, partition, generation):
-        return
     try:
         records = await guard.stranded(partition, generation,
                                        _fetched_end(consumer, TP(guard.topic, partition)))
@@ -256,7 +242,7 @@ async def stranded_partitions(guard: OffsetGuard, consumer, generation: int) -> 
     an agent without an event of such a partition to act in asks for one (a nudge)."""
     found = []
     for tp in sorted(consumer.assignment()):
-        if tp.topic != guard.topic or not _looks_stranded(guard, consumer, tp.partition, generation):
+        if tp.topic != guard.topic:
             continue
         try:
             span = await guard.stranded_span(tp.partition, generation, _fetched_end(consumer, tp))

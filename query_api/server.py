@@ -198,9 +198,7 @@ def create_api(settings: Settings) -> FastAPI:
         catalog: Catalog = app.state.catalog
         if not db or not await catalog.has_database(db):
             return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
-        paths = await catalog.delete_database(db, int(time.time() * 1000))
-        store = app.state.engine.store
-        await asyncio.to_thread(lambda: [store.delete(p) for p in paths])
+        await remove_objects(await catalog.delete_database(db, int(time.time() * 1000)))
         return Response(status_code=200)
 
     @app.delete("/api/v3/configure/table")
@@ -212,10 +210,13 @@ def create_api(settings: Settings) -> FastAPI:
             return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
         if not table or table not in await catalog.tables(db):
             return JSONResponse({"error": f"table not found: {table}"}, status_code=404)
-        paths = await catalog.delete_table(db, table, int(time.time() * 1000))
+        await remove_objects(await catalog.delete_table(db, table, int(time.time() * 1000)))
+        return Response(status_code=200)
+
+    async def remove_objects(paths: list[str]) -> None:
+        """Delete the Parquet objects of a dropped database or table (off the event loop)."""
         store = app.state.engine.store
         await asyncio.to_thread(lambda: [store.delete(p) for p in paths])
-        return Response(status_code=200)
 
     @app.post("/api/v3/configure/table")
     async def create_table(request: Request) -> Response:

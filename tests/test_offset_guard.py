@@ -38,26 +38,37 @@ def test_a_tail_is_stranded_only_when_quiet():
     assert stranded_range(0, end=5000, idle_s=60, max_records=500) == (0, 500)
 
 
+async def topic_with_records(bootstrap: str, topic: str, partitions: int, partition: int,
+                             count: int) -> None:
+    """A new topic whose ``partition`` holds ``count`` records (offsets 0..count-1)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    for i in range(count):
+        await producer.send_and_wait(topic, f"m{i}".encode(), partition=partition)
+    await producer.stop()
+
+
+async def commit_offset(bootstrap: str, group: str, topic: str, partition: int, offset: int) -> None:
+    """Commit ``offset`` for ``group``, as a previous owner of the partition would have."""
+    committer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                 enable_auto_commit=False)
+    await committer.start()
+    committer.assign([TopicPartition(topic, partition)])
+    await committer.commit({TopicPartition(topic, partition): offset})
+    await committer.stop()
+
+
 @pytest.mark.integration
 def test_skipped_records_are_read_back_from_the_committed_offset_and_between_events(kafka_bootstrap):
     topic, group = unique("guard."), unique("guard-group.")
 
     async def scenario() -> tuple[list[int], list[int], list[int], list[int]]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-        await admin.close()
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-        await producer.start()
-        for i in range(12):
-            await producer.send_and_wait(topic, f"m{i}".encode(), partition=1)
-        await producer.stop()
-        committer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group,
-                                     enable_auto_commit=False)
-        await committer.start()
-        committer.assign([TopicPartition(topic, 1)])
-        await committer.commit({TopicPartition(topic, 1): 3})
-        await committer.stop()
+        await topic_with_records(kafka_bootstrap, topic, partitions=2, partition=1, count=12)
+        await commit_offset(kafka_bootstrap, group, topic, 1, 3)
 
         guard = OffsetGuard(kafka_bootstrap, group, topic)
         try:
@@ -89,15 +100,7 @@ def test_a_stranded_tail_is_read_back_once(kafka_bootstrap):
     topic, group = unique("guard."), unique("guard-group.")
 
     async def scenario():
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-        await admin.close()
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-        await producer.start()
-        for i in range(8):
-            await producer.send_and_wait(topic, f"m{i}".encode(), partition=0)
-        await producer.stop()
+        await topic_with_records(kafka_bootstrap, topic, partitions=1, partition=0, count=8)
         guard = OffsetGuard(kafka_bootstrap, group, topic)
         try:
             # a partition new to a generation is only watched from then on (no committed offset
@@ -112,12 +115,7 @@ def test_a_stranded_tail_is_read_back_once(kafka_bootstrap):
             again = await guard.stranded(0, 2, end=8)
             redelivered = guard.already_handled(0, 6, 2), guard.already_handled(0, 6, 3)
             # generation 3 takes over at the group's committed offset 6; 6 and 7 never come
-            committer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group,
-                                         enable_auto_commit=False)
-            await committer.start()
-            committer.assign([TopicPartition(topic, 0)])
-            await committer.commit({TopicPartition(topic, 0): 6})
-            await committer.stop()
+            await commit_offset(kafka_bootstrap, group, topic, 0, 6)
             takeover_start = await guard.stranded(0, 3, end=8)
             guard.last_delivery[0] -= 60
             takeover = await guard.stranded(0, 3, end=8)

@@ -150,7 +150,8 @@ def run_raw(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: in
     ctx = _context(table, "m")
     if plan.limit or plan.offset_rows:
         partition = f"PARTITION BY {', '.join(gcols)} " if gcols else ""
-        source = _edge_rows(ctx, scan, gcols, plan) if (plan.limit, plan.offset_rows) == (1, 0) else scan
+        first_only = (plan.limit, plan.offset_rows) == (1, 0)
+        source = _edge_rows(ctx, scan, gcols, plan) if first_only else scan
         ranked = (f"SELECT *, row_number() OVER ({partition}ORDER BY {', '.join(within)}) "
                   f"AS __rn FROM ({source})")
         upper = f" AND __rn <= {plan.offset_rows + plan.limit}" if plan.limit else ""
