@@ -7,6 +7,7 @@ COPY topics topics
 COPY tables tables
 COPY persist persist
 COPY query_api query_api
+COPY processing_engine processing_engine
 COPY influent influent
 RUN pip install --no-cache-dir .
 ENV INFLUENT_STATE_DIR=/var/lib/influent

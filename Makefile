@@ -22,7 +22,10 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/influent dev up --foreground
 
+# Lint (a short rule set) and the import layers (setup.cfg [importlinter]) first, then the tests.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: setup

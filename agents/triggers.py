@@ -5,7 +5,7 @@ API (query_api/engine_routes.py).
 Isolation: each trigger is its own asyncio task; on-write and on-persist triggers each have
 their own consumer group on ``influent.accepted`` / ``influent.persisted``
 (:mod:`agents.group_consumer`), and plugin code runs in threads with a time limit
-(:mod:`agents.engine.plugins`). A slow or crashing plugin delays only its own trigger; the Faust
+(:mod:`processing_engine.plugins`). A slow or crashing plugin delays only its own trigger; the Faust
 agents (ingest, persist) never wait for it.
 
 - On-write: the accepted batches of the trigger's database (and table) fetched together are
@@ -33,9 +33,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from agents.engine.rows import table_batches
-from agents.engine.runtime import ORIGIN_HEADER, PluginRuntime, http_query, origin_of
-from agents.engine.specs import PERSIST, SCHEDULE, WRITES, SpecError, TriggerSpec, parse_spec
+from processing_engine.rows import table_batches
+from processing_engine.runtime import ORIGIN_HEADER, PluginRuntime, http_query, origin_of
+from processing_engine.specs import PERSIST, SCHEDULE, WRITES, SpecError, TriggerSpec, parse_spec
 from agents.group_consumer import Backoff, GroupConsumer, GroupSpec
 from agents.supervisor import Supervisor, Unit
 from influent.config import Settings

@@ -261,7 +261,7 @@ def _clean_error(message: str) -> str:
     return re.sub(r"\s+", " ", message).strip()
 
 
-# ---- system tables of the processing engine (agents/engine, persist/engine_catalog.py) ----
+# ---- system tables of the processing engine (processing_engine, persist/engine_catalog.py) ----
 
 
 async def system_tables(catalog: Catalog, db: str, sql: str) -> dict[str, pa.Table]:

@@ -25,10 +25,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from agents.engine.plugins import PluginNotFound, plugin_path
-from agents.engine.responses import BadResponse, shape_response
-from agents.engine.runtime import PluginRuntime
-from agents.engine.specs import REQUEST, SpecError, parse_spec
+from processing_engine.plugins import PluginNotFound, plugin_path
+from processing_engine.responses import BadResponse, shape_response
+from processing_engine.runtime import PluginRuntime
+from processing_engine.specs import REQUEST, SpecError, parse_spec
 from influent.config import Settings
 from persist.catalog import Catalog, validate_db_name
 from persist.engine_catalog import (SEP, Destination, EngineCatalog, PluginStore, Subscription,

@@ -10,12 +10,12 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from agents.engine.cron import CronError, CronSchedule
-from agents.engine.line_builder import InvalidKeyError, InvalidLineError, InvalidMeasurementError, LineBuilder
-from agents.engine.plugins import PluginLoader, PluginNotFound, PluginTimeout, call_in_thread
-from agents.engine.responses import BadResponse, shape_response
-from agents.engine.rows import query_rows, table_batches
-from agents.engine.specs import PERSIST, REQUEST, SCHEDULE, WRITES, SpecError, parse_duration, parse_spec
+from processing_engine.cron import CronError, CronSchedule
+from processing_engine.line_builder import InvalidKeyError, InvalidLineError, InvalidMeasurementError, LineBuilder
+from processing_engine.plugins import PluginLoader, PluginNotFound, PluginTimeout, call_in_thread
+from processing_engine.responses import BadResponse, shape_response
+from processing_engine.rows import query_rows, table_batches
+from processing_engine.specs import PERSIST, REQUEST, SCHEDULE, WRITES, SpecError, parse_duration, parse_spec
 from agents.subscriptions import _chunks, write_url
 from persist.engine_catalog import Destination, Subscription, Trigger, TriggerSettings
 from query_api.influxql import ast

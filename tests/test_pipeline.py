@@ -74,13 +74,17 @@ def make_lines(n: int, seed: int) -> tuple[list[bytes], int, dict[str, int]]:
         roll = rnd.random() if i % 5000 else 1.0  # each message starts with a valid line
         ts = 1_700_000_000_000_000_000 + i * 1_000_000_000
         if roll < 0.01:
-            lines.append(f"load,host=h{i} {ts}".encode()); kinds["syntax"] += 1
+            lines.append(f"load,host=h{i} {ts}".encode())
+            kinds["syntax"] += 1
         elif roll < 0.02:
-            lines.append(f"load,host=h{i} value=\"text\" {ts}".encode()); kinds["type"] += 1
+            lines.append(f"load,host=h{i} value=\"text\" {ts}".encode())
+            kinds["type"] += 1
         elif roll < 0.025:
-            lines.append(f"load,host=h{i} time=1 {ts}".encode()); kinds["time_field"] += 1
+            lines.append(f"load,host=h{i} time=1 {ts}".encode())
+            kinds["time_field"] += 1
         elif roll < 0.03:
-            lines.append(f"load,host=h{i},host=x value=1 {ts}".encode()); kinds["dup_tag"] += 1
+            lines.append(f"load,host=h{i},host=x value=1 {ts}".encode())
+            kinds["dup_tag"] += 1
         else:
             lines.append(f"load,host=h{i},region=r{i % 7} value={rnd.random()} {ts}".encode())
             valid += 1

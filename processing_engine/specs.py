@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from agents.engine.cron import CronError, CronSchedule
+from processing_engine.cron import CronError, CronSchedule
 
 SPEC_HELP = ("expect one of the following forms: 'table:<TABLE_NAME>', 'all_tables', "
              "'cron:<CRONTAB_EXPRESSION>', 'every:<DURATION>', 'request:<PATH>', "

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaProducer
 
-from agents.engine.local_api import CallContext, PluginApi, QueryError
-from agents.engine.plugins import PluginLoader, call_in_thread
-from agents.engine.rows import query_rows
+from processing_engine.local_api import CallContext, PluginApi, QueryError
+from processing_engine.plugins import PluginLoader, call_in_thread
+from processing_engine.rows import query_rows
 from influent.config import Settings
 from persist.engine_catalog import EngineCatalog, PluginStore, Trigger
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from agents.engine.line_builder import PLUGIN_GLOBALS
+from processing_engine.line_builder import PLUGIN_GLOBALS
 
 MAX_THREADS = 16
 
