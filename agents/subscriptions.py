@@ -35,7 +35,7 @@ from agents.supervisor import Supervisor, Unit
 from influent.config import Settings
 from persist.catalog import Catalog
 from persist.engine_catalog import SEP, Destination, EngineCatalog, Subscription
-from topics.lp_render import render_text
+from topics.line_protocol.render import render_text
 from topics.subscription_filter import Predicate, matching_rows, parse_predicate
 from topics.wire import decode_batches, header_dict
 

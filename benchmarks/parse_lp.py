@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from benchmarks.tsbs import generate_messages
 from topics.line_protocol import ARROW_TYPES, parse_lp
-from topics.lp_syntax import LineSyntaxError, parse_text
+from topics.line_protocol.grammar import LineSyntaxError, parse_text
 
 Tables = dict[str, tuple[pa.RecordBatch, pa.Array]]   # measurement -> (batch, line numbers)
 

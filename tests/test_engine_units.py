@@ -23,7 +23,7 @@ from query_api.influxql.executor import execute_influxql
 from query_api.influxql.parser import ParseError, parse_query
 from query_api.influxql.source import MemorySource
 from topics.line_protocol import parse_lp
-from topics.lp_render import render_lines, render_text
+from topics.line_protocol.render import render_lines, render_text
 from topics.subscription_filter import PredicateError, evaluate, matching_rows, parse_predicate
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from benchmarks.tsbs import generate_lines
-from topics import lp_columnar
+from topics.line_protocol import columnar as lp_columnar
 from topics.line_protocol import (ARROW_TYPES, LineError, ParseResult, format_field_value, parse_lp,
                                   parse_lp_main, parse_lp_records, serialize_point)
 

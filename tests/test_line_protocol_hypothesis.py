@@ -11,7 +11,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from topics import lp_columnar
+from topics.line_protocol import columnar as lp_columnar
 from topics.line_protocol import LineError, ParseResult, parse_lp, parse_lp_records, serialize_point
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

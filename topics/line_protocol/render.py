@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from topics.line_protocol import escape_name  # the rules serialize_point uses
+from topics.line_protocol.parser import escape_name  # the rules serialize_point uses
 from topics.wire import INTERNAL_COLUMNS
 
 _TAG_SPECIALS = (",", "=", " ")

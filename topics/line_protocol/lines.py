@@ -3,7 +3,7 @@
 Plain lines are single physical lines without backslash, tab, carriage return (other than the
 one ending a CRLF line), NUL or the vectorised path's delimiter byte, and whose double quotes only
 wrap string field values free of separators. Every other line is *hard*: hard lines are re-split
-with the reference line-splitting rule (``lp_syntax.logical_line_end``: a quoted or escaped
+with the reference line-splitting rule (``grammar.logical_line_end``: a quoted or escaped
 newline does not end a line) and go to the exact per-line parser.
 
 Plain lines form one block; should their number of spaces differ (2: with timestamp, 1:
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from topics.lp_columnar import DELIMITER, value_bytes
-from topics.lp_syntax import logical_line_end, strip_cr
+from topics.line_protocol.columnar import DELIMITER, value_bytes
+from topics.line_protocol.grammar import logical_line_end, strip_cr
 
 BOM = b"\xef\xbb\xbf"
 _HARD_BYTES = (b"\\", b"\t", b"\r", b"\x00", DELIMITER.encode())

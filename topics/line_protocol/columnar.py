@@ -16,7 +16,7 @@ block of such lines is parsed with whole-block C-level passes, never Python per 
    what Arrow accepts beyond the line protocol grammar (``+1``, ``.5``, ``1.``, ``inf``...).
 
 Whatever these passes cannot prove valid goes back to the caller as a *fallback* line for the
-exact per-line parser (``lp_syntax``), which also words the error. Measured choices: CSV cost
+exact per-line parser (``grammar``), which also words the error. Measured choices: CSV cost
 grows with the number of cells, so the passes keep cells few (3 per line, then one per field).
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from topics.lp_model import ARROW_TYPES, MAX_VALUE_BYTES, FieldType, Segment
-from topics.lp_syntax import line_rule_violation
+from topics.line_protocol.model import ARROW_TYPES, MAX_VALUE_BYTES, FieldType, Segment
+from topics.line_protocol.grammar import line_rule_violation
 
 DELIMITER = "\x1f"
 _KV_TRANSLATE = bytes.maketrans(b",=", DELIMITER.encode() * 2)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from topics.lp_model import MAX_VALUE_BYTES, TIME_COLUMN, FieldType
+from topics.line_protocol.model import MAX_VALUE_BYTES, TIME_COLUMN, FieldType
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64_MAX = (1 << 64) - 1

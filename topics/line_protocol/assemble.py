@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from topics.lp_model import ARROW_TYPES, FieldType, LineError, Segment
+from topics.line_protocol.model import ARROW_TYPES, FieldType, LineError, Segment
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 

@@ -1,10 +1,10 @@
 """InfluxDB line protocol -> Arrow record batches (InfluxDB 3 / IOx semantics).
 
 ``parse_lp`` turns a whole message (one to many thousands of lines) into one batch per
-measurement with whole-message C-level passes (``lp_lines`` cuts the message, ``lp_columnar``
+measurement with whole-message C-level passes (``lines`` cuts the message, ``columnar``
 parses plain lines column-wise); only the rare lines that pass cannot vouch for go through the
-exact per-line parser (``lp_syntax``), which is also the reference the vectorised path is tested
-against. ``lp_assemble`` applies precision and the rules between lines and builds the batches.
+exact per-line parser (``grammar``), which is also the reference the vectorised path is tested
+against. ``assemble`` applies precision and the rules between lines and builds the batches.
 Messages under ``VECTORISE_MIN_BYTES`` go line by line: below that the columnar passes' fixed
 cost exceeds the per-line work.
 
@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from topics.lp_assemble import assemble, precision_unit, truncate_default_time
-from topics.lp_columnar import parse_plain_block
-from topics.lp_lines import Plan, PlainBlock, general_plan, split_by_spaces, uniform_plan, without_crlf
-from topics.lp_model import ARROW_TYPES, MAX_VALUE_BYTES, FieldType, LineError, Segment
-from topics.lp_syntax import LineSyntaxError, ParsedLine, parse_text, split_lines
+from topics.line_protocol.assemble import assemble, precision_unit, truncate_default_time
+from topics.line_protocol.columnar import parse_plain_block
+from topics.line_protocol.lines import Plan, PlainBlock, general_plan, split_by_spaces, uniform_plan, without_crlf
+from topics.line_protocol.model import ARROW_TYPES, MAX_VALUE_BYTES, FieldType, LineError, Segment
+from topics.line_protocol.grammar import LineSyntaxError, ParsedLine, parse_text, split_lines
 
 __all__ = ["ARROW_TYPES", "FieldType", "LineError", "ParsedTable", "ParseResult", "parse_lp",
            "parse_lp_records", "parse_lp_main", "serialize_point", "format_field_value"]
