@@ -1,6 +1,6 @@
 """Trigger runners in the worker: on-write (``table:``/``all_tables``), on-persist
 (``persist:``) and scheduled (``every:``/``cron:``) triggers. Request triggers run in the query
-API (query_api/engine_routes.py).
+API (query_api/routes/engine.py).
 
 Isolation: each trigger is its own asyncio task; on-write and on-persist triggers each have
 their own consumer group on ``influent.accepted`` / ``influent.persisted``

@@ -16,6 +16,11 @@ from collections.abc import Awaitable, Callable
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from query_api.engine import EngineSource, QueryEngine, QueryError, QueryStats
+from query_api.influxql.executor import execute_influxql
+from query_api.influxql.results import to_table_rows
+from query_api.metrics import ApiMetrics
+
 QueryFn = Callable[[str, str, str, dict | None], Awaitable[pa.Table]]
 
 
@@ -80,3 +85,28 @@ def start_flight(run_query: QueryFn, loop: asyncio.AbstractEventLoop, token: str
     while server.port == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     return server
+
+
+class FlightQueries:
+    """The queries a Flight ``DoGet`` runs: the same engine as HTTP; InfluxQL rows as
+    ``/api/v3/query_influxql`` returns them."""
+
+    def __init__(self, engine: QueryEngine, metrics: ApiMetrics):
+        self.engine = engine
+        self.metrics = metrics
+
+    async def __call__(self, db: str, q: str, kind: str, params: dict | None) -> pa.Table:
+        stats = QueryStats()
+        try:
+            if kind == "sql":
+                return await self.engine.sql(db, q, params, stats)
+            await self.engine.require_database(db)
+            body = await execute_influxql(q, db, EngineSource(self.engine, stats),
+                                          now_ns=time.time_ns(), epoch="ns", params=params)
+            results = body.get("results") or []
+            error = body.get("error") or (results[0].get("error") if results else None)
+            if error:
+                raise QueryError(error)
+            return to_table_rows(body)
+        finally:
+            self.metrics.observe(stats)
