@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from agents.persist import PendingBuffer, due
+from persist.policy import PendingBuffer, PersistPolicy
 from influent.config import Settings
 from persist.catalog import schema_conflicts, validate_db_name
 from persist.dedup import _merge, deduplicate
@@ -226,16 +226,17 @@ def test_pending_buffer_totals_follow_entries_in_and_out():
 
 
 def test_a_buffer_is_due_by_rows_bytes_or_age():
-    settings = Settings(persist_max_rows=20, persist_max_bytes=1_000, persist_max_age=60)
+    policy = PersistPolicy.from_settings(
+        Settings(persist_max_rows=20, persist_max_bytes=1_000, persist_max_age=60))
     buf = PendingBuffer()
-    assert due(buf, settings, now_ms=10**9) is None
+    assert policy.due(buf, now_ms=10**9) is None
     buf.add(b"a", size=400, rows=10, written_ms=1_000)
-    assert due(buf, settings, now_ms=2_000) is None
-    assert due(buf, settings, now_ms=61_000) == "age"
+    assert policy.due(buf, now_ms=2_000) is None
+    assert policy.due(buf, now_ms=61_000) == "age"
     buf.add(b"b", size=700, rows=5, written_ms=2_000)
-    assert due(buf, settings, now_ms=2_000) == "bytes"
+    assert policy.due(buf, now_ms=2_000) == "bytes"
     buf.add(b"c", size=1, rows=5, written_ms=2_000)
-    assert due(buf, settings, now_ms=2_000) == "rows"
+    assert policy.due(buf, now_ms=2_000) == "rows"
 
 
 _ROW = st.fixed_dictionaries({  # tag values that join to the same series text on purpose
