@@ -1,5 +1,5 @@
-"""The Faust application: one worker process hosting the ingest (and later persist,
-subscription and trigger) agents over co-partitioned topics."""
+"""The Faust application: one worker process hosting the ingest, persist, subscription and
+trigger agents over co-partitioned topics."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -7,11 +7,10 @@ from pathlib import Path
 
 import faust
 
+from influent.model import MAX_MESSAGE_BYTES
 from influent.config import Settings
 from tables.buffers import buffers_table
 from topics.declarations import declare_topics
-
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 class InfluentWorker(faust.Worker):

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from influent.model import KEY_SEPARATOR, MAX_FETCH_BYTES, MAX_MESSAGE_BYTES
 from persist.engine_catalog import EngineCatalog
 
 log = logging.getLogger("influent.reactors")
@@ -74,8 +75,8 @@ class GroupConsumer:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=spec.group_id, enable_auto_commit=False,
             auto_offset_reset="latest", session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
-            max_poll_interval_ms=3_600_000, max_partition_fetch_bytes=32 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024)
+            max_poll_interval_ms=3_600_000, max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+            fetch_max_bytes=MAX_FETCH_BYTES)
         self.max_records = max_records
         self.committed: dict[TopicPartition, int] = {}
         self._last_lag_report = 0.0
@@ -100,7 +101,7 @@ class GroupConsumer:
         await self.catalog.drop_lag([self._lag_field(tp) for tp in revoked])
 
     def _lag_field(self, tp: TopicPartition) -> str:
-        return f"{self.spec.lag_prefix}\x1f{tp.partition}"
+        return f"{self.spec.lag_prefix}{KEY_SEPARATOR}{tp.partition}"
 
     async def _report_lag(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -31,6 +31,8 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 from faust.types.tuples import Message
 
+from influent.model import MAX_FETCH_BYTES, MAX_MESSAGE_BYTES
+
 log = logging.getLogger("influent.ingest")
 
 READ_TIMEOUT_S = 60.0
@@ -177,8 +179,8 @@ class OffsetGuard:
         if self._reader is None:
             self._reader = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                auto_offset_reset="earliest", max_partition_fetch_bytes=32 * 1024 * 1024,
-                fetch_max_bytes=64 * 1024 * 1024)
+                auto_offset_reset="earliest", max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+                fetch_max_bytes=MAX_FETCH_BYTES)
             await self._reader.start()
         return self._reader
 

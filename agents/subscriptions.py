@@ -30,6 +30,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
+from influent.model import TAG
+from influent.model import MAX_MESSAGE_BYTES
 from agents.group_consumer import Backoff, GroupConsumer, GroupSpec
 from agents.supervisor import Supervisor, Unit
 from influent.config import Settings
@@ -107,7 +109,7 @@ async def select_lines(selection: Selection, records: list[ConsumerRecord], kind
             continue
         batch: pa.Table = decode_batches(record.value)
         columns = await kinds.of(selection.database, table, batch.column_names)
-        tags = {c for c, k in columns.items() if k == "tag"}
+        tags = {c for c, k in columns.items() if k == TAG}
         body = render_text(table, matching_rows(selection.predicate, batch, tags), columns)
         if body:
             out.append((table, body))
@@ -245,7 +247,7 @@ async def run_subscriptions(settings: Settings) -> None:
     catalog = EngineCatalog.connect(settings.redis_url, settings.app_id)
     schema = Catalog.connect(settings.redis_url, settings.app_id)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True, max_request_size=32 * 1024 * 1024)
+                                enable_idempotence=True, max_request_size=MAX_MESSAGE_BYTES)
     backoff = Backoff(cap=10.0)
     while True:
         try:

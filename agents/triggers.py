@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from influent.model import MAX_MESSAGE_BYTES
 from processing_engine.rows import table_batches
 from processing_engine.runtime import ORIGIN_HEADER, PluginRuntime, http_query, origin_of
 from processing_engine.specs import PERSIST, SCHEDULE, WRITES, SpecError, TriggerSpec, parse_spec
@@ -160,7 +161,7 @@ async def run_triggers(settings: Settings) -> None:
     """Run every enabled worker-side trigger of the catalog until cancelled."""
     catalog = EngineCatalog.connect(settings.redis_url, settings.app_id)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True, max_request_size=32 * 1024 * 1024)
+                                enable_idempotence=True, max_request_size=MAX_MESSAGE_BYTES)
     backoff = Backoff(cap=10.0)
     while True:
         try:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from influent.model import MAX_MESSAGE_BYTES
 from benchmarks.peer import Peer
 from benchmarks.queries import percentile
 from benchmarks.tsbs import generate_lines
@@ -124,7 +125,7 @@ async def influent_freshness(settings: Settings, db: str, messages: Sequence[byt
                              rate: float, duration: float, probe_every: float,
                              poll: float = 0.02) -> dict:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                linger_ms=1, max_request_size=32 * 1024 * 1024)
+                                linger_ms=1, max_request_size=MAX_MESSAGE_BYTES)
     await producer.start()
     headers = [("db", db.encode())]
     pending: list[asyncio.Future] = []

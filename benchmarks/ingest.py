@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from influent.model import MAX_MESSAGE_BYTES
 from benchmarks.peer import Peer, group_cpu_seconds
 from influent import devstack
 from influent.config import Settings
@@ -51,7 +52,7 @@ def influent_count(client: httpx.Client, settings: Settings, db: str, table: str
 async def produce(settings: Settings, messages: Sequence[bytes], db: str) -> float:
     """Produce every message (round-robin partitions, acks=all); returns seconds taken."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                max_request_size=32 * 1024 * 1024, linger_ms=5,
+                                max_request_size=MAX_MESSAGE_BYTES, linger_ms=5,
                                 max_batch_size=1024 * 1024)
     await producer.start()
     try:

@@ -19,6 +19,7 @@ import click
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from influent.model import MAX_MESSAGE_BYTES
 from benchmarks.tsbs import generate_messages
 from influent.config import Settings
 from influent import devstack
@@ -37,7 +38,7 @@ def wait_ready_line(log_path: Path, offset: int, timeout: float) -> float:
 
 async def produce(settings: Settings, messages: list[bytes], db: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                max_request_size=32 * 1024 * 1024, linger_ms=5)
+                                max_request_size=MAX_MESSAGE_BYTES, linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(settings.writes_topic, m, headers=[("db", db.encode())],

@@ -20,34 +20,15 @@ new column agree on one type and the loser's lines are rejected with a clear rea
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from influent.model import FIELD_TYPES, KEY_SEPARATOR, TAG, TIME, TIME_COLUMN
+from influent.model import validate_db_name as validate_db_name  # re-exported: callers check names here
 from persist.parquet_files import ParquetFileMeta
 from persist.partitioning import PartitionTemplate
 
 import redis.asyncio as aioredis
 
-TAG = "tag"
-TIME = "time"
-FIELD_TYPES = ("float", "integer", "uinteger", "string", "boolean")
-
-_DB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
-_MAX_NAME_BYTES = 64
-
-
-def validate_db_name(name: str) -> str | None:
-    """The reason a database name is invalid (InfluxDB 3 rules), or None when it is valid."""
-    if not name:
-        return "db name cannot be empty"
-    if not name[0].isascii() or not name[0].isalnum():
-        return "db name did not start with a number or letter"
-    if not _DB_NAME.match(name):
-        return ("invalid character in database or rp name: must be ASCII, containing only "
-                "letters, numbers, underscores, or hyphens")
-    if len(name.encode()) > _MAX_NAME_BYTES:
-        return f"db name is longer than {_MAX_NAME_BYTES} bytes"
-    return None
 
 
 #: field, size, field, size, ... of a snapshot hash, in one server-side step.
@@ -128,7 +109,7 @@ class Catalog:
 
     @staticmethod
     def watermark_field(db: str, table: str, partition_key: str, source_partition: int) -> str:
-        return "\x1f".join((db, table, partition_key, str(source_partition)))
+        return KEY_SEPARATOR.join((db, table, partition_key, str(source_partition)))
 
     # ---- databases and tables -------------------------------------------------------------
     async def databases(self) -> list[str]:
@@ -156,7 +137,7 @@ class Catalog:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(self.k_dbs(), db)
             pipe.sadd(self.k_tables(db), table)
-            pipe.hsetnx(self.k_columns(db, table), "time", TIME)
+            pipe.hsetnx(self.k_columns(db, table), TIME_COLUMN, TIME)
             for column, kind in new.items():
                 pipe.hsetnx(self.k_columns(db, table), column, kind)
             await pipe.execute()
@@ -168,12 +149,12 @@ class Catalog:
 
     async def set_partition_template(self, db: str, table: str | None,
                                      template: PartitionTemplate) -> None:
-        name = db if table is None else f"{db}\x1f{table}"
+        name = db if table is None else f"{db}{KEY_SEPARATOR}{table}"
         await self.redis.hset(self.k_templates(), name, template.to_json())
 
     async def partition_template(self, db: str, table: str) -> PartitionTemplate:
         """The table's template, else the database's, else the default (UTC day)."""
-        own, inherited = await self.redis.hmget(self.k_templates(), f"{db}\x1f{table}", db)
+        own, inherited = await self.redis.hmget(self.k_templates(), f"{db}{KEY_SEPARATOR}{table}", db)
         return PartitionTemplate.from_json(own or inherited)
 
     # ---- buffer snapshots -----------------------------------------------------------------
@@ -287,7 +268,7 @@ class Catalog:
 
     @staticmethod
     def deleted_table_field(db: str, table: str) -> str:
-        return f"{db}\x1f{table}"
+        return f"{db}{KEY_SEPARATOR}{table}"
 
     def k_deleted(self) -> str:
         return f"{self.ns}:deleted"
@@ -325,14 +306,14 @@ class Catalog:
     def _drop_table(self, pipe, db: str, table: str) -> None:
         """Queue the removal of a table's columns, files, snapshots and template."""
         pipe.delete(self.k_columns(db, table), self.k_files(db, table), self.k_buffer(db, table))
-        pipe.hdel(self.k_templates(), f"{db}\x1f{table}")
+        pipe.hdel(self.k_templates(), f"{db}{KEY_SEPARATOR}{table}")
 
     async def restore_file(self, meta: ParquetFileMeta) -> None:
         """Re-register a file found in the object store (catalog rebuild)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(self.k_dbs(), meta.database)
             pipe.sadd(self.k_tables(meta.database), meta.table)
-            pipe.hsetnx(self.k_columns(meta.database, meta.table), "time", TIME)
+            pipe.hsetnx(self.k_columns(meta.database, meta.table), TIME_COLUMN, TIME)
             for column, kind in meta.columns.items():
                 pipe.hsetnx(self.k_columns(meta.database, meta.table), column, kind)
             pipe.hset(self.k_files(meta.database, meta.table), meta.path, meta.to_json())

@@ -5,10 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from topics.wire import INTERNAL_COLUMNS, ORDER_SEQ, ORDER_TS
-
-
-SERIES_SEPARATOR = "\x1f"
+from influent.model import INTERNAL_COLUMNS, ORDER_SEQ, ORDER_TS
+from influent.model import KEY_SEPARATOR as SERIES_SEPARATOR
 
 
 def deduplicate(table: pa.Table, tags: list[str]) -> pa.Table:

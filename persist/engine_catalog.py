@@ -33,7 +33,8 @@ import pyarrow as pa
 import redis
 import redis.asyncio as aioredis
 
-SEP = "\x1f"
+from influent.model import KEY_SEPARATOR as SEP
+
 LOG_CAP = 10_000
 KAFKA_SCHEME = "kafka:"
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from persist.catalog import FIELD_TYPES, TAG, TIME, Catalog, TableSchema
+from influent.model import ARROW_TYPES, FIELD_TYPES, TAG, TAG_ARROW_TYPE, TIME, TIME_ARROW_TYPE
+from persist.catalog import Catalog, TableSchema
 from persist.dedup import deduplicate, project_columns
 from persist.engine_catalog import processing_engine_logs
 from persist.object_store import ObjectStore
@@ -23,7 +24,6 @@ from persist.parquet_files import ParquetFileMeta
 from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
 from query_api.snapshot_cache import SnapshotCache
 from query_api.tag_filter import TagFilter, keep_matching
-from topics.line_protocol import ARROW_TYPES
 from topics.wire import ORDER_SEQ, ORDER_TS, decode_batches
 
 
@@ -52,9 +52,9 @@ def arrow_schema(schema: TableSchema) -> pa.Schema:
     for name in sorted(schema.columns):
         kind = schema.columns[name]
         if kind == TAG:
-            fields.append(pa.field(name, pa.string()))
+            fields.append(pa.field(name, TAG_ARROW_TYPE))
         elif kind == TIME:
-            fields.append(pa.field(name, pa.timestamp("ns"), nullable=False))
+            fields.append(pa.field(name, TIME_ARROW_TYPE, nullable=False))
         elif kind in FIELD_TYPES:
             fields.append(pa.field(name, ARROW_TYPES[kind]))
     return pa.schema(fields)

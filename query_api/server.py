@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 
 from influent.config import Settings
+from influent.model import MAX_MESSAGE_BYTES
 from persist.catalog import Catalog
 from persist.object_store import open_store
 from query_api.engine import QueryEngine
@@ -37,8 +38,6 @@ from topics.admin import ensure_topics
 log = logging.getLogger("influent.api")
 OPEN_PATHS = {"/health", "/api/v1/health", "/ping"}
 PROCESS_ID = str(uuid.uuid4())
-#: Kafka's message size limit as the broker is configured (topics/admin.py).
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 def create_api(settings: Settings) -> FastAPI:

@@ -1,7 +1,8 @@
 """The per-partition mutable buffers: a changelog-backed Faust table keyed by batch.
 
-Faust sends the whole value to the changelog on every ``table[key] = value`` (see DESIGN.md), so
-a buffer is never one growing value: each applied write is its own entry, keyed
+Faust sends the whole value to the changelog on every ``table[key] = value`` (its changelog
+records values, not changes), so a buffer is never one growing value: each applied write is its
+own entry, keyed
 ``<db>␟<table>␟<partition key>␟<source partition>:<offset>``, holding that write's Arrow IPC
 batch. A write therefore costs O(rows written). The table is co-partitioned with the writes topic:
 the entry lives in the changelog partition of the message that produced it, so the worker that
@@ -13,9 +14,8 @@ from dataclasses import dataclass
 
 import faust
 
+from influent.model import KEY_SEPARATOR as SEP
 from topics.wire import BatchRef
-
-SEP = "\x1f"
 
 
 @dataclass(frozen=True)

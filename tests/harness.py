@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from influent.model import MAX_MESSAGE_BYTES
 from influent.config import Settings
 from influent.devstack import free_port
 
@@ -119,7 +120,7 @@ def start_api(settings: Settings, timeout: float = 60.0) -> Proc:
 async def produce(settings: Settings, messages: list[bytes], db: str, partition: int | None = None,
                   headers: list[tuple[str, bytes]] | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                max_request_size=32 * 1024 * 1024)
+                                max_request_size=MAX_MESSAGE_BYTES)
     await producer.start()
     try:
         hdrs = [("db", db.encode())] + (headers or [])

@@ -24,8 +24,6 @@ from typing import Union
 import pyarrow as pa
 import pyarrow.compute as pc
 
-COMPARISONS = ("=", "!=", "<", "<=", ">", ">=", "=~", "!~")
-
 
 class PredicateError(ValueError):
     """A predicate that does not parse; the message says where."""

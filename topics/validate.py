@@ -9,10 +9,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from influent.model import TAG
 from topics.line_protocol import LineError, ParsedTable
 from topics.wire import INTERNAL_COLUMNS
-
-TAG = "tag"
 
 
 def offered_columns(table: ParsedTable) -> dict[str, str]:

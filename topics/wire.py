@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass
 import orjson
 import pyarrow as pa
 
-# Internal columns every buffered row carries, for last-write-wins dedup at query time.
-# ORDER_TS: the Kafka message timestamp in ms (orders writes across partitions);
-# ORDER_SEQ: source offset * 2**20 + row index within the message (orders within a partition).
-ORDER_TS = "__influent_ts"
-ORDER_SEQ = "__influent_seq"
-INTERNAL_COLUMNS = (ORDER_TS, ORDER_SEQ)
+# the internal write-order columns every buffered row carries, re-exported with the formats
+# that carry them (the names are the data model's)
+from influent.model import INTERNAL_COLUMNS as INTERNAL_COLUMNS
+from influent.model import ORDER_SEQ as ORDER_SEQ
+from influent.model import ORDER_TS as ORDER_TS
+
 ROWS_PER_MESSAGE_BITS = 20
 # header of an empty writes message a worker sends to make its stream reveal a stranded tail
 # (agents/offset_guard.py); the ingest agent handles nothing for it

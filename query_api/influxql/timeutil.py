@@ -18,9 +18,8 @@ import pyarrow.compute as pc
 
 from query_api.influxql.arrowutil import arange
 
-#: influxql.MinTime / MaxTime (models.MinNanoTime / MaxNanoTime)
+#: influxql.MinTime (models.MinNanoTime)
 MIN_TIME = -(2 ** 63) + 2
-MAX_TIME = 2 ** 63 - 2
 
 EPOCH_UNITS = {"ns": 1, "n": 1, "u": 1_000, "µ": 1_000, "us": 1_000, "ms": 1_000_000,
                "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}

@@ -9,7 +9,8 @@ import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from persist.catalog import TAG, Catalog, schema_conflicts, validate_db_name
+from influent.model import TAG, validate_db_name
+from persist.catalog import Catalog, schema_conflicts
 from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
 from query_api.formats import CONTENT_TYPES, pick_format, render
 from query_api.routes.common import json_body

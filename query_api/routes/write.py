@@ -12,7 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from influent.config import Settings
-from persist.catalog import Catalog, validate_db_name
+from influent.model import validate_db_name
+from persist.catalog import Catalog
 from query_api.metrics import ApiMetrics
 from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
 from topics.line_protocol import parse_lp

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from topics.line_protocol.model import ARROW_TYPES, FieldType, LineError, Segment
+from topics.line_protocol.model import ARROW_TYPES, TAG, FieldType, LineError, Segment
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -85,11 +85,11 @@ def _filter(seg: Segment, keep: pa.Array) -> Segment:
 
 
 def _describe(kind: str) -> str:
-    return "a tag" if kind == "tag" else f"a {kind} field"
+    return "a tag" if kind == TAG else f"a {kind} field"
 
 
 def _conflict_reason(column: str, fixed: str, line: int, offered: str) -> str:
-    if fixed != "tag" and offered != "tag":
+    if fixed != TAG and offered != TAG:
         return (f"field '{column}' has type {fixed} (set by line {line}); "
                 f"this line writes it as {offered}")
     return (f"column '{column}' is {_describe(fixed)} (set by line {line}); "
@@ -107,7 +107,7 @@ def _reject_conflicts(seg: Segment, fixed: dict[tuple[str, str], tuple[str, int]
     conflicts = sorted(
         ((column, kind, fixed[(seg.measurement, column)]) for column, kind in seg.signature().items()
          if (seg.measurement, column) in fixed and fixed[(seg.measurement, column)][0] != kind),
-        key=lambda c: (c[1] != "tag", c[0]))
+        key=lambda c: (c[1] != TAG, c[0]))
     numbers = seg.lines.to_pylist()
     for number, text in zip(numbers, original(numbers)):
         column, kind, (have, line) = next(c for c in conflicts if c[2][1] < number)

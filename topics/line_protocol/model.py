@@ -7,25 +7,12 @@ segments, so the rules between lines and the table assembly see one representati
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import pyarrow as pa
 
-FieldType = Literal["float", "integer", "uinteger", "string", "boolean"]
+from influent.model import ARROW_TYPES, MAX_VALUE_BYTES, TAG, TIME_COLUMN, FieldType
 
-ARROW_TYPES: dict[FieldType, pa.DataType] = {
-    "float": pa.float64(),
-    "integer": pa.int64(),
-    "uinteger": pa.uint64(),
-    "string": pa.string(),
-    "boolean": pa.bool_(),
-}
-
-#: Measurement, tag keys and values, field keys and string values are limited to 64 KiB.
-MAX_VALUE_BYTES = 65536
-
-#: The column that holds each row's timestamp; no tag or field may use the name.
-TIME_COLUMN = "time"
+__all__ = ["ARROW_TYPES", "MAX_VALUE_BYTES", "TIME_COLUMN", "FieldType", "LineError", "Segment"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +40,6 @@ class Segment:
 
     def signature(self) -> dict[str, str]:
         """Column -> "tag" or the field type, as the rules between lines compare them."""
-        sig = {k: "tag" for k in self.tags}
+        sig = {k: TAG for k in self.tags}
         sig.update({k: t for k, (t, _) in self.fields.items()})
         return sig

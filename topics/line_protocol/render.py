@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from influent.model import TAG
 from topics.line_protocol.parser import escape_name  # the rules serialize_point uses
 from topics.wire import INTERNAL_COLUMNS
 
@@ -75,8 +76,8 @@ def render_lines(measurement: str, batch: pa.RecordBatch | pa.Table,
     if n == 0:
         return pa.array([], pa.string())
     names = [c for c in batch.column_names if c not in INTERNAL_COLUMNS and c != "time"]
-    tags = sorted(c for c in names if columns.get(c) == "tag")
-    fields = [c for c in names if columns.get(c) != "tag"]
+    tags = sorted(c for c in names if columns.get(c) == TAG)
+    fields = [c for c in names if columns.get(c) != TAG]
     empty = pa.repeat(pa.scalar("", pa.string()), n)
 
     head = pa.repeat(pa.scalar(escape_name(measurement, ", ", "measurement"), pa.string()), n)
