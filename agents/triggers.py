@@ -36,7 +36,7 @@ from aiokafka.structs import ConsumerRecord
 from influent.model import MAX_MESSAGE_BYTES
 from processing_engine.rows import table_batches
 from processing_engine.runtime import ORIGIN_HEADER, PluginRuntime, http_query, origin_of
-from processing_engine.specs import PERSIST, SCHEDULE, WRITES, SpecError, TriggerSpec, parse_spec
+from processing_engine.specs import ACCEPTED, CLOCK, PERSISTED, SpecError, TriggerSpec, parse_spec
 from agents.group_consumer import Backoff, GroupConsumer, GroupSpec
 from agents.supervisor import Supervisor, Unit
 from influent.config import Settings
@@ -49,7 +49,7 @@ MAX_ASYNC_CALLS = 8
 
 
 def trigger_group(settings: Settings, trigger: Trigger) -> GroupSpec:
-    topic = settings.persisted_topic if parse_spec(trigger.specification).kind == PERSIST \
+    topic = settings.persisted_topic if parse_spec(trigger.specification).source == PERSISTED \
         else settings.accepted_topic
     return GroupSpec(group_id=f"{settings.app_id}.trigger.{trigger.database}.{trigger.name}",
                      topic=topic, start_ms=trigger.start_ms,
@@ -153,7 +153,7 @@ class TriggerRunners:
             log.warning("trigger %s/%s: invalid specification %r", trigger.database, trigger.name,
                         trigger.specification)
             return None
-        run = {WRITES: self.on_writes, PERSIST: self.on_persist, SCHEDULE: self.on_schedule}.get(spec.kind)
+        run = {ACCEPTED: self.on_writes, PERSISTED: self.on_persist, CLOCK: self.on_schedule}.get(spec.source)
         return (lambda: run(trigger, spec)) if run else None
 
 

@@ -3,6 +3,12 @@
 The forms are InfluxDB 3's — ``table:<name>``, ``all_tables``, ``every:<duration>``,
 ``cron:<expr>``, ``request:<path>`` — plus influent's ``persist:<table>`` and
 ``persist:all_tables`` (fired by each persist event on ``influent.persisted``).
+
+A trigger type is one :class:`TriggerKind` in :data:`KINDS`: its plugin function and its event
+source (accepted batches, persist events, the clock, or an HTTP request), plus its form in
+:func:`parse_spec`. The worker (``agents/triggers.py``) and the API (``query_api/routes/engine.py``)
+act on the source, never on the kind's name, so a new trigger type fed by an existing source is
+added here alone.
 """
 from __future__ import annotations
 
@@ -16,9 +22,25 @@ SPEC_HELP = ("expect one of the following forms: 'table:<TABLE_NAME>', 'all_tabl
              "'cron:<CRONTAB_EXPRESSION>', 'every:<DURATION>', 'request:<PATH>', "
              "'persist:<TABLE_NAME>' or 'persist:all_tables'")
 
+#: Event sources: the worker consumes ACCEPTED batches or PERSISTED events, or follows the
+#: CLOCK; HTTP triggers run in the query API on ``/api/v3/engine/<path>``.
+ACCEPTED, PERSISTED, CLOCK, HTTP = "accepted", "persisted", "clock", "http"
+
+
+@dataclass(frozen=True)
+class TriggerKind:
+    name: str
+    function: str  # the plugin function it calls
+    source: str    # ACCEPTED | PERSISTED | CLOCK | HTTP
+
+
 WRITES, SCHEDULE, REQUEST, PERSIST = "writes", "schedule", "request", "persist"
-FUNCTIONS = {WRITES: "process_writes", SCHEDULE: "process_scheduled_call",
-             REQUEST: "process_request", PERSIST: "process_persist"}
+KINDS: dict[str, TriggerKind] = {k.name: k for k in (
+    TriggerKind(WRITES, "process_writes", ACCEPTED),
+    TriggerKind(SCHEDULE, "process_scheduled_call", CLOCK),
+    TriggerKind(REQUEST, "process_request", HTTP),
+    TriggerKind(PERSIST, "process_persist", PERSISTED),
+)}
 
 NS = 1_000_000_000
 _UNITS = {  # humantime's unit names -> nanoseconds
@@ -66,7 +88,12 @@ class TriggerSpec:
 
     @property
     def function(self) -> str:
-        return FUNCTIONS[self.kind]
+        return KINDS[self.kind].function
+
+    @property
+    def source(self) -> str:
+        """What fires it: ACCEPTED, PERSISTED, CLOCK or HTTP."""
+        return KINDS[self.kind].source
 
     def wants_table(self, table: str) -> bool:
         return self.table is None or self.table == table

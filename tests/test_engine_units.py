@@ -398,3 +398,12 @@ def test_delivery_units_follow_the_mode():
     dests = (Destination.parse("kafka:a"), Destination.parse("http://h:1"))
     assert [u for u, _ in delivery_units(Subscription("db", "s", dests, "ALL"))] == ["0", "1"]
     assert delivery_units(Subscription("db", "s", dests, "ANY")) == [("any", dests)]
+
+
+def test_every_trigger_kind_has_a_function_and_a_source():
+    from processing_engine.specs import ACCEPTED, CLOCK, HTTP, KINDS, PERSISTED
+    assert {k.source for k in KINDS.values()} <= {ACCEPTED, CLOCK, HTTP, PERSISTED}
+    assert {text: (parse_spec(text).function, parse_spec(text).source) for text in
+            ("all_tables", "persist:cpu", "every:5s", "request:x")} == {
+        "all_tables": ("process_writes", ACCEPTED), "persist:cpu": ("process_persist", PERSISTED),
+        "every:5s": ("process_scheduled_call", CLOCK), "request:x": ("process_request", HTTP)}

@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from processing_engine.plugins import PluginNotFound, plugin_path
 from processing_engine.responses import BadResponse, shape_response
 from processing_engine.runtime import PluginRuntime
-from processing_engine.specs import REQUEST, SpecError, parse_spec
+from processing_engine.specs import HTTP, KINDS, REQUEST, SpecError, parse_spec
 from influent.config import Settings
 from persist.catalog import Catalog, validate_db_name
 from persist.engine_catalog import (SEP, Destination, EngineCatalog, PluginStore, Subscription,
@@ -176,7 +176,7 @@ def trigger_from_api(body: dict[str, Any], settings: Settings) -> Trigger:
 async def create_trigger(catalog: Catalog, engine: EngineCatalog, trigger: Trigger) -> None:
     await _require_database(catalog, trigger.database)
     spec = parse_spec(trigger.specification)
-    if spec.kind == REQUEST:
+    if spec.source == HTTP:
         for other in await engine.triggers():
             if parse_spec(other.specification).path == spec.path:
                 raise Refused(409, f"request path {spec.path} is already used by trigger "
@@ -188,7 +188,7 @@ async def create_trigger(catalog: Catalog, engine: EngineCatalog, trigger: Trigg
 async def request_trigger(engine: EngineCatalog, path: str) -> Trigger | None:
     for trigger in await engine.triggers():
         spec = parse_spec(trigger.specification)
-        if spec.kind == REQUEST and spec.path == path.strip("/") and not trigger.disabled:
+        if spec.source == HTTP and spec.path == path.strip("/") and not trigger.disabled:
             return trigger
     return None
 
@@ -372,7 +372,7 @@ def engine_router(settings: Settings) -> APIRouter:
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         body = await request.body()
         runtime = _runtime(request.app, settings)
-        outcome = await runtime.call(trigger, "process_request",
+        outcome = await runtime.call(trigger, KINDS[REQUEST].function,
                                      lambda api: (api, params, headers, body, trigger.arguments))
         await runtime.settle(trigger, outcome)
         if outcome.skipped:
