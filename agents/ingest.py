@@ -36,6 +36,7 @@ from persist.partitioning import partition_keys, split_by_partition
 from tables.buffers import BufferKey
 from topics.declarations import PipelineTopics
 from topics.line_protocol import LineError, ParsedTable, parse_lp
+from topics.telegraf_json import JsonAsLineProtocol, is_json_message, read_document, to_line_protocol
 from topics.validate import offered_columns, reject_rows, reserved_name_conflicts
 from topics.wire import (NUDGE_HEADER, ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, BatchRef,
                          RejectedLine, batch_stats, encode_batch, header_dict, now)
@@ -126,6 +127,19 @@ async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str) 
         outcome.rejected = whole_message_error(body, reason)
         return outcome
 
+    json_view: JsonAsLineProtocol | None = None
+    if is_json_message(msg.headers, body):  # Telegraf JSON: rendered to line protocol first
+        try:
+            doc = read_document(body)
+            known = {n: (await catalog.table_schema(db, n)).fields for n in doc.names}
+            # Telegraf sets no headers: without one, the timestamp's magnitude tells its unit
+            json_view = to_line_protocol(doc, precision if "precision" in msg.headers else "auto",
+                                         known)
+        except ValueError as exc:
+            outcome.rejected = [LineError(1, body[:4096].decode("utf-8", "replace"), str(exc))]
+            return outcome
+        body, precision = json_view.body, "ns"
+
     default_time = msg.timestamp_ms * 1_000_000
     result = parse_lp(body, precision=precision, default_time=default_time)
     rejected = list(result.errors)
@@ -151,6 +165,8 @@ async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str) 
                 continue  # a replay of rows already in a file, or of a deleted database
             ref = BatchRef(db, table.name, pk, msg.topic, msg.partition, msg.offset)
             outcome.batches.append((ref, part))
+    if json_view is not None:
+        rejected = json_view.in_json_terms(rejected)
     outcome.rejected = sorted(rejected, key=lambda e: e.line)
     return outcome
 

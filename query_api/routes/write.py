@@ -1,4 +1,5 @@
-"""Write routes (the write router): ``/api/v3/write_lp``, v1 ``/write`` and v2 ``/api/v2/write``.
+"""Write routes (the write router): ``/api/v3/write_lp``, v1 ``/write``, v2 ``/api/v2/write`` and
+influent's ``/api/v3/write_json`` (Telegraf JSON, rendered to line protocol first).
 
 A body is parsed and checked against the catalog here, so a bad line is answered at once; the
 accepted lines go to the writes topic, rejected ones to the rejected topic."""
@@ -15,6 +16,7 @@ from influent.config import Settings
 from influent.model import validate_db_name
 from persist.catalog import Catalog
 from query_api.metrics import ApiMetrics
+from query_api.write_json import render_json_body
 from query_api.writes import BodyTooLarge, check_write, read_body, v3_error_body
 from topics.line_protocol import parse_lp
 from topics.wire import RejectedLine, now
@@ -28,12 +30,13 @@ class WriteRoutes:
     def router(self) -> APIRouter:
         router = APIRouter()
         router.add_api_route("/api/v3/write_lp", self.write_lp, methods=["POST"])
+        router.add_api_route("/api/v3/write_json", self.write_json, methods=["POST"])
         router.add_api_route("/write", self.write_v1, methods=["POST"])
         router.add_api_route("/api/v2/write", self.write_v2, methods=["POST"])
         return router
 
     async def route_write(self, request: Request, db: str | None, precision: str,
-                          accept_partial: bool) -> tuple[int, Any]:
+                          accept_partial: bool, as_json: bool = False) -> tuple[int, Any]:
         settings = self.settings
         if not db:
             return 400, {"error": "missing query parameter 'db'"}
@@ -47,6 +50,13 @@ class WriteRoutes:
             return 413, {"error": str(exc)}
         except ValueError as exc:
             return 400, {"error": str(exc)}
+        json_view = None
+        if as_json:  # Telegraf JSON: rendered to line protocol, then the same path
+            try:
+                json_view = await render_json_body(body, precision, db, request.app.state.catalog)
+            except ValueError as exc:
+                return 400, {"error": str(exc)}
+            body, precision = json_view.body, "ns"
         default_time = time.time_ns()
         try:
             result = parse_lp(body, precision=precision, default_time=default_time)
@@ -55,6 +65,8 @@ class WriteRoutes:
         catalog: Catalog = request.app.state.catalog
         schemas = {name: await catalog.table_schema(db, name) for name in result.tables}
         checked = check_write(result, schemas, body)
+        if json_view is not None:
+            checked.errors = json_view.in_json_terms(checked.errors)
         if not checked.errors and not checked.valid_lines:
             return 400, {"error": "incoming write was empty"}
         producer: AIOKafkaProducer = request.app.state.producer
@@ -67,7 +79,8 @@ class WriteRoutes:
                 await producer.flush()
                 return 400, v3_error_body(checked.errors, accept_partial)
         payload = body if not checked.errors else checked.body_of_valid_lines(body)
-        headers = [("db", db.encode()), ("precision", precision.encode())]
+        headers = [("db", db.encode()), ("precision", precision.encode()),
+                   ("content-type", b"text/plain")]  # line protocol, whatever its first byte
         await producer.send_and_wait(settings.writes_topic, payload, headers=headers)
         self.metrics.lines_written.inc(len(checked.valid_lines))
         if checked.errors:
@@ -77,6 +90,10 @@ class WriteRoutes:
     async def write_lp(self, request: Request, db: str | None = None, precision: str = "auto",
                        accept_partial: bool = True) -> Response:
         return write_response(*await self.route_write(request, db, precision, accept_partial))
+
+    async def write_json(self, request: Request, db: str | None = None, precision: str = "auto",
+                         accept_partial: bool = True) -> Response:
+        return write_response(*await self.route_write(request, db, precision, accept_partial, True))
 
     async def write_v1(self, request: Request, db: str | None = None, rp: str | None = None,
                        precision: str = "ns") -> Response:
