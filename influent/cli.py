@@ -6,6 +6,7 @@ import sys
 import click
 
 from influent.config import Settings
+from influent.cli_datain import import_command, migrate
 from influent.cli_engine import subscription, trigger
 from influent.devstack import dev
 
@@ -220,6 +221,8 @@ def catalog_rebuild(ctx: click.Context) -> None:
 main.add_command(dev)
 main.add_command(subscription)
 main.add_command(trigger)
+main.add_command(migrate)
+main.add_command(import_command)
 
 if __name__ == "__main__":
     main()

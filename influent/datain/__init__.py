@@ -1,0 +1,1 @@
+"""Getting data in from where it lives today: InfluxDB 1.x over HTTP, export files."""
