@@ -62,7 +62,7 @@ def migrate() -> None:
 @click.option("--start", default=None, help="Copy points at or after (RFC 3339 or ns).")
 @click.option("--end", default=None, help="Copy points before (RFC 3339 or ns).")
 @click.option("--target-db", default=None, help="influent database (default: the same name; "
-              "a non-default policy becomes <db>/<rp>).")
+              "a non-default policy becomes <db>_<rp>).")
 @click.option("--username", "-u", default=None, envvar="INFLUX_USERNAME")
 @click.option("--password", "-p", default=None, envvar="INFLUX_PASSWORD")
 @click.option("--window", default="1h", show_default=True, help="Time window read per query.")
@@ -79,11 +79,15 @@ def migrate_influxdb1(ctx: click.Context, url: str, db: str, rp: str | None,
     """Copy an InfluxDB 1.x database over its HTTP API, resumably, through influent.writes."""
     from influent.datain.influxdb1 import InfluxDB1Source, SourceError
     from influent.datain.migrate import MigrationPlan, migrate, target_database
+    from persist.catalog import validate_db_name
 
     settings: Settings = ctx.find_root().obj
     source = InfluxDB1Source(url, db, rp, username, password)
     try:
         target = target_db or target_database(db, rp, source.default_rp())
+        reason = validate_db_name(target)
+        if reason:
+            raise click.ClickException(f"influent database {target!r}: {reason} (pass --target-db)")
         plan = MigrationPlan(url=url, db=db, rp=rp, target_db=target, measurements=measurements,
                              start=parse_time(start), end=parse_time(end),
                              window_ns=parse_duration(window), batch_bytes=batch_bytes,
@@ -109,13 +113,16 @@ def migrate_influxdb1(ctx: click.Context, url: str, db: str, rp: str | None,
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--db", default=None, help="Write every point to this database (required for "
               "files without '# CONTEXT-DATABASE:' lines, e.g. 2.x export-lp).")
+@click.option("--default-rp", default=None, help="Retention policy whose points land in the "
+              "database itself (besides autogen, default and a database's only policy); "
+              "others land in <db>_<rp>.")
 @click.option("--batch-bytes", default=4 * 1024 * 1024, show_default=True,
               help="Line protocol per Kafka message (gzip'd).")
 @click.option("--verify-timeout", default=300.0, show_default=True,
               help="Seconds to wait for the counts to match in the closing report.")
 @click.pass_context
-def import_command(ctx: click.Context, files: tuple[str, ...], db: str | None, batch_bytes: int,
-                   verify_timeout: float) -> None:
+def import_command(ctx: click.Context, files: tuple[str, ...], db: str | None,
+                   default_rp: str | None, batch_bytes: int, verify_timeout: float) -> None:
     """Import line protocol exported by influx_inspect export (1.x) or influxd inspect
     export-lp (2.x), gzip'd or not, through influent.writes."""
     import httpx
@@ -130,7 +137,8 @@ def import_command(ctx: click.Context, files: tuple[str, ...], db: str | None, b
             bar.length = max(p.total_bytes, 1)
             bar.update(p.read_bytes - bar.pos, p)
         try:
-            result = asyncio.run(import_files(settings, list(files), db, batch_bytes, show))
+            result = asyncio.run(import_files(settings, list(files), db, batch_bytes, show,
+                                              default_rp))
         except NoDatabase as exc:
             raise click.ClickException(str(exc))
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}

@@ -169,7 +169,8 @@ def source_points(server: InfluxDB1, db: str, measurement: str, rp: str | None =
         tags = tuple(sorted((k, v) for k, v in series["tags"].items() if v))
         for row in series["values"]:
             rec = dict(zip(series["columns"], row))
-            points[(tags, rec.pop("time"))] = {k: v for k, v in rec.items() if v is not None}
+            at = rec.pop("time")
+            points[(tags, at)] = {k: v for k, v in rec.items() if v is not None}
     return points
 
 
@@ -255,7 +256,7 @@ def test_influx_inspect_export_imports_to_the_same_data(stack, influxdb1, source
     lines = sorted(line.split()[:5] for line in imported.stdout.splitlines()[1:])
     assert lines == [[source_db, "cpu", "1080", "1080", "ok"],
                      [source_db, "mixed", "5", "5", "ok"],
-                     [f"{source_db}/rp2", "events", "2", "2", "ok"]]
+                     [f"{source_db}_rp2", "events", "2", "2", "ok"]]
     assert_same_data(influxdb1, source_db, settings, source_db)
-    assert influent_points(settings, f"{source_db}/rp2", "events") == source_points(
+    assert influent_points(settings, f"{source_db}_rp2", "events") == source_points(
         influxdb1, source_db, "events", rp="rp2")

@@ -11,9 +11,10 @@
     # CONTEXT-RETENTION-POLICY:autogen
     cpu,host=a value=1 1000000000
 
-``CREATE DATABASE ... WITH NAME <rp>`` names the database's default policy: its points land in
-the database itself, another policy's in ``<db>/<rp>`` (as ``/write?db=&rp=`` does). Other
-``#`` lines are comments. 2.x exports are plain line protocol and need a target database.
+The DDL has one ``CREATE DATABASE <db> WITH NAME <rp>`` per policy and does not say which is
+the default. Points of ``autogen`` (1.x's default default), ``default``, the policy named with
+``--default-rp``, or a database's only policy land in the database itself; another policy's in
+``<db>_<rp>`` (:mod:`influent.datain.naming`). Other ``#`` lines are comments. 2.x exports are plain line protocol and need a target database.
 Files may be gzip'd (told by their first bytes, not their name).
 """
 from __future__ import annotations
@@ -23,6 +24,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
+
+from influent.datain.naming import policy_database
 
 _CREATE_DB = re.compile(rb"^CREATE DATABASE\s+(\S+)(?:\s+WITH\b.*?\bNAME\s+(\S+))?", re.I)
 _CONTEXT_DB = b"# CONTEXT-DATABASE:"
@@ -48,7 +51,8 @@ class ExportReader:
 
     target_db: str | None = None              # --db: every point goes there
     batch_bytes: int = 4 * 1024 * 1024
-    databases: dict[str, str | None] = field(default_factory=dict)
+    default_rp: str | None = None             # --default-rp
+    databases: dict[str, list[str]] = field(default_factory=dict)  # db -> policies in the DDL
     _db: str | None = None
     _rp: str | None = None
 
@@ -57,10 +61,8 @@ class ExportReader:
             return self.target_db
         if self._db is None:
             return None
-        default = self.databases.get(self._db)
-        if not self._rp or self._rp == default or self._rp in ("autogen", "default"):
-            return self._db
-        return f"{self._db}/{self._rp}"
+        only = self.databases.get(self._db, []) == [self._rp]
+        return policy_database(self._db, self._rp, only or self._rp == self.default_rp)
 
     def batches(self, stream: BinaryIO) -> Iterator[LineBatch]:
         lines: list[bytes] = []
@@ -88,7 +90,9 @@ class ExportReader:
                 continue
             match = _CREATE_DB.match(stripped)
             if match:
-                self.databases[_unquote(match[1])] = _unquote(match[2]) if match[2] else None
+                policies = self.databases.setdefault(_unquote(match[1]), [])
+                if match[2]:
+                    policies.append(_unquote(match[2]))
                 continue
             if stripped.upper().startswith(b"CREATE RETENTION POLICY"):
                 continue

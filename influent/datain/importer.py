@@ -13,10 +13,56 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from influent.config import Settings
 from influent.datain.export_file import ExportReader, open_export
 from influent.datain.sink import WritesSink
-from topics.line_protocol import parse_lp
+from persist.catalog import validate_db_name
+from topics.line_protocol import ParsedTable, parse_lp
+
+COMPACT_EVERY = 4_000_000  # keys gathered before duplicates are dropped (16 bytes each)
+
+
+@dataclass
+class PointKeys:
+    """Distinct (series, time) keys of one measurement across batches: an export writes one
+    line per field, so lines are not points. Series keys get small ids (one dict entry per
+    series); the keys themselves are int64 pairs in NumPy, compacted as they grow."""
+
+    series: dict[str, int] = field(default_factory=dict)
+    chunks: list[np.ndarray] = field(default_factory=list)
+    pending: int = 0
+
+    def add(self, table: ParsedTable) -> None:
+        batch = table.batch
+        n = batch.num_rows
+        if table.tags:
+            pieces = [pc.binary_join_element_wise(t + "\x1e", batch.column(t), "",
+                                                  null_handling="skip") for t in table.tags]
+            key = pc.binary_join_element_wise(*pieces, "\x1f", null_handling="skip")
+        else:
+            key = pa.repeat(pa.scalar("", pa.string()), n)
+        uniques = pc.unique(key)
+        ids = np.array([self.series.setdefault(k, len(self.series)) for k in uniques.to_pylist()],
+                       dtype=np.int64)
+        series_ids = ids[pc.index_in(key, value_set=uniques).to_numpy(zero_copy_only=False)]
+        times = pc.cast(batch.column("time"), pa.int64()).to_numpy(zero_copy_only=False)
+        self.chunks.append(np.stack([series_ids, times], axis=1))
+        self.pending += n
+        if self.pending >= COMPACT_EVERY:
+            self.compact()
+
+    def compact(self) -> None:
+        if self.chunks:
+            self.chunks = [np.unique(np.concatenate(self.chunks), axis=0)]
+        self.pending = 0
+
+    def count(self) -> int:
+        self.compact()
+        return len(self.chunks[0]) if self.chunks else 0
 
 
 class NoDatabase(ValueError):
@@ -25,10 +71,15 @@ class NoDatabase(ValueError):
 
 @dataclass
 class ImportResult:
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    keys: dict[tuple[str, str], PointKeys] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)   # "<file>:<line>: <reason>"
     databases: set[str] = field(default_factory=set)  # named by a DDL, maybe without points
     lines: int = 0
+
+    @property
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Points (distinct series and time) per (database, measurement)."""
+        return {key: keys.count() for key, keys in self.keys.items()}
 
 
 @dataclass
@@ -46,8 +97,7 @@ class ImportProgress:
 def _count(body: bytes, numbers: list[int], path: str, db: str, result: ImportResult) -> int:
     parsed = parse_lp(body, precision="ns", default_time=time.time_ns())
     for table in parsed.tables.values():
-        key = (db, table.name)
-        result.counts[key] = result.counts.get(key, 0) + table.batch.num_rows
+        result.keys.setdefault((db, table.name), PointKeys()).add(table)
     for err in parsed.errors:
         where = numbers[err.line - 1] if 1 <= err.line <= len(numbers) else err.line
         result.errors.append(f"{path}:{where}: {err.reason}")
@@ -55,7 +105,8 @@ def _count(body: bytes, numbers: list[int], path: str, db: str, result: ImportRe
 
 
 async def import_files(settings: Settings, paths: list[str], target_db: str | None,
-                       batch_bytes: int, on_progress: Callable[[ImportProgress], None]) -> ImportResult:
+                       batch_bytes: int, on_progress: Callable[[ImportProgress], None],
+                       default_rp: str | None = None) -> ImportResult:
     result = ImportResult()
     progress = ImportProgress(total_bytes=sum(os.path.getsize(p) for p in paths))
     sink = WritesSink(settings, batch_bytes)
@@ -63,13 +114,18 @@ async def import_files(settings: Settings, paths: list[str], target_db: str | No
     try:
         done_bytes = 0
         for path in paths:
-            reader = ExportReader(target_db=target_db, batch_bytes=batch_bytes)
+            reader = ExportReader(target_db=target_db, batch_bytes=batch_bytes,
+                                  default_rp=default_rp)
             stream, raw = open_export(path)
             with raw:
                 for batch in reader.batches(stream):
                     if batch.database is None:
                         raise NoDatabase(f"{path}:{batch.line_numbers[0]}: no database for these "
                                          "lines (no '# CONTEXT-DATABASE:' line): pass --db")
+                    reason = validate_db_name(batch.database)
+                    if reason:
+                        raise NoDatabase(f"{path}:{batch.line_numbers[0]}: database "
+                                         f"{batch.database!r}: {reason} (pass --db)")
                     body = b"\n".join(batch.lines)
                     progress.rows += await asyncio.to_thread(
                         _count, body, batch.line_numbers, path, batch.database, result)

@@ -78,8 +78,9 @@ class InfluxDB1Source:
         self.client.close()
 
     def _from(self, measurement: str) -> str:
-        rp = quote_ident(self.rp) + "." if self.rp else ""
-        return f"{quote_ident(self.db)}.{rp}{quote_ident(measurement)}"
+        if self.rp:
+            return f"{quote_ident(self.db)}.{quote_ident(self.rp)}.{quote_ident(measurement)}"
+        return quote_ident(measurement)  # the request's db, its default policy
 
     def _query(self, q: str) -> list[dict]:
         resp = self.client.get("/query", params={"db": self.db, "q": q, "epoch": "ns"})

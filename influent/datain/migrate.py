@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from influent.config import Settings
 from influent.datain.checkpoints import Checkpoints, window_field
 from influent.datain.influxdb1 import InfluxDB1Source, Measurement, Window, windows
+from influent.datain.naming import policy_database
 from influent.datain.sink import WritesSink
 from influent.failpoints import failpoint
 
@@ -58,11 +59,7 @@ class Progress:
 
 
 def target_database(db: str, rp: str | None, default_rp: str | None) -> str:
-    """Where a 1.x database/policy lands: as ``/write?db=&rp=`` does, a policy other than
-    the default becomes the database ``<db>/<rp>``."""
-    if not rp or rp == default_rp or rp in ("autogen", "default"):
-        return db
-    return f"{db}/{rp}"
+    return policy_database(db, rp, rp == default_rp)
 
 
 async def _iterate_in_thread(items: Iterator) -> Iterator:
