@@ -21,15 +21,17 @@ one takes the message's time.
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from topics.line_protocol import LineError, serialize_point
+from topics.line_protocol import LineError, escape_name, format_field_value
 from topics.line_protocol.assemble import precision_unit
 
 JSON_CONTENT_TYPE = "application/json"
@@ -84,8 +86,12 @@ class JsonAsLineProtocol:
 
     body: bytes
     paths: list[str]
-    originals: list[str]
+    metrics: list[Any]
     errors: list[LineError] = field(default_factory=list)  # metrics that could not be rendered
+
+    def original(self, number: int) -> str:
+        """The JSON text of element ``number`` (1-based), for a rejected-line record."""
+        return orjson.dumps(self.metrics[number - 1]).decode()
 
     def in_json_terms(self, errors: list[LineError]) -> list[LineError]:
         """Line errors of the rendered body, renamed to the JSON elements, plus the render
@@ -94,7 +100,7 @@ class JsonAsLineProtocol:
         for err in errors:
             k = err.line
             if 1 <= k <= len(self.paths):
-                out.append(LineError(k, self.originals[k - 1], f"{self.paths[k - 1]}: {err.reason}"))
+                out.append(LineError(k, self.original(k), f"{self.paths[k - 1]}: {err.reason}"))
             else:
                 out.append(err)
         return sorted(out, key=lambda e: e.line)
@@ -107,17 +113,32 @@ def to_line_protocol(doc: JsonDocument, precision: str,
     unit = precision_unit(precision)  # ValueError for an unknown precision
     known_fields = known_fields or {}
     lines: list[str] = []
-    originals: list[str] = []
     errors: list[LineError] = []
     for number, (metric, path) in enumerate(zip(doc.metrics, doc.paths), start=1):
-        original = orjson.dumps(metric).decode()
-        originals.append(original)
         try:
             lines.append(_render(metric, unit, known_fields))
         except ValueError as exc:
             lines.append("")
-            errors.append(LineError(number, original, f"{path}: {exc}"))
-    return JsonAsLineProtocol("\n".join(lines).encode(), list(doc.paths), originals, errors)
+            errors.append(LineError(number, orjson.dumps(metric).decode(), f"{path}: {exc}"))
+    return JsonAsLineProtocol("\n".join(lines).encode(), list(doc.paths), doc.metrics, errors)
+
+
+# Names and tag values repeat from metric to metric: each is escaped (and checked) once.
+@lru_cache(maxsize=65536)
+def _measurement(name: str) -> str:
+    if name.startswith("#") or "\x00" in name:
+        raise ValueError(f"measurement cannot be written in line protocol: {name!r}")
+    return escape_name(name, ", ", "measurement")
+
+
+@lru_cache(maxsize=65536)
+def _key(name: str, what: str) -> str:
+    return escape_name(name, ",= ", what)
+
+
+@lru_cache(maxsize=262144)
+def _tag_value(value: str) -> str:
+    return escape_name(value, ",= ", "tag value")
 
 
 def _render(metric: Any, unit: int, known_fields: Mapping[str, Mapping[str, str]]) -> str:
@@ -132,17 +153,26 @@ def _render(metric: Any, unit: int, known_fields: Mapping[str, Mapping[str, str]
         raise ValueError('"tags" must be an object')
     if not isinstance(fields, dict):
         raise ValueError('"fields" must be an object')
-    integers = {f: k for f, k in known_fields.get(name, {}).items() if k in INTEGER_KINDS}
-    typed = {}
+    known = known_fields.get(name)
+    pieces = []
     for key, value in fields.items():
         if value is None:
             continue
-        typed[key] = _field(key, value, integers.get(key))
-    if not typed:
+        kind, v = _field(key, value, known.get(key) if known else None)
+        pieces.append(_key(key, "field key") + "=" + format_field_value(kind, v))
+    if not pieces:
         raise ValueError("a metric needs at least one field")
-    tag_text = {key: _tag(key, value) for key, value in tags.items()}
+    head = [_measurement(name)]
+    for key in sorted(tags):
+        text = _tag(key, tags[key])
+        if text:
+            head.append("," + _key(key, "tag key") + "=" + _tag_value(text))
+    head.append(" ")
+    head.append(",".join(pieces))
     timestamp = _timestamp(metric.get("timestamp"), unit)
-    return serialize_point(name, {k: v for k, v in tag_text.items() if v}, typed, timestamp)
+    if timestamp is not None:
+        head.append(f" {timestamp}")
+    return "".join(head)
 
 
 def _field(key: str, value: Any, integer_kind: str | None) -> tuple[str, Any]:
@@ -151,12 +181,16 @@ def _field(key: str, value: Any, integer_kind: str | None) -> tuple[str, Any]:
     if isinstance(value, str):
         return "string", value
     if isinstance(value, (int, float)):
-        integral = isinstance(value, int) or (value.is_integer() and abs(value) < 2 ** 53)
-        if integer_kind == "integer" and integral and _INT64[0] <= value <= _INT64[1]:
-            return "integer", int(value)
-        if integer_kind == "uinteger" and integral and 0 <= value < (1 << 64):
-            return "uinteger", int(value)
-        return "float", float(value)
+        if integer_kind in INTEGER_KINDS:
+            integral = isinstance(value, int) or (value.is_integer() and abs(value) < 2 ** 53)
+            if integer_kind == "integer" and integral and _INT64[0] <= value <= _INT64[1]:
+                return "integer", int(value)
+            if integer_kind == "uinteger" and integral and 0 <= value < (1 << 64):
+                return "uinteger", int(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"field '{key}': {value} does not fit a float")
+        return "float", number
     what = "an object" if isinstance(value, dict) else "an array"
     raise ValueError(f"field '{key}' holds {what}; a field is a number, string or boolean")
 
