@@ -50,12 +50,13 @@ class Progress:
 
     windows_total: int = 0
     windows_done: int = 0
-    rows: int = 0
+    rows: int = 0          # all copied rows, earlier runs' included
+    rows_this_run: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def describe(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return f"{self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s"
+        return f"{self.rows:,} rows, {self.rows_this_run / elapsed:,.0f} rows/s"
 
 
 def target_database(db: str, rp: str | None, default_rp: str | None) -> str:
@@ -121,6 +122,7 @@ async def migrate(settings: Settings, plan: MigrationPlan, source: InfluxDB1Sour
                 await sink.write(plan.target_db, lines)
                 rows += n
                 progress.rows += n
+                progress.rows_this_run += n
             counts[(plan.target_db, m.name)] += rows
             unconfirmed[key] = rows
             sent_windows += 1
