@@ -77,6 +77,9 @@ def migrate_influxdb1(ctx: click.Context, url: str, db: str, rp: str | None,
                       target_db: str | None, username: str | None, password: str | None,
                       window: str, batch_bytes: int, restart: bool, verify_timeout: float) -> None:
     """Copy an InfluxDB 1.x database over its HTTP API, resumably, through influent.writes."""
+    import httpx
+    from aiokafka.errors import KafkaError
+
     from influent.datain.influxdb1 import InfluxDB1Source, SourceError
     from influent.datain.migrate import MigrationPlan, migrate, target_database
     from persist.catalog import validate_db_name
@@ -103,6 +106,8 @@ def migrate_influxdb1(ctx: click.Context, url: str, db: str, rp: str | None,
             counts = asyncio.run(migrate(settings, plan, source, show, restart=restart))
     except SourceError as exc:
         raise click.ClickException(f"InfluxDB 1.x: {exc}")
+    except (KafkaError, httpx.HTTPError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}")
     finally:
         source.close()
     if not _report(settings, counts, verify_timeout, plan.start, plan.end):
@@ -126,6 +131,7 @@ def import_command(ctx: click.Context, files: tuple[str, ...], db: str | None,
     """Import line protocol exported by influx_inspect export (1.x) or influxd inspect
     export-lp (2.x), gzip'd or not, through influent.writes."""
     import httpx
+    from aiokafka.errors import KafkaError
 
     from influent.datain.importer import NoDatabase, import_files
 
@@ -141,6 +147,8 @@ def import_command(ctx: click.Context, files: tuple[str, ...], db: str | None,
                                               default_rp))
         except NoDatabase as exc:
             raise click.ClickException(str(exc))
+        except KafkaError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}")
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
     for name in sorted(result.databases - {d for d, _ in result.counts}):  # DDL without points
         httpx.post(f"{settings.http_url}/api/v3/configure/database", json={"db": name},
