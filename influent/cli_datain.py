@@ -82,7 +82,7 @@ def migrate_influxdb1(ctx: click.Context, url: str, db: str, rp: str | None,
 
     from influent.datain.influxdb1 import InfluxDB1Source, SourceError
     from influent.datain.migrate import MigrationPlan, migrate, target_database
-    from persist.catalog import validate_db_name
+    from influent.model import validate_db_name
 
     settings: Settings = ctx.find_root().obj
     source = InfluxDB1Source(url, db, rp, username, password)

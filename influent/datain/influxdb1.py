@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pyarrow as pa
 
-from topics.lp_render import render_text
+from topics.line_protocol.render import render_text
 
 #: SHOW FIELD KEYS type -> line protocol field type and Arrow type
 FIELD_TYPES: dict[str, tuple[str, pa.DataType]] = {

@@ -2,8 +2,8 @@
 
 Lines are gathered per target database and sent as gzip'd messages of up to ``batch_bytes``
 of line protocol (headers ``db``, ``precision: ns``, ``content-type: text/plain``,
-``content-encoding: gzip``); a message whose compressed size would pass Kafka's default
-1 MB limit is split in two until it fits. ``flush`` returns once every message is
+``content-encoding: gzip``); a message whose compressed size would pass 1 MB (what a broker
+with default settings takes) is split in two until it fits. ``flush`` returns once every message is
 acknowledged by all in-sync replicas (acks=all): only then may a caller checkpoint.
 """
 from __future__ import annotations
@@ -14,8 +14,10 @@ import gzip
 from aiokafka import AIOKafkaProducer
 
 from influent.config import Settings
+from influent.model import MAX_MESSAGE_BYTES
 
-MAX_MESSAGE_BYTES = 1_000_000  # below the broker's default message.max.bytes (1 MiB + 12 B)
+#: Compressed size above which a message is split: a broker's default message.max.bytes is 1 MiB
+SPLIT_ABOVE_BYTES = min(1_000_000, MAX_MESSAGE_BYTES)
 
 
 class WritesSink:
@@ -27,7 +29,7 @@ class WritesSink:
         self.in_flight: list[asyncio.Future] = []
         self.messages = 0
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                         max_request_size=2 * MAX_MESSAGE_BYTES, linger_ms=5)
+                                         max_request_size=MAX_MESSAGE_BYTES, linger_ms=5)
 
     async def start(self) -> None:
         await self.producer.start()
@@ -63,7 +65,7 @@ class WritesSink:
 
     async def _send_body(self, db: str, body: bytes) -> None:
         packed = gzip.compress(body, compresslevel=1)
-        if len(packed) > MAX_MESSAGE_BYTES and b"\n" in body:
+        if len(packed) > SPLIT_ABOVE_BYTES and b"\n" in body:
             cut = body.rfind(b"\n", 0, len(body) // 2 + 1)
             cut = cut if cut > 0 else body.find(b"\n")
             await self._send_body(db, body[:cut])
