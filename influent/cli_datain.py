@@ -99,11 +99,15 @@ def migrate_influxdb1(ctx: click.Context, url: str, db: str, rp: str | None,
                    f"(checkpoints: {settings.app_id}:migrate:{plan.job})", err=True)
         bar = click.progressbar(length=1, label="migrating", file=sys.stderr, show_pos=True,
                                 item_show_func=lambda p: p.describe() if p else None)
+        seen = []
         with bar:
             def show(p) -> None:
+                seen[:] = [p]
                 bar.length = max(p.windows_total, 1)
                 bar.update(p.windows_done - bar.pos, p)
             counts = asyncio.run(migrate(settings, plan, source, show, restart=restart))
+        if seen:  # also for logs, where the bar is not drawn
+            click.echo(f"copied: {seen[0].windows_done} windows, {seen[0].describe()}", err=True)
     except SourceError as exc:
         raise click.ClickException(f"InfluxDB 1.x: {exc}")
     except (KafkaError, httpx.HTTPError) as exc:
@@ -138,8 +142,10 @@ def import_command(ctx: click.Context, files: tuple[str, ...], db: str | None,
     settings: Settings = ctx.find_root().obj
     bar = click.progressbar(length=1, label="importing", file=sys.stderr,
                             item_show_func=lambda p: p.describe() if p else None)
+    seen = []
     with bar:
         def show(p) -> None:
+            seen[:] = [p]
             bar.length = max(p.total_bytes, 1)
             bar.update(p.read_bytes - bar.pos, p)
         try:
@@ -149,6 +155,8 @@ def import_command(ctx: click.Context, files: tuple[str, ...], db: str | None,
             raise click.ClickException(str(exc))
         except KafkaError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}")
+    if seen:  # also for logs, where the bar is not drawn
+        click.echo(f"sent: {seen[0].describe()}", err=True)
     headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
     for name in sorted(result.databases - {d for d, _ in result.counts}):  # DDL without points
         httpx.post(f"{settings.http_url}/api/v3/configure/database", json={"db": name},

@@ -240,6 +240,7 @@ def test_migration_killed_half_way_resumes_to_the_same_data(stack, influxdb1, so
     assert report[0].split()[:2] == ["database", "measurement"]
     assert sorted(line.split()[1:5] for line in report[1:]) == [
         ["cpu", "1080", "1080", "ok"], ["mixed", "5", "5", "ok"]]
+    assert "copied: 7 windows, 1,085 rows," in resumed.stderr  # earlier run's windows included
     assert_same_data(influxdb1, source_db, settings, target)
 
 
@@ -253,6 +254,7 @@ def test_influx_inspect_export_imports_to_the_same_data(stack, influxdb1, source
     assert done.returncode == 0, done.stderr
     imported = run_cli(settings, "import", str(export), "--verify-timeout", "120")
     assert imported.returncode == 0, imported.stderr[-3000:] + imported.stdout
+    assert "lines/s" in imported.stderr
     lines = sorted(line.split()[:5] for line in imported.stdout.splitlines()[1:])
     assert lines == [[source_db, "cpu", "1080", "1080", "ok"],
                      [source_db, "mixed", "5", "5", "ok"],

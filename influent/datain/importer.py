@@ -86,12 +86,12 @@ class ImportResult:
 class ImportProgress:
     total_bytes: int
     read_bytes: int = 0
-    rows: int = 0
+    rows: int = 0  # valid lines sent (an export writes one line per field of a point)
     started: float = field(default_factory=time.monotonic)
 
     def describe(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return f"{self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s"
+        return f"{self.rows:,} lines, {self.rows / elapsed:,.0f} lines/s"
 
 
 def _count(body: bytes, numbers: list[int], path: str, db: str, result: ImportResult) -> int:
