@@ -115,6 +115,21 @@ def test_bad_json_metric_is_rejected_by_name_and_the_rest_written(stack):
     assert orjson.loads(by_line[4].original)["fields"] == {"v": "text"}
 
 
+def test_json_numbers_stay_integers_where_the_catalog_has_integers(stack):
+    settings = stack
+    db = unique("jsonint")
+    asyncio.run(produce(settings, [b"m,host=a count=1i,ratio=0.5 1458229140000000000"], db))
+    wait_for_count(settings, db, "m", 1)
+    metric = {"name": "m", "tags": {"host": "b"}, "fields": {"count": 5, "ratio": 1},
+              "timestamp": 1458229140}
+    asyncio.run(produce(settings, [orjson.dumps(metric)], db,
+                        headers=[("content-type", b"application/json")]))
+    wait_for_count(settings, db, "m", 2)
+    got = rows(settings, db, "SELECT host, count, ratio FROM m ORDER BY host")
+    assert got[1] == {"host": "b", "count": 5, "ratio": 1.0}
+    assert isinstance(got[1]["count"], int) and isinstance(got[1]["ratio"], float)
+
+
 def rejected_for(settings: Settings, db: str, count: int) -> list[RejectedLine]:
     """The rejected-line records of ``db``, once there are ``count`` of them."""
     def mine() -> list[RejectedLine] | None:
