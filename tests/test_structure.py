@@ -49,3 +49,15 @@ def test_every_package_says_what_it_owns():
     missing = [str(p.relative_to(ROOT)) for p in packages
                if not ast.get_docstring(ast.parse((p / "__init__.py").read_text()))]
     assert not missing, f"packages without a docstring: {missing}"
+
+
+def test_the_image_and_the_package_hold_every_top_level_package():
+    """A new top-level package must be installed (setup.cfg) and copied into the image."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    included = {p.strip().rstrip("*") for p in cfg["options.packages.find"]["include"].split()}
+    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY ") and len(line.split()) == 3}
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
+    assert on_disk == included == copied
