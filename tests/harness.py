@@ -11,10 +11,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from influent.model import MAX_MESSAGE_BYTES
 from influent.config import Settings
+from influent import devstack
 from influent.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,88 +33,56 @@ def unique(prefix: str) -> str:
 
 @dataclass
 class Proc:
-    """A child process of the test session with its log file."""
+    """A worker or API process of the test session (started by :mod:`influent.devstack`, the
+    same start-up as ``influent dev``), with its log file."""
 
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    popen: subprocess.Popen | None = None
-    _log: object = field(default=None, repr=False)
+    service: devstack.Service
 
-    def start(self) -> "Proc":
-        self._log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        return self
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def popen(self) -> subprocess.Popen:
+        return self.service.process
+
+    @property
+    def log_path(self) -> Path:
+        return self.service.log_path
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        return self.service.alive()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.alive():
-            os.killpg(self.popen.pid, sig)
+            os.killpg(self.service.pid, sig)
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.alive():
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        if self._log:
-            self._log.close()
-            self._log = None
+        devstack.stop(self.service, timeout)
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUENT_")}
-    env.update(settings.as_env())
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+def _ready_in_log(service: devstack.Service) -> bool:
+    """Faust logged ``Ready`` in this run's part of the log (the worker is assigned and running)."""
+    with open(service.log_path, "rb") as fh:
+        fh.seek(service.log_offset)
+        return b"Ready" in fh.read()
 
 
 def start_worker(settings: Settings, worker_id: str, web_port: int, timeout: float = 90.0,
                  extra_env: dict[str, str] | None = None) -> Proc:
     """Start ``influent worker`` and wait until Faust reports the worker ready."""
     s = settings.replace(worker_id=worker_id, worker_web_port=web_port)
-    log_path = Path(s.state_dir) / f"{worker_id}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    offset = log_path.stat().st_size if log_path.exists() else 0
-    proc = Proc(worker_id, [sys.executable, "-m", "influent.cli", "worker", "--loglevel", "info"],
-                {**_env(s), **(extra_env or {})}, log_path).start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = proc.log_text()[offset:]
-        if "Ready" in text:
-            return proc
-        if not proc.alive():
-            raise RuntimeError(f"worker {worker_id} exited:\n{text[-4000:]}")
-        time.sleep(0.2)
-    proc.stop()
-    raise RuntimeError(f"worker {worker_id} not ready in {timeout}s:\n{proc.log_text()[-4000:]}")
+    service = devstack.launch_worker(s, Path(s.state_dir), name=worker_id,
+                                     args=["--loglevel", "info"], extra_env=extra_env)
+    service.check = lambda: _ready_in_log(service)
+    return Proc(devstack.wait_ready(service, timeout))
 
 
 def start_api(settings: Settings, timeout: float = 60.0) -> Proc:
-    log_path = Path(settings.state_dir) / "api.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    proc = Proc("api", [sys.executable, "-m", "influent.cli", "api"], _env(settings), log_path).start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{settings.http_url}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if not proc.alive():
-            raise RuntimeError(f"api exited:\n{proc.log_text()[-4000:]}")
-        time.sleep(0.2)
-    proc.stop()
-    raise RuntimeError(f"api not healthy in {timeout}s:\n{proc.log_text()[-4000:]}")
+    return Proc(devstack.start_api(settings, Path(settings.state_dir), timeout))
 
 
 async def produce(settings: Settings, messages: list[bytes], db: str, partition: int | None = None,

@@ -165,7 +165,7 @@ def test_missing_binary_gives_a_clear_error() -> None:
     # The known prerequisites say how to get them.
     for binary, hint in (("java", "expected on the machine"), ("mvn", "expected on the machine"),
                          ("redis-server", "make run")):
-        assert hint in devstack._HINTS[binary]
+        assert hint in devstack.install._HINTS[binary]
 
 
 def test_port_in_use_is_reported(kafka_service: devstack.Service, tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
     assert service.alive()
     devstack.stop(service)
     assert not service.alive()
-    assert not devstack._group_alive(service.pid)
+    assert not devstack.processes._group_alive(service.pid)
     devstack.stop(service)  # idempotent
 
 
@@ -216,7 +216,7 @@ def test_dev_stack_up_status_down_keeps_state(tmp_path: Path) -> None:
 
         assert devstack.dev_down(settings, echo=lines.append) == 2
         for service, _ in first:
-            assert not devstack._pid_alive(service.pid, start_ticks=service.start_ticks)
+            assert not devstack.processes._pid_alive(service.pid, start_ticks=service.start_ticks)
         assert devstack.dev_status(settings)["kafka"]["state"] == "stopped"
         assert not (state / "pids" / "kafka.pid").exists()
 

@@ -41,3 +41,23 @@ def test_the_check_sees_a_long_function(tmp_path):
     assert long_functions(sample, 5) == []
     sample.write_text("def f():\n" + "    x = 1\n" * 4 + "    return x\n")
     assert [line.split(" ", 1)[1] for line in long_functions(sample, 5)] == ["f (6 lines)"]
+
+
+def test_every_package_says_what_it_owns():
+    packages = [p.parent for p in source_files() if p.name == "__init__.py"]
+    assert len(packages) >= 10
+    missing = [str(p.relative_to(ROOT)) for p in packages
+               if not ast.get_docstring(ast.parse((p / "__init__.py").read_text()))]
+    assert not missing, f"packages without a docstring: {missing}"
+
+
+def test_the_image_and_the_package_hold_every_top_level_package():
+    """A new top-level package must be installed (setup.cfg) and copied into the image."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    included = {p.strip().rstrip("*") for p in cfg["options.packages.find"]["include"].split()}
+    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY ") and len(line.split()) == 3}
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
+    assert on_disk == included == copied

@@ -29,7 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from topics.line_protocol.model import ARROW_TYPES, MAX_VALUE_BYTES, FieldType, Segment
-from topics.line_protocol.grammar import line_rule_violation
+from topics.line_protocol.grammar import (FALSE_SPELLINGS, FLOAT_SYNTAX, INTEGER_SYNTAX, TRUE_SPELLINGS,
+                                          UINTEGER_SYNTAX, line_rule_violation)
 
 DELIMITER = "\x1f"
 _KV_TRANSLATE = bytes.maketrans(b",=", DELIMITER.encode() * 2)
@@ -41,9 +42,8 @@ _EMPTY = pa.scalar(b"", pa.binary())
 _NEWLINE = pa.scalar(b"\n", pa.binary())
 _SPACE = pa.scalar(b" ", pa.binary())
 _KEY_JOIN = pa.scalar(DELIMITER.encode(), pa.binary())
-_TRUE = pa.array([b"t", b"T", b"true", b"True", b"TRUE"], pa.binary())
-_BOOLEANS = pa.array([b"t", b"T", b"true", b"True", b"TRUE", b"f", b"F", b"false", b"False", b"FALSE"],
-                     pa.binary())
+_TRUE = pa.array([s.encode() for s in TRUE_SPELLINGS], pa.binary())
+_BOOLEANS = pa.array([s.encode() for s in TRUE_SPELLINGS + FALSE_SPELLINGS], pa.binary())
 _SAMPLES = 8
 #: Up to this many distinct series keys per block, they are split in Python (cheaper than the
 #: fixed cost of the Arrow passes; bounded per block, never per line).
@@ -52,11 +52,11 @@ FEW_SERIES = 128
 # read right after a threaded one was measured to stall.)
 _CSV_BLOCK_BYTES = 1 << 19
 _TYPE_ORDER: tuple[FieldType, ...] = ("float", "integer", "uinteger", "string", "boolean")
-_PATTERNS: dict[FieldType, str] = {
-    "float": r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$",
-    "integer": r"^-?[0-9]+i$",
-    "uinteger": r"^[0-9]+u$",
-    "string": r'^"[^"\\]*"$',
+_PATTERNS: dict[FieldType, str] = {  # the grammar's value syntaxes, over whole cells
+    "float": f"^{FLOAT_SYNTAX}$",
+    "integer": f"^{INTEGER_SYNTAX}$",
+    "uinteger": f"^{UINTEGER_SYNTAX}$",
+    "string": r'^"[^"\\]*"$',  # plain strings only: escapes and quotes go to the grammar
 }
 
 

@@ -29,10 +29,18 @@ _MEASUREMENT_ESCAPES = frozenset(", \\")
 _ESCAPES = frozenset(",= \\")
 _STRING_SPECIAL = re.compile(r'["\\]')
 
-_INT = re.compile(r"-?[0-9]+i")
-_UINT = re.compile(r"[0-9]+u")
-_FLOAT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_BOOL = re.compile(r"true|True|TRUE|t|T|false|False|FALSE|f|F")
+#: The syntax of each unquoted field value (regular expressions also valid in RE2, so the
+#: columnar path matches whole columns with exactly these) and the boolean spellings.
+INTEGER_SYNTAX = r"-?[0-9]+i"
+UINTEGER_SYNTAX = r"[0-9]+u"
+FLOAT_SYNTAX = r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+TRUE_SPELLINGS = ("true", "True", "TRUE", "t", "T")
+FALSE_SPELLINGS = ("false", "False", "FALSE", "f", "F")
+
+_INT = re.compile(INTEGER_SYNTAX)
+_UINT = re.compile(UINTEGER_SYNTAX)
+_FLOAT = re.compile(FLOAT_SYNTAX)
+_BOOL = re.compile("|".join(TRUE_SPELLINGS + FALSE_SPELLINGS))  # longest spelling first
 _TIMESTAMP = re.compile(r"-?[0-9]+")
 _TOKEN_END = re.compile(r"[ ,]")
 
