@@ -173,9 +173,43 @@ async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str) 
 
 def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
                     buffers: faust.Table) -> None:
-    catalog = Catalog.connect(settings.redis_url, settings.app_id)
+    guard = OffsetGuard(settings.kafka_bootstrap, app.conf.id, settings.writes_topic)
+    take_baselines_on_assignment(app, guard)
+    ingester = Ingester(app, settings, topics, buffers, guard,
+                        Catalog.connect(settings.redis_url, settings.app_id))
 
-    async def publish(msg: SourceMessage, outcome: IngestOutcome) -> None:
+    @app.agent(topics.writes, name="ingest")
+    async def ingest(stream):
+        try:
+            async for event in stream.events():
+                await ingester.on_event(event.message)
+        finally:
+            await guard.close()
+
+    @app.timer(settings.tick_interval)
+    async def nudge_stranded_partitions() -> None:
+        await ingester.nudge_stranded_partitions()
+
+    buffers.on_recover(ingester.republish_snapshots)
+
+
+class Ingester:
+    """The ingest agent's work: each writes message -> buffered batches (with their Redis
+    snapshots) and accepted batches, its bad lines -> the rejected topic; messages Faust passed
+    over are read back first."""
+
+    def __init__(self, app: faust.App, settings: Settings, topics: PipelineTopics,
+                 buffers: faust.Table, guard: OffsetGuard, catalog: Catalog):
+        self.app = app
+        self.settings = settings
+        self.topics = topics
+        self.buffers = buffers
+        self.guard = guard
+        self.catalog = catalog
+        self.nudged: dict[int, float] = {}  # partition -> monotonic time of its last nudge
+
+    async def publish(self, msg: SourceMessage, outcome: IngestOutcome) -> None:
+        buffers, topics, catalog = self.buffers, self.topics, self.catalog
         snapshots = []
         for ref, batch in outcome.batches:
             data = encode_batch(batch)
@@ -195,12 +229,13 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
             await topics.rejected.send(key=outcome.database.encode(), value=record.to_json(),
                                        partition=msg.partition)
 
-    async def handle(msg: SourceMessage) -> None:
+    async def handle(self, msg: SourceMessage) -> None:
+        catalog, settings = self.catalog, self.settings
         delay = 0.2
         while True:
             try:
                 outcome = await ingest_message(msg, catalog, settings.default_db)
-                await publish(msg, outcome)
+                await self.publish(msg, outcome)
                 if outcome.rejected:
                     log.info("p%d@%d: %d rows buffered, %d lines rejected", msg.partition,
                              msg.offset, outcome.rows, len(outcome.rejected))
@@ -214,63 +249,54 @@ def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
                 log.exception("p%d@%d: ingest failed", msg.partition, msg.offset)
                 outcome = IngestOutcome(database=msg.headers.get("db") or settings.default_db)
                 outcome.rejected = whole_message_error(msg.value, f"internal error: {exc!r}")
-                await publish(msg, outcome)
+                await self.publish(msg, outcome)
                 return
 
-    guard = OffsetGuard(settings.kafka_bootstrap, app.conf.id, settings.writes_topic)
-    take_baselines_on_assignment(app, guard)
-
-    async def handle_read_back(records: list[ConsumerRecord], generation: int) -> None:
+    async def handle_read_back(self, records: list[ConsumerRecord], generation: int) -> None:
         for record in records:
-            await handle(SourceMessage.from_record(record))
-            app.consumer.ack(faust_message(record, generation))  # so Faust commits past it
+            await self.handle(SourceMessage.from_record(record))
+            self.app.consumer.ack(faust_message(record, generation))  # so Faust commits past it
 
-    @app.agent(topics.writes, name="ingest")
-    async def ingest(stream):
-        try:
-            async for event in stream.events():
-                m = event.message
-                generation = m.generation_id or 0
-                if guard.already_handled(m.partition, m.offset, generation):
-                    continue  # read back from Kafka earlier in this generation
-                if skip_once("skip_first_write"):
-                    continue  # fault test: passed over unhandled, as Faust does around a rebalance
-                await handle_read_back(
-                    await read_back_with_retry(guard, m.partition, m.offset, generation), generation)
-                headers = header_dict(m.headers)
-                if NUDGE_HEADER not in headers:
-                    await handle(SourceMessage(
-                        topic=m.topic, partition=m.partition, offset=m.offset,
-                        timestamp_ms=int(round((m.timestamp or now()) * 1000)),
-                        headers=headers, value=m.value or b""))
-                guard.handled(m.partition, m.offset, generation)
-        finally:
-            await guard.close()
+    async def on_event(self, m) -> None:
+        """One message of the writes topic, as the agent's stream delivers it."""
+        guard = self.guard
+        generation = m.generation_id or 0
+        if guard.already_handled(m.partition, m.offset, generation):
+            return  # read back from Kafka earlier in this generation
+        if skip_once("skip_first_write"):
+            return  # fault test: passed over unhandled, as Faust does around a rebalance
+        await self.handle_read_back(
+            await read_back_with_retry(guard, m.partition, m.offset, generation), generation)
+        headers = header_dict(m.headers)
+        if NUDGE_HEADER not in headers:
+            await self.handle(SourceMessage(
+                topic=m.topic, partition=m.partition, offset=m.offset,
+                timestamp_ms=int(round((m.timestamp or now()) * 1000)),
+                headers=headers, value=m.value or b""))
+        guard.handled(m.partition, m.offset, generation)
 
-    nudged: dict[int, float] = {}  # partition -> monotonic time of its last nudge
-
-    @app.timer(settings.tick_interval)
-    async def nudge_stranded_partitions() -> None:
+    async def nudge_stranded_partitions(self) -> None:
         """A record Faust skipped at the end of a partition has no later record to reveal it:
         send one, an empty nudge, so the agent reads the tail back in an event of its own."""
-        for p in await stranded_partitions(guard, app.consumer, app.consumer_generation_id):
+        app, settings, nudged = self.app, self.settings, self.nudged
+        for p in await stranded_partitions(self.guard, app.consumer, app.consumer_generation_id):
             if time.monotonic() - nudged.get(p, float("-inf")) < NUDGE_EVERY_S:
                 continue
             nudged[p] = time.monotonic()
             log.warning("%s p%d: the stream delivered nothing for a while yet the partition has "
                         "more records; nudging it", settings.writes_topic, p)
             try:
-                await topics.writes.send(key=b"nudge", value=b"", partition=p,
-                                         headers={NUDGE_HEADER: b"1"})
+                await self.topics.writes.send(key=b"nudge", value=b"", partition=p,
+                                              headers={NUDGE_HEADER: b"1"})
             except Exception as exc:  # Kafka away: the next tick nudges again
                 log.warning("%s p%d: cannot nudge (%s)", settings.writes_topic, p, exc)
                 nudged.pop(p, None)
 
-    @buffers.on_recover
-    async def republish_snapshots() -> None:
+    async def republish_snapshots(self) -> None:
         """Make Redis hold a snapshot of every buffered batch this worker owns (idempotent)."""
+        catalog = self.catalog
         items = []
-        for raw_key, data in buffers.items():
+        for raw_key, data in self.buffers.items():
             if data is None:
                 continue
             key = BufferKey.decode(raw_key)

@@ -12,8 +12,9 @@ SKIP = {"tests", ".venv", ".git", "build", ".state"}
 
 
 def source_files() -> list[Path]:
-    return sorted(p for p in ROOT.rglob("*.py")
-                  if not SKIP.intersection(p.relative_to(ROOT).parts))
+    """The project's Python files (top-level folders other than tests, virtualenvs, state)."""
+    tops = [d for d in ROOT.iterdir() if d.is_dir() and d.name not in SKIP and not d.name.startswith(".")]
+    return sorted(p for d in tops for p in d.rglob("*.py"))
 
 
 def long_functions(path: Path, limit: int) -> list[str]:

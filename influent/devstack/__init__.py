@@ -34,8 +34,8 @@ health probes), :mod:`~influent.devstack.services` (each service's start-up),
 """
 from __future__ import annotations
 
-from influent.devstack.install import (KAFKA_VERSION, require, ensure_redis_installed, kafka_home,
-                                       kafka_classpath)
+from influent.devstack.install import (KAFKA_VERSION, require, ensure_debian_package,
+                                       ensure_redis_installed, kafka_home, kafka_classpath)
 from influent.devstack.processes import (DevstackError, MissingPrerequisite, PortInUse,
                                          ServiceStartError, Service, free_port, free_ports,
                                          port_in_use, kafka_metadata, redis_ping, http_status,
@@ -47,7 +47,7 @@ from influent.devstack.stack import (StackLayout, STACK, dev_up, run_foreground,
                                      dev_status)
 from influent.devstack.cli import (dev)
 
-__all__ = ["KAFKA_VERSION", "DevstackError", "MissingPrerequisite", "PortInUse",
+__all__ = ["KAFKA_VERSION", "ensure_debian_package", "DevstackError", "MissingPrerequisite", "PortInUse",
            "ServiceStartError", "Service", "require", "ensure_redis_installed", "kafka_home",
            "kafka_classpath", "free_port", "free_ports", "port_in_use", "kafka_metadata",
            "redis_ping", "http_status", "launch_kafka", "launch_redis", "launch_s3", "wait_ready",
