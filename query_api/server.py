@@ -25,6 +25,7 @@ from influent.model import MAX_MESSAGE_BYTES
 from persist.catalog import Catalog
 from persist.object_store import open_store
 from query_api.engine import QueryEngine
+from query_api.explorer import PUBLIC_PATHS as EXPLORER_PATHS, mount_explorer
 from query_api.front import FlightTarget
 from query_api.metrics import ApiMetrics
 from query_api.routes.configure import ConfigureRoutes
@@ -36,7 +37,7 @@ from query_api.snapshot_cache import SnapshotCacheMetrics
 from topics.admin import ensure_topics
 
 log = logging.getLogger("influent.api")
-OPEN_PATHS = {"/health", "/api/v1/health", "/ping"}
+OPEN_PATHS = {"/health", "/api/v1/health", "/ping"} | EXPLORER_PATHS
 PROCESS_ID = str(uuid.uuid4())
 
 
@@ -73,11 +74,12 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(ConfigureRoutes().router())
     app.include_router(WriteRoutes(settings, metrics).router())
     app.include_router(engine_router(settings))  # subscriptions, triggers, /api/v3/engine/*
+    mount_explorer(app, settings)  # the browser page at /explorer/ and its pipeline endpoint
     return app
 
 
 class RequestGate:
-    """HTTP middleware: the token check (health and ping stay open), request counts and
+    """HTTP middleware: the token check (health, ping and the explorer's files stay open), request counts and
     latency per route, and the CORS header browsers need."""
 
     def __init__(self, token: str, metrics: ApiMetrics):
