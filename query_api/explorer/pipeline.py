@@ -186,13 +186,12 @@ class PipelineReader:
 
     async def _recent_persists(self) -> list[dict[str, Any]]:
         """The last persist events of the ``persisted`` topic, newest first."""
-        _, consumer = await self._clients()
+        admin, consumer = await self._clients()
         topic = self.settings.persisted_topic
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()  # a topic created after start
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        described = await admin.describe_topics([topic])
+        partitions = sorted(p["partition"] for t in described if not t.get("error_code")
+                            for p in t.get("partitions") or [])
+        tps = [TopicPartition(topic, p) for p in partitions]
         if not tps:
             return []
         starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)

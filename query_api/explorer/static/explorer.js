@@ -58,7 +58,7 @@
       if (!response.ok) throw new Error(await errorText(response));
       const names = (await response.json()).map((r) => r["iox::database"]).sort();
       const wanted = select.value || localStorage.getItem("influent.explorer.db") || names[0] || "";
-      select.innerHTML = names.map((n) => `<option>${escapeHtml(n)}</option>`).join("");
+      select.innerHTML = names.map((n) => `<option value="${escapeHtml(n)}">${escapeHtml(n)}</option>`).join("");
       if (names.includes(wanted)) select.value = wanted;
       $("server-status").textContent = `${names.length} database${names.length === 1 ? "" : "s"}`;
       $("server-status").className = "status ok";
@@ -107,6 +107,7 @@
     const tableButton = ev.target.closest(".table-name");
     if (tableButton) {
       ev.preventDefault();
+      tableButton.closest("details").open = true;
       pickTable(tableButton.dataset.table);
       return;
     }
@@ -277,11 +278,12 @@
     renderTable(columns, rows);
     if (series) {
       state.pendingChart = series;  // drawn now, or when the chart tab is shown
-      if (state.tab === "chart") drawChart($("chart"), series);
+      if (manual && state.tab === "table" && state.autoTable) selectTab("chart");
+      else if (state.tab === "chart") drawChart($("chart"), series);
     } else {
       state.pendingChart = null;
       $("chart").innerHTML = `<p class="muted">${rows.length ? "This result has no time column with numeric columns: see the table." : "No rows."}</p>`;
-      if (manual && rows.length && state.tab === "chart") selectTab("table");
+      if (manual && rows.length && state.tab === "chart") { selectTab("table"); state.autoTable = true; }
     }
   }
 
@@ -346,6 +348,7 @@
   // ---- tabs ------------------------------------------------------------------------------
   function selectTab(name) {
     state.tab = name;
+    state.autoTable = false;  // set again by the caller when the page chose the table itself
     document.querySelectorAll(".tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
     for (const t of ["chart", "table", "pipeline", "write"]) $(`tab-${t}`).hidden = t !== name;
     if (name === "chart" && state.pendingChart) drawChart($("chart"), state.pendingChart);
@@ -374,7 +377,7 @@
 
   function table(caption, columns, rows, empty) {
     if (!rows.length) return `<h3>${caption}</h3><p class="muted">${empty}</p>`;
-    return `<h3>${caption}</h3><table><thead><tr>${columns.map(([h]) => `<th>${h}</th>`).join("")}</tr></thead><tbody>` +
+    return `<h3>${caption}</h3><table><thead><tr>${columns.map(([h, , cls]) => `<th class="${cls || ""}">${h}</th>`).join("")}</tr></thead><tbody>` +
       rows.map((r) => `<tr>${columns.map(([, f, cls]) => `<td class="${cls || ""}">${escapeHtml(f(r) ?? "")}</td>`).join("")}</tr>`).join("") +
       "</tbody></table>";
   }
