@@ -79,8 +79,8 @@ def create_api(settings: Settings) -> FastAPI:
 
 
 class RequestGate:
-    """HTTP middleware: the token check (health, ping and the explorer's files stay open), request counts and
-    latency per route, and the CORS header browsers need."""
+    """HTTP middleware: the token check (health, ping and the explorer's files stay open),
+    request counts and latency per route, and the CORS header browsers need."""
 
     def __init__(self, token: str, metrics: ApiMetrics):
         self.token = token

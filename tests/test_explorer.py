@@ -126,6 +126,15 @@ def test_explorer_in_a_browser(settings, browser, tmp_path):
         if os.environ.get("INFLUENT_UPDATE_SCREENSHOT") == "1":
             shutil.copyfile(shot, ROOT / "docs" / "explorer.png")
 
+        # the default range, "last hour with data": old data is shown from its newest hour
+        old_ns = 1_700_000_000_000_000_000
+        write(settings, db, "\n".join(f"old,host=h{i % 2} v={i} {old_ns + i * 60_000_000_000}"
+                                      for i in range(90)).encode())
+        wait_for_count(settings, db, "old", 90)
+        run_query(browser, "SELECT mean(v) FROM old GROUP BY time(1m), host")
+        assert sorted(series_names(browser)) == ["host=h0", "host=h1"]
+        assert "no data in the last hour" in by_id(browser, "sent").text
+
         # SQL, and the table view, over all time ("as written")
         css(browser, '#range option[value=""]')[0].click()
         run_query(browser, "SELECT hostname, count(*) AS n FROM cpu GROUP BY hostname ORDER BY hostname",
@@ -190,7 +199,7 @@ def test_explorer_in_a_browser(settings, browser, tmp_path):
         after = wait_for(lambda: (lambda p: p if p["persists"] else None)(pipeline(settings)),
                          timeout=30, what="persist events in the pipeline")
         assert after["group"]["state"] == "Empty" and after["group"]["members"] == 0
-        assert {e["table"] for e in after["persists"]} == {"cpu"}
+        assert {e["table"] for e in after["persists"]} == {"cpu", "old"}
         assert sum(x["buffered_rows"] for x in after["partitions"]) == 0
         assert sum(e["rows"] for e in after["persists"]) == sum(t["file_rows"] for t in after["tables"])
         used = [x for x in after["partitions"] if x["writes_end"]]
@@ -291,6 +300,9 @@ def test_prepare_query_applies_the_time_range(browser):
         got = browser.execute_script("return explorer.prepareQuery(...arguments)",
                                      language, query, rng, 1_700_000_000_000)
         assert got == expected, (language, query, rng)
+    assert browser.execute_script(
+        """return explorer.tablesIn('SELECT * FROM "db"."autogen"."my table" WHERE a = \\'from x\\'')""") == ["my table"]
+    assert browser.execute_script("return explorer.tablesIn('SELECT mean(v) FROM cpu GROUP BY time(1m)')") == ["cpu"]
     # the static files name no remote resource: the page works without internet access
     for path in STATIC.iterdir():
         assert "http://" not in path.read_text().replace("http://www.w3.org/2000/svg", ""), path

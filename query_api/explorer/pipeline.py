@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -66,10 +67,20 @@ def snapshot_partition(field_name: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def ipc_rows(data: bytes) -> int:
-    """Rows in an Arrow IPC stream (batches are read zero-copy; nothing is decoded)."""
-    reader = pa.ipc.open_stream(pa.BufferReader(data))
-    return sum(batch.num_rows for batch in reader)
+@dataclass(frozen=True)
+class SnapshotStats:
+    rows: int
+    min_time: int | None  # ns
+    max_time: int | None
+
+
+def snapshot_stats(data: bytes) -> SnapshotStats:
+    """Rows and time bounds of an Arrow IPC stream (batches are read zero-copy)."""
+    table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+    if table.num_rows == 0 or "time" not in table.column_names:
+        return SnapshotStats(table.num_rows, None, None)
+    bounds = pc.min_max(table.column("time").cast(pa.int64()))
+    return SnapshotStats(table.num_rows, bounds["min"].as_py(), bounds["max"].as_py())
 
 
 def persist_event_summary(raw: bytes) -> dict[str, Any] | None:
@@ -86,24 +97,29 @@ def persist_event_summary(raw: bytes) -> dict[str, Any] | None:
 
 
 @dataclass
-class RowCounts:
-    """Rows per buffer snapshot, remembered by (db, table, field, size): a snapshot's bytes
-    never change while it exists, so each is fetched and counted once."""
+class SnapshotStatsCache:
+    """Rows and time bounds per buffer snapshot, remembered by (db, table, field, size): a
+    snapshot's bytes never change while it exists, so each is fetched and read once."""
 
-    rows: dict[tuple[str, str, str, int], int] = field(default_factory=dict)
+    stats: dict[tuple[str, str, str, int], SnapshotStats] = field(default_factory=dict)
 
-    async def count(self, catalog: Catalog, db: str, table: str, sizes: dict[str, int]
-                    ) -> dict[str, int]:
+    async def read(self, catalog: Catalog, db: str, table: str, sizes: dict[str, int]
+                   ) -> dict[str, SnapshotStats]:
         keys = {f: (db, table, f, n) for f, n in sizes.items()}
-        missing = [f for f, k in keys.items() if k not in self.rows]
+        missing = [f for f, k in keys.items() if k not in self.stats]
         values = await catalog.snapshot_values(db, table, missing)
         for f, value in zip(missing, values):
             if value is not None:  # persisted meanwhile: it no longer counts
-                self.rows[keys[f]] = await asyncio.to_thread(ipc_rows, value)
+                self.stats[keys[f]] = await asyncio.to_thread(snapshot_stats, value)
         present = set(keys.values())
-        for k in [k for k in self.rows if k[:2] == (db, table) and k not in present]:
-            del self.rows[k]
-        return {f: self.rows[k] for f, k in keys.items() if k in self.rows}
+        for k in [k for k in self.stats if k[:2] == (db, table) and k not in present]:
+            del self.stats[k]
+        return {f: self.stats[k] for f, k in keys.items() if k in self.stats}
+
+
+def time_bounds(values: list[int | None], pick) -> int | None:
+    found = [v for v in values if v is not None]
+    return pick(found) if found else None
 
 
 class PipelineReader:
@@ -114,7 +130,7 @@ class PipelineReader:
         self.settings = settings
         self.admin: AIOKafkaAdminClient | None = None
         self.consumer: AIOKafkaConsumer | None = None
-        self.row_counts = RowCounts()
+        self.snapshot_stats = SnapshotStatsCache()
         self.lock = asyncio.Lock()
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
@@ -225,7 +241,7 @@ class PipelineReader:
         for db in sorted(await catalog.databases()):
             for table in sorted(await catalog.tables(db)):
                 _, files, sizes = await catalog.table_state_sizes(db, table)
-                rows = await self.row_counts.count(catalog, db, table, sizes)
+                stats = await self.snapshot_stats.read(catalog, db, table, sizes)
                 for name, size in sizes.items():
                     p = snapshot_partition(name)
                     if p is None:
@@ -233,16 +249,20 @@ class PipelineReader:
                     status = parts.setdefault(p, PartitionStatus(p))
                     status.buffered_batches += 1
                     status.buffered_bytes += size
-                    status.buffered_rows += rows.get(name, 0)
+                    status.buffered_rows += stats[name].rows if name in stats else 0
                 for meta in files:
                     status = parts.setdefault(meta.source_partition, PartitionStatus(meta.source_partition))
                     status.files += 1
                     if meta.created_at and (status.last_persist or 0) < meta.created_at:
                         status.last_persist = meta.created_at
-                tables.append({"db": db, "table": table, "buffered_rows": sum(rows.values()),
-                               "buffered_bytes": sum(sizes.values()), "files": len(files),
-                               "file_rows": sum(m.rows for m in files),
-                               "file_bytes": sum(m.size for m in files)})
+                snaps = list(stats.values())
+                tables.append({
+                    "db": db, "table": table, "buffered_rows": sum(x.rows for x in snaps),
+                    "buffered_bytes": sum(sizes.values()), "files": len(files),
+                    "file_rows": sum(m.rows for m in files),
+                    "file_bytes": sum(m.size for m in files),
+                    "min_time": time_bounds([x.min_time for x in snaps] + [m.min_time for m in files], min),
+                    "max_time": time_bounds([x.max_time for x in snaps] + [m.max_time for m in files], max)})
         return tables
 
 

@@ -154,6 +154,7 @@
   function currentRange() {
     const v = $("range").value;
     if (!v) return null;
+    if (v === "auto") return { relative: "1h", auto: true };
     if (v !== "custom") return { relative: v };
     const from = Date.parse($("range-from").value + "Z"), to = Date.parse($("range-to").value + "Z");
     return { from: Number.isNaN(from) ? null : from, to: Number.isNaN(to) ? null : to };
@@ -216,6 +217,32 @@
     return `${text.slice(0, stop).trimEnd()} WHERE ${filter}${stop < text.length ? " " + text.slice(stop) : ""}`;
   }
 
+  /** Tables a query reads (the names after FROM; for "db"."rp"."m" the last part). */
+  function tablesIn(q) {
+    const text = q.replace(/'(?:[^'\\]|\\.|'')*'/g, (m) => " ".repeat(m.length));  // strings out
+    const part = String.raw`(?:"(?:[^"\\]|\\.)*"|[\w-]+)`;
+    const re = new RegExp(String.raw`\bfrom\s+(${part}(?:\.${part})*)`, "ig");
+    const names = [];
+    let hit;
+    while ((hit = re.exec(text)) !== null) {
+      const parts = hit[1].match(new RegExp(part, "g"));
+      const last = parts[parts.length - 1];
+      names.push(last.startsWith('"') ? last.slice(1, -1).replace(/\\(.)/g, "$1") : last);
+    }
+    return names;
+  }
+
+  /** Milliseconds of the newest point in ``tables`` of ``db``, from the catalog (pipeline
+   * endpoint: file records and buffer snapshots), or null. */
+  async function newestPoint(db, tables) {
+    const response = await api("/api/v3/explorer/pipeline");
+    if (!response.ok) return null;
+    const found = (await response.json()).tables
+      .filter((t) => t.db === db && tables.includes(t.table) && t.max_time !== null)
+      .map((t) => t.max_time / 1e6);
+    return found.length ? Math.max(...found) : null;
+  }
+
   $("range").addEventListener("change", () => {
     const custom = $("range").value === "custom";
     $("custom-range").hidden = !custom;
@@ -233,16 +260,30 @@
     if (!q.trim()) return;
     state.running = true;
     $("run").disabled = true;
-    const text = prepareQuery(lang, q, currentRange(), Date.now());
-    $("sent").textContent = text === q.trim() ? "" : `sent: ${text}`;
+    const range = currentRange();
+    let text = prepareQuery(lang, q, range, Date.now());
     if (manual) remember({ lang, db, q });
     const started = performance.now();
     try {
       const path = lang === "influxql" ? "/api/v3/query_influxql" : "/api/v3/query_sql";
-      const response = await api(path, { method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ db, q: text, format: "json" }) });
+      const query = async (sent) => {
+        const response = await api(path, { method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ db, q: sent, format: "json" }) });
+        return { response, rows: response.ok ? await response.json() : null };
+      };
+      let { response, rows } = await query(text);
+      let note = "";
+      if (response.ok && !rows.length && range && range.auto && text !== prepareQuery(lang, q, null, 0)) {
+        // nothing in the last hour: the hour up to the newest point of the tables queried
+        const newest = await newestPoint(db, tablesIn(q));
+        if (newest !== null && newest < Date.now() - 3600e3) {
+          text = prepareQuery(lang, q, { from: newest - 3600e3 + 1, to: newest }, Date.now());
+          ({ response, rows } = await query(text));
+          note = `no data in the last hour: showing the hour up to the newest point (${new Date(newest).toISOString().replace("T", " ").slice(0, 19)} UTC)\n`;
+        }
+      }
+      $("sent").textContent = note + (text === q.trim() ? "" : `sent: ${text}`);
       if (!response.ok) { showError(await errorText(response)); return; }
-      const rows = await response.json();
       showResult(rows, performance.now() - started, manual);
     } catch (err) {
       showError(`request failed: ${err.message || err}`);
@@ -438,7 +479,7 @@
     if (response.ok && !$("database").value) loadDatabases();
   });
 
-  window.explorer = { state, prepareQuery, run, loadDatabases, selectTab };
+  window.explorer = { state, prepareQuery, tablesIn, run, loadDatabases, selectTab };
   renderHistory();
   loadDatabases();
 })();
