@@ -255,11 +255,14 @@
 
   // ---- running queries -------------------------------------------------------------------
   async function run(manual) {
-    if (state.running) return;
+    if (state.running) {  // a live run is in flight: the user's run follows it
+      if (manual) state.rerun = true;
+      return;
+    }
     const db = $("database").value, lang = language(), q = $("editor").value;
     if (!q.trim()) return;
     state.running = true;
-    $("run").disabled = true;
+    document.body.classList.add("running");
     const range = currentRange();
     let text = prepareQuery(lang, q, range, Date.now());
     if (manual) remember({ lang, db, q });
@@ -290,8 +293,10 @@
     } finally {
       state.running = false;
       state.runs += 1;
-      $("run").disabled = false;
+      document.body.classList.remove("running");
       document.body.dataset.runs = String(state.runs);
+      if (manual) document.body.dataset.manualRuns = String((state.manualRuns = (state.manualRuns || 0) + 1));
+      if (state.rerun) { state.rerun = false; setTimeout(() => run(true), 0); }
     }
   }
 
@@ -351,13 +356,22 @@
   }));
 
   // ---- live mode -------------------------------------------------------------------------
+  // Runs start every N seconds (fixed rate, never two at once): a run that takes longer than
+  // the period is followed by the next one at once.
+  async function liveTick() {
+    if (!$("live").checked) return;
+    state.liveStarted = performance.now();
+    await run(false);
+    scheduleLive();
+  }
+
   function scheduleLive() {
     clearTimeout(state.liveTimer);
     if (!$("live").checked) return;
-    state.liveTimer = setTimeout(async () => { await run(false); scheduleLive(); },
-      parseFloat($("live-interval").value) * 1000);
+    const period = parseFloat($("live-interval").value) * 1000;
+    state.liveTimer = setTimeout(liveTick, Math.max(0, (state.liveStarted || 0) + period - performance.now()));
   }
-  $("live").addEventListener("change", () => { if ($("live").checked) run(false); scheduleLive(); });
+  $("live").addEventListener("change", () => { clearTimeout(state.liveTimer); liveTick(); });
   $("live-interval").addEventListener("change", scheduleLive);
 
   // ---- history ---------------------------------------------------------------------------
