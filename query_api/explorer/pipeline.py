@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from influent.config import Settings
 from persist.catalog import Catalog
 from persist.engine_catalog import EngineCatalog, EngineKeys
+from topics.wire import decode_batches
 
 log = logging.getLogger("influent.api.explorer")
 
@@ -75,8 +76,8 @@ class SnapshotStats:
 
 
 def snapshot_stats(data: bytes) -> SnapshotStats:
-    """Rows and time bounds of an Arrow IPC stream (batches are read zero-copy)."""
-    table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+    """Rows and time bounds of a buffer snapshot (an Arrow IPC stream, read zero-copy)."""
+    table = decode_batches(data)
     if table.num_rows == 0 or "time" not in table.column_names:
         return SnapshotStats(table.num_rows, None, None)
     bounds = pc.min_max(table.column("time").cast(pa.int64()))
@@ -148,13 +149,14 @@ class PipelineReader:
         return self.admin, self.consumer
 
     async def close(self) -> None:
-        for client in (self.consumer, self.admin):
-            if client is not None:
-                try:
-                    await client.stop() if client is self.consumer else await client.close()
-                except Exception:  # closing on shutdown: nothing more to do
-                    log.debug("closing an explorer Kafka client failed", exc_info=True)
-        self.consumer = self.admin = None
+        consumer, admin, self.consumer, self.admin = self.consumer, self.admin, None, None
+        try:
+            if consumer is not None:
+                await consumer.stop()
+            if admin is not None:
+                await admin.close()
+        except Exception:  # the clients are dropped either way; new ones start on next use
+            log.debug("closing the explorer's Kafka clients failed", exc_info=True)
 
     async def status(self, catalog: Catalog) -> dict[str, Any]:
         """The pipeline panel's JSON (see the module docstring)."""
