@@ -12,7 +12,6 @@ The shape of the answer is documented in the README (``GET /api/v3/explorer/pipe
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from dataclasses import asdict, dataclass, field
