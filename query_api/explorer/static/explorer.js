@@ -309,7 +309,7 @@
 
   function columnsOf(rows) {
     const seen = new Set();
-    for (const row of rows.slice(0, 200)) for (const k of Object.keys(row)) seen.add(k);
+    for (const row of rows) for (const k in row) seen.add(k);  // JSON rows leave out nulls
     const cols = [...seen];
     return cols.includes("time") ? ["time", ...cols.filter((c) => c !== "time")] : cols;
   }
