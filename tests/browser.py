@@ -6,14 +6,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from influent import devstack
+from influent.devstack.install import ensure_debian_package
 
 
 def ensure_chromium() -> tuple[str, str]:
     """(chromium, chromedriver) paths, installing Debian's packages first when missing.
     Raises :class:`~influent.devstack.MissingPrerequisite` when they cannot be installed."""
-    browser = devstack.ensure_debian_package("chromium", "chromium")
-    driver = devstack.ensure_debian_package("chromedriver", "chromium-driver")
+    browser = ensure_debian_package("chromium", "chromium")
+    driver = ensure_debian_package("chromedriver", "chromium-driver")
     return browser, driver
 
 
