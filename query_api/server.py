@@ -25,11 +25,12 @@ from influent.model import MAX_MESSAGE_BYTES
 from persist.catalog import Catalog
 from persist.object_store import open_store
 from query_api.engine import QueryEngine
-from query_api.explorer import PUBLIC_PATHS as EXPLORER_PATHS, mount_explorer
+from query_api.explorer import PUBLIC_PATHS as EXPLORER_PATHS
 from query_api.front import FlightTarget
 from query_api.metrics import ApiMetrics
 from query_api.routes.configure import ConfigureRoutes
 from query_api.routes.engine import engine_metrics, engine_router
+from query_api.routes.explorer import ExplorerRoutes
 from query_api.routes.flight import FlightQueries, start_flight
 from query_api.routes.query import VERSION, QueryRoutes
 from query_api.routes.write import WriteRoutes
@@ -74,7 +75,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(ConfigureRoutes().router())
     app.include_router(WriteRoutes(settings, metrics).router())
     app.include_router(engine_router(settings))  # subscriptions, triggers, /api/v3/engine/*
-    mount_explorer(app, settings)  # the browser page at /explorer/ and its pipeline endpoint
+    ExplorerRoutes(settings).mount(app)  # the browser page at /explorer/, its pipeline endpoint
     return app
 
 

@@ -6,6 +6,7 @@ collaborators (settings, metrics) and builds its ``APIRouter``:
 - ``configure`` — databases and tables: ``/api/v3/configure/database`` and ``/table``;
 - ``engine``    — subscriptions, processing-engine triggers, ``/api/v3/engine/<path>``;
 - ``flight``    — Arrow Flight ``DoGet`` (its own gRPC server, the same queries as ``query``).
+- ``explorer``  — the browser page (``/``, ``/explorer/``) and ``/api/v3/explorer/pipeline``.
 
 Per-process objects made at start-up (catalog, query engine, Kafka producer) are on
 ``request.app.state``; :mod:`query_api.server` creates them and mounts the routers.
