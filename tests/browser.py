@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from influent.devstack.install import ensure_debian_package
+from influent.devstack import ensure_debian_package
 
 
 def ensure_chromium() -> tuple[str, str]:
