@@ -160,9 +160,10 @@ def test_write_json_reports_errors_by_element(stack):
 # ---- InfluxDB 1.x migration and import ------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def source_db(influxdb1: InfluxDB1) -> str:
+def source_db(influxdb1: InfluxDB1):
     """A database in the real influxd: TSBS cpu (3 hosts, 1 h), a mixed-type measurement, and
-    a second, non-default retention policy."""
+    a second, non-default retention policy. Dropped afterwards: the influxd is shared with the
+    InfluxQL compatibility suite, whose SHOW DATABASES must not see it."""
     db = unique("src")
     for q in (f'CREATE DATABASE "{db}"',
               f'CREATE RETENTION POLICY "rp2" ON "{db}" DURATION INF REPLICATION 1'):
@@ -172,7 +173,8 @@ def source_db(influxdb1: InfluxDB1) -> str:
     influxdb1.write(db, MIXED)
     status, body = influxdb1.request("POST", "/write", {"db": db, "rp": "rp2"}, RP2_LINES)
     assert status == 204, body
-    return db
+    yield db
+    influxdb1.request("POST", "/query", {"q": f'DROP DATABASE "{db}"'})
 
 
 def source_points(server: InfluxDB1, db: str, measurement: str, rp: str | None = None) -> dict:
