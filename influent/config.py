@@ -45,6 +45,8 @@ class Settings:
     tick_interval: float = 5.0
     max_body_bytes: int = 10 * 1024 * 1024
     query_cache_bytes: int = 512 * 1024 * 1024  # decoded buffer snapshots kept by a query API
+    query_timeout: float = 60.0  # seconds a query may run (query_api/sql_guard.py)
+    query_memory_bytes: int = 1024 * 1024 * 1024  # DataFusion memory pool of one query
     plugin_dir: str = ""
     log_level: str = "info"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,17 +23,15 @@ from persist.engine_catalog import processing_engine_logs
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
 from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
+from query_api import sql_guard
 from query_api.snapshot_cache import SnapshotCache
+from query_api.sql_guard import QueryError
 from query_api.tag_filter import TagFilter, keep_matching
 from topics.wire import ORDER_SEQ, ORDER_TS, decode_batches
 
 
 class DatabaseNotFound(LookupError):
     pass
-
-
-class QueryError(ValueError):
-    """A query the engine refused (bad SQL, unknown table, ...): a 400 for the client."""
 
 
 @dataclass
@@ -172,16 +171,18 @@ class QueryEngine:
         await self.require_database(db)
         tables = referenced_tables(sql, await self.catalog.tables(db))
         schemas = {t: arrow_schema(await self.catalog.table_schema(db, t)) for t in tables}
-        planner = datafusion.SessionContext()
+        planner = sql_guard.new_session()
         for name, schema in schemas.items():
             _register(planner, name, schema.empty_table())
         system = await system_tables(self.catalog, db, sql)  # processing engine's system.*
         register_system_tables(planner, system)
         try:
             limits = await asyncio.to_thread(plan_scan_limits, planner, sql, params)
+        except QueryError:
+            raise
         except Exception as exc:  # DataFusion raises plain Exceptions for user errors
-            raise QueryError(_clean_error(str(exc))) from exc
-        ctx = datafusion.SessionContext()
+            raise sql_guard.query_error(exc) from exc
+        ctx = sql_guard.new_session()
         register_system_tables(ctx, system)
         for name in tables:
             rng = limits.time.get(name, UNBOUNDED)
@@ -191,47 +192,34 @@ class QueryEngine:
     async def sql_stream(self, db: str, sql: str, params: dict[str, Any] | None = None,
                          stats: QueryStats | None = None
                          ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-        """Plan now (so errors surface before a response starts), execute lazily: the result
-        batches are pulled from DataFusion as the response is written."""
+        """Plan and compute the first batch now (so errors, including the time limit, surface
+        before a response starts); the remaining batches are pulled as the response is
+        written. Read-only and within the query limits (query_api/sql_guard.py)."""
         stats = stats if stats is not None else QueryStats()
-        ctx = await self.context(db, sql, params, stats)
+        deadline = time.monotonic() + sql_guard.limits().timeout_s
 
-        def plan() -> datafusion.DataFrame:
-            try:
-                return ctx.sql(sql, param_values=params) if params else ctx.sql(sql)
-            except Exception as exc:
-                raise QueryError(_clean_error(str(exc))) from exc
+        async def head() -> tuple[pa.Schema, datafusion.RecordBatchStream, list[pa.RecordBatch]]:
+            ctx = await self.context(db, sql, params, stats)
+            df = await asyncio.to_thread(sql_guard.plan, ctx, sql, params)
+            stream = await sql_guard.start(df)
+            first = await sql_guard.next_batch(stream)
+            return df.schema(), stream, [] if first is None else [first]
 
-        df = await asyncio.to_thread(plan)
-        schema = df.schema()
-
-        def first() -> tuple[Iterator, list[pa.RecordBatch]]:
-            # the first batch is computed before the response starts: most execution errors
-            # (casts, overflows) show up here and still become a 400
-            try:
-                stream = iter(df.execute_stream())
-                head = [b.to_pyarrow() for b in itertools.islice(stream, 1)]
-            except Exception as exc:
-                raise QueryError(_clean_error(str(exc))) from exc
-            return stream, head
-
-        stream, head = await asyncio.to_thread(first)
-        rest = (b.to_pyarrow() for b in stream)
-        return schema, itertools.chain(head, rest)
+        schema, stream, first = await sql_guard.within_limit(head(), deadline)
+        return schema, itertools.chain(first, sql_guard.remaining(stream, deadline))
 
     async def sql(self, db: str, sql: str, params: dict[str, Any] | None = None,
                   stats: QueryStats | None = None) -> pa.Table:
+        """The whole result as one table (Flight, plugins), read-only and within the limits."""
         stats = stats if stats is not None else QueryStats()
-        ctx = await self.context(db, sql, params, stats)
+        deadline = time.monotonic() + sql_guard.limits().timeout_s
 
-        def run() -> pa.Table:
-            try:
-                df = ctx.sql(sql, param_values=params) if params else ctx.sql(sql)
-                return df.to_arrow_table()
-            except Exception as exc:
-                raise QueryError(_clean_error(str(exc))) from exc
+        async def run() -> pa.Table:
+            ctx = await self.context(db, sql, params, stats)
+            df = await asyncio.to_thread(sql_guard.plan, ctx, sql, params)
+            return await sql_guard.collect(df, deadline)
 
-        return await asyncio.to_thread(run)
+        return await sql_guard.within_limit(run(), deadline)
 
 
 class EngineSource:
@@ -255,10 +243,6 @@ class EngineSource:
                    tags: TagFilter | None = None) -> pa.Table:
         rng = TimeRange(*time_range) if time_range else UNBOUNDED
         return await self.engine.load_table(db, table, rng, self.stats, tags)
-
-
-def _clean_error(message: str) -> str:
-    return re.sub(r"\s+", " ", message).strip()
 
 
 # ---- system tables of the processing engine (processing_engine, persist/engine_catalog.py) ----

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import datafusion
 
+from query_api import sql_guard
 from query_api.tag_filter import TagFilter, both, either, one_column
 
 
@@ -173,7 +174,7 @@ class ScanLimits:
 
 
 def plan_scan_limits(ctx: datafusion.SessionContext, sql: str, params=None) -> ScanLimits:
-    df = ctx.sql(sql, param_values=params) if params else ctx.sql(sql)
+    df = sql_guard.plan(ctx, sql, params)  # read-only: DDL/DML/SET never run, even here
     plan = df.optimized_logical_plan()
     return ScanLimits(table_time_ranges(plan), table_tag_filters(plan))
 

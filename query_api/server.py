@@ -25,6 +25,7 @@ from influent.model import MAX_MESSAGE_BYTES
 from persist.catalog import Catalog
 from persist.object_store import open_store
 from query_api.engine import QueryEngine
+from query_api import sql_guard
 from query_api.explorer import PUBLIC_PATHS as EXPLORER_PATHS
 from query_api.front import FlightTarget
 from query_api.metrics import ApiMetrics
@@ -35,6 +36,7 @@ from query_api.routes.flight import FlightQueries, start_flight
 from query_api.routes.query import VERSION, QueryRoutes
 from query_api.routes.write import WriteRoutes
 from query_api.snapshot_cache import SnapshotCacheMetrics
+from query_api.sql_guard import QueryLimits
 from topics.admin import ensure_topics
 
 log = logging.getLogger("influent.api")
@@ -43,6 +45,7 @@ PROCESS_ID = str(uuid.uuid4())
 
 
 def create_api(settings: Settings) -> FastAPI:
+    sql_guard.configure(QueryLimits(settings.query_timeout, settings.query_memory_bytes))
     metrics = ApiMetrics()
 
     @asynccontextmanager

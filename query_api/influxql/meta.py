@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import re
 
-import datafusion
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from query_api import sql_guard
 from query_api.influxql import ast
 from query_api.influxql.conditions import compile_condition, quote_ident, split_condition
 from query_api.influxql.results import Series, StatementResult
@@ -82,12 +82,12 @@ def _matching(table: pa.Table, kinds: dict[str, str], condition: ast.Expr | None
     where = " WHERE " + " AND ".join(parts) if parts else ""
     select = ", ".join(f"{quote_ident(c)} AS \"__k{i}\"" if c in names else
                        f"CAST(NULL AS VARCHAR) AS \"__k{i}\"" for i, c in enumerate(columns))
-    ctx = datafusion.SessionContext()
+    ctx = sql_guard.new_session()
     batches = table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
     ctx.register_record_batches("m", [batches])
     if not columns:
         select = "1 AS __one"
-    return plain_strings(ctx.sql(f"SELECT DISTINCT {select} FROM m{where}").to_arrow_table())
+    return plain_strings(sql_guard.plan(ctx, f"SELECT DISTINCT {select} FROM m{where}").to_arrow_table())
 
 
 #: InfluxDB 1.x's shard group duration for a retention policy without expiry (7 days); groups

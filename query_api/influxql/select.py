@@ -18,6 +18,7 @@ import datafusion
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from query_api import sql_guard
 from query_api.influxql import ast
 from query_api.influxql.arrowutil import arange, arrow_type, run_starts
 from query_api.influxql.conditions import compile_condition, quote_ident
@@ -52,9 +53,9 @@ def _o(i: int) -> str:
 
 def _sql(ctx: datafusion.SessionContext, query: str) -> pa.Table:
     try:
-        table = ctx.sql(query).to_arrow_table()
+        table = sql_guard.plan(ctx, query).to_arrow_table()
     except Exception as exc:  # DataFusion raises plain Exceptions
-        raise ExecutionError(" ".join(str(exc).split())) from exc
+        raise ExecutionError(str(sql_guard.query_error(exc))) from exc
     return plain_strings(table)
 
 
@@ -68,7 +69,7 @@ def plain_strings(table: pa.Table) -> pa.Table:
 
 
 def _context(table: pa.Table, name: str) -> datafusion.SessionContext:
-    ctx = datafusion.SessionContext()
+    ctx = sql_guard.new_session()
     batches = table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
     ctx.register_record_batches(name, [batches])
     return ctx

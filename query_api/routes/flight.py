@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from query_api import sql_guard
 from query_api.engine import EngineSource, QueryEngine, QueryError, QueryStats
 from query_api.influxql.executor import execute_influxql
 from query_api.influxql.results import to_table_rows
@@ -72,6 +73,8 @@ class InfluentFlightServer(flight.FlightServerBase):
             table = future.result(self.timeout)
         except LookupError as exc:
             raise flight.FlightServerError(f"database not found: {db}") from exc
+        except TimeoutError as exc:  # the query limit (INFLUENT_QUERY_TIMEOUT)
+            raise flight.FlightTimedOutError(str(exc)) from exc
         except ValueError as exc:  # bad SQL/InfluxQL: the engine's message
             raise flight.FlightServerError(str(exc)) from exc
         return flight.RecordBatchStream(table)
@@ -101,8 +104,10 @@ class FlightQueries:
             if kind == "sql":
                 return await self.engine.sql(db, q, params, stats)
             await self.engine.require_database(db)
-            body = await execute_influxql(q, db, EngineSource(self.engine, stats),
-                                          now_ns=time.time_ns(), epoch="ns", params=params)
+            body = await sql_guard.within_limit(
+                execute_influxql(q, db, EngineSource(self.engine, stats),
+                                 now_ns=time.time_ns(), epoch="ns", params=params),
+                time.monotonic() + sql_guard.limits().timeout_s)
             results = body.get("results") or []
             error = body.get("error") or (results[0].get("error") if results else None)
             if error:

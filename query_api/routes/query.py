@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from influent.config import Settings
+from query_api import sql_guard
 from query_api.engine import DatabaseNotFound, EngineSource, QueryError, QueryStats
 from query_api.formats import CONTENT_TYPES, pick_format, render, render_batches
 from query_api.influxql.executor import execute_influxql, query_target
@@ -18,6 +19,7 @@ from query_api.influxql.results import encode_json, to_table_rows
 from query_api.metrics import ApiMetrics
 from query_api.routes.common import query_args
 from query_api.routes.engine import subscription_statements
+from query_api.sql_guard import QueryTimeout
 
 VERSION = "0.1.0"
 
@@ -54,6 +56,8 @@ class QueryRoutes:
             schema, batches = await request.app.state.engine.sql_stream(db, q, params or None, stats)
         except DatabaseNotFound as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
+        except QueryTimeout as exc:
+            return JSONResponse({"error": str(exc)}, status_code=504)
         except QueryError as exc:
             return PlainTextResponse(str(exc), status_code=400)
         finally:
@@ -72,10 +76,13 @@ class QueryRoutes:
                 return {"error": "error parsing query parameters: params must be JSON"}, stats
         app = request.app
         try:
-            body = await execute_influxql(q, db or None, EngineSource(app.state.engine, stats),
-                                          now_ns=time.time_ns(), epoch=epoch, rp=rp,
-                                          params=params or None,
-                                          subscriptions=subscription_statements(app, self.settings))
+            body = await sql_guard.within_limit(
+                execute_influxql(q, db or None, EngineSource(app.state.engine, stats),
+                                 now_ns=time.time_ns(), epoch=epoch, rp=rp, params=params or None,
+                                 subscriptions=subscription_statements(app, self.settings)),
+                time.monotonic() + self.settings.query_timeout)
+        except QueryTimeout as exc:
+            return {"error": str(exc)}, stats
         finally:
             self.metrics.observe(stats)
         return body, stats
@@ -89,6 +96,8 @@ class QueryRoutes:
         body, _ = await self.influxql(request, args.get("db"), q, args.get("epoch"), args.get("rp"),
                                       args.get("params"))
         status = 400 if "error" in body and "results" not in body else 200
+        if status == 400 and body["error"].startswith(sql_guard.TIMEOUT_PREFIX):
+            status = 504
         headers = {"X-Influxdb-Version": VERSION}
         if str(args.get("chunked", "")).lower() == "true" and status == 200:
             try:
@@ -126,7 +135,8 @@ class QueryRoutes:
         results = body.get("results") or []
         error = body.get("error") or (results[0].get("error") if results else None)
         if error:
-            return PlainTextResponse(error, status_code=400)
+            status = 504 if error.startswith(sql_guard.TIMEOUT_PREFIX) else 400
+            return PlainTextResponse(error, status_code=status)
         return StreamingResponse(render(to_table_rows(body), fmt), media_type=CONTENT_TYPES[fmt])
 
 
