@@ -3,8 +3,10 @@
 Per message (one event at a time, so Faust knows the current event and table writes land in
 the message's own changelog partition):
 
-1. decode (gzip), pick the database (header ``db``) and precision (header ``precision``);
-2. parse and validate the lines (topics/), then check their columns against the catalog;
+1-2. admit it (persist/admission.py, the same checks as the HTTP write endpoints): decode
+   (header ``content-encoding``; Telegraf JSON by ``content-type`` or a leading ``{``, rendered
+   to line protocol), database (header ``db``), precision (header ``precision``), parse,
+   reserved names, column kinds against the catalog;
 3. write one buffers-table entry per (table, partition key), publish the same batch as a Redis
    snapshot for the query API, and forward it on ``influent.accepted``;
 4. send every rejected line, with its reason, to ``influent.rejected``.
@@ -15,10 +17,8 @@ offset is committed only after its rows are in the changelog-backed table.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import time
-import zlib
 from dataclasses import dataclass, field
 
 import faust
@@ -31,20 +31,17 @@ from agents.offset_guard import (OffsetGuard, faust_message, read_back_with_retr
                                  stranded_partitions, take_baselines_on_assignment)
 from influent.config import Settings
 from influent.failpoints import skip_once
-from persist.catalog import Catalog, schema_conflicts, validate_db_name
+from persist.admission import Admission, WriteRequest, admit
+from persist.catalog import Catalog
 from persist.partitioning import partition_keys, split_by_partition
 from tables.buffers import BufferKey
 from topics.declarations import PipelineTopics
-from topics.line_protocol import LineError, ParsedTable, parse_lp
-from topics.telegraf_json import JsonAsLineProtocol, is_json_message, read_document, to_line_protocol
-from topics.validate import offered_columns, reject_rows, reserved_name_conflicts
+from topics.line_protocol import LineError
 from topics.wire import (NUDGE_HEADER, ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, BatchRef,
                          RejectedLine, batch_stats, encode_batch, header_dict, now)
 
 log = logging.getLogger("influent.ingest")
 
-PRECISIONS = {"ns", "n", "nanosecond", "us", "u", "microsecond", "ms", "millisecond",
-              "s", "second", "auto"}
 TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 NUDGE_EVERY_S = 30.0  # at most one nudge per partition this often
 
@@ -93,13 +90,27 @@ def whole_message_error(body: bytes, reason: str) -> list[LineError]:
     return errors
 
 
-def decode_body(msg: SourceMessage) -> bytes:
-    encoding = msg.headers.get("content-encoding", "").lower()
-    if encoding in ("", "identity"):
-        return msg.value
-    if encoding == "gzip":
-        return gzip.decompress(msg.value)
-    raise ValueError(f"unsupported content-encoding '{encoding}'")
+def write_request(msg: SourceMessage, default_db: str, max_body_bytes: int) -> WriteRequest:
+    """A writes-topic message as a write for the admission. A message is never refused for its
+    own size (the broker bounds it); what gzip inflates it to is bounded by the body limit."""
+    return WriteRequest(body=msg.value, database=msg.headers.get("db") or default_db,
+                        precision=msg.headers.get("precision") or "ns",
+                        content_encoding=msg.headers.get("content-encoding"),
+                        default_time_ns=msg.timestamp_ms * 1_000_000,
+                        max_body_bytes=max(max_body_bytes, len(msg.value)),
+                        body_format="sniff", content_type=msg.headers.get("content-type"),
+                        precision_given="precision" in msg.headers)
+
+
+def refused_lines(admission: Admission) -> list[LineError]:
+    """A refused message as rejected lines: each line with the reason, or one record (line 0)
+    when the body could not be decoded (the message itself stays at its offset)."""
+    refusal = admission.refusal
+    if refusal.too_large or refusal.undecodable:
+        return [LineError(line=0, original="", reason=f"cannot decode message body: {refusal.reason}")]
+    if refusal.invalid_document:  # JSON that is not Telegraf's: one record quoting the body
+        return [LineError(1, admission.body[:4096].decode("utf-8", "replace"), refusal.reason)]
+    return whole_message_error(admission.body, refusal.reason)
 
 
 def with_write_order(batch: pa.RecordBatch, lines: pa.Array, msg: SourceMessage) -> pa.RecordBatch:
@@ -110,54 +121,19 @@ def with_write_order(batch: pa.RecordBatch, lines: pa.Array, msg: SourceMessage)
     return batch.append_column(ORDER_TS, ts).append_column(ORDER_SEQ, seq)
 
 
-async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str) -> IngestOutcome:
-    """Parse, validate and split one writes message (no Kafka side effects)."""
-    db = msg.headers.get("db") or default_db
+async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str,
+                         max_body_bytes: int) -> IngestOutcome:
+    """Admit one writes message (persist/admission.py) and split what it accepted into
+    buffer batches (no Kafka side effects)."""
+    [admission] = await admit([write_request(msg, default_db, max_body_bytes)], catalog)
+    db = admission.request.database
     outcome = IngestOutcome(database=db)
-    try:
-        body = decode_body(msg)
-    except (OSError, EOFError, zlib.error, ValueError) as exc:
-        outcome.rejected = whole_message_error(msg.value[:4096], f"cannot decode message body: {exc}")
+    if admission.refusal is not None:
+        outcome.rejected = refused_lines(admission)
         return outcome
-    precision = msg.headers.get("precision", "ns").lower() or "ns"
-    reason = validate_db_name(db)
-    if reason is None and precision not in PRECISIONS:
-        reason = f"invalid precision '{precision}': expected one of ns, us, ms, s, auto"
-    if reason:
-        outcome.rejected = whole_message_error(body, reason)
-        return outcome
-
-    json_view: JsonAsLineProtocol | None = None
-    if is_json_message(msg.headers, body):  # Telegraf JSON: rendered to line protocol first
-        try:
-            doc = read_document(body)
-            known = {n: (await catalog.table_schema(db, n)).fields for n in doc.names}
-            # Telegraf sets no headers: without one, the timestamp's magnitude tells its unit
-            json_view = to_line_protocol(doc, precision if "precision" in msg.headers else "auto",
-                                         known)
-        except ValueError as exc:
-            outcome.rejected = [LineError(1, body[:4096].decode("utf-8", "replace"), str(exc))]
-            return outcome
-        body, precision = json_view.body, "ns"
-
-    default_time = msg.timestamp_ms * 1_000_000
-    result = parse_lp(body, precision=precision, default_time=default_time)
-    rejected = list(result.errors)
-    raw_lines: list[bytes] | None = None
-    for table in result.tables.values():
-        offered = offered_columns(table)
-        conflicts = reserved_name_conflicts(table)
-        known = await catalog.ensure_columns(db, table.name, {
-            c: k for c, k in offered.items() if c not in conflicts})
-        conflicts.update(schema_conflicts(offered, known.columns))
-        kept: ParsedTable | None = table
-        if conflicts:
-            raw_lines = raw_lines if raw_lines is not None else body.split(b"\n")
-            kept, errors = reject_rows(table, conflicts, raw_lines)
-            rejected.extend(errors)
-        if kept is None:
-            continue
-        ordered = with_write_order(kept.batch, kept.lines, msg)
+    outcome.rejected = admission.rejected
+    for table in admission.tables:
+        ordered = with_write_order(table.batch, table.lines, msg)
         template = await catalog.partition_template(db, table.name)
         for pk, part in split_by_partition(ordered, partition_keys(ordered, template)).items():
             if await catalog.is_obsolete(db, table.name, pk, msg.partition, msg.offset,
@@ -165,9 +141,6 @@ async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str) 
                 continue  # a replay of rows already in a file, or of a deleted database
             ref = BatchRef(db, table.name, pk, msg.topic, msg.partition, msg.offset)
             outcome.batches.append((ref, part))
-    if json_view is not None:
-        rejected = json_view.in_json_terms(rejected)
-    outcome.rejected = sorted(rejected, key=lambda e: e.line)
     return outcome
 
 
@@ -234,7 +207,8 @@ class Ingester:
         delay = 0.2
         while True:
             try:
-                outcome = await ingest_message(msg, catalog, settings.default_db)
+                outcome = await ingest_message(msg, catalog, settings.default_db,
+                                               settings.max_body_bytes)
                 await self.publish(msg, outcome)
                 if outcome.rejected:
                     log.info("p%d@%d: %d rows buffered, %d lines rejected", msg.partition,

@@ -143,6 +143,29 @@ class Catalog:
             await pipe.execute()
         return await self.table_schema(db, table)
 
+    async def claim_columns(self, claims: dict[tuple[str, str], dict[str, str]]
+                            ) -> dict[tuple[str, str], TableSchema]:
+        """``ensure_columns`` for many (database, table) pairs in one round trip: offered
+        columns that are new are added (first writer wins), and each resulting schema is read
+        in the same transaction."""
+        keys = list(claims)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for db, table in keys:
+                pipe.sadd(self.k_dbs(), db)
+                pipe.sadd(self.k_tables(db), table)
+                pipe.hsetnx(self.k_columns(db, table), "time", TIME)
+                for column, kind in claims[(db, table)].items():
+                    pipe.hsetnx(self.k_columns(db, table), column, kind)
+                pipe.hgetall(self.k_columns(db, table))
+            replies = await pipe.execute()
+        schemas, at = {}, 0
+        for db, table in keys:
+            at += 3 + len(claims[(db, table)])
+            schemas[(db, table)] = TableSchema({k.decode(): v.decode()
+                                                for k, v in replies[at].items()})
+            at += 1
+        return schemas
+
     # ---- partition templates --------------------------------------------------------------
     def k_templates(self) -> str:
         return f"{self.ns}:templates"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from persist.catalog import validate_db_name
+from persist.admission import database_name_error
 from persist.engine_catalog import PluginStore
 
 log = logging.getLogger("influent.plugins")
@@ -95,7 +95,7 @@ class PluginApi:
     # ---- writes -------------------------------------------------------------------------
     @staticmethod
     def _checked_db(db: str) -> str:
-        reason = validate_db_name(db)
+        reason = database_name_error(db)
         if reason:
             raise ValueError(reason)
         return db

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,11 @@ from processing_engine.local_api import CallContext, PluginApi, QueryError
 from processing_engine.plugins import PluginLoader, call_in_thread
 from processing_engine.rows import query_rows
 from influent.config import Settings
+from persist.admission import WriteRequest, admit
+from persist.catalog import Catalog
 from persist.engine_catalog import EngineCatalog, PluginStore, Trigger
+from topics.line_protocol import LineError
+from topics.wire import RejectedLine, now
 
 log = logging.getLogger("influent.plugins")
 
@@ -33,6 +38,14 @@ SYNC_TIMEOUT = 120.0
 
 #: (database, sql, params) -> result table, run on the event loop.
 QueryTable = Callable[[str, str, "dict[str, Any] | None"], Awaitable[pa.Table]]
+
+
+class WriteRefused(ValueError):
+    """A plugin's write was refused: an invalid database name, or rejected lines."""
+
+
+def rejected_text(rejected: list[LineError]) -> str:
+    return "; ".join(f"line {e.line} rejected: {e.reason}" for e in rejected)
 
 
 def origin_of(trigger: Trigger) -> str:
@@ -78,19 +91,41 @@ class PluginRuntime:
         self.query_table = query_table
         self.loader = PluginLoader(settings.plugins_path)
 
-    async def produce(self, db: str, lines: list[str], origin: str) -> None:
-        """Send lines to the writes topic (acks=all) as one message, tagged with their origin."""
+    async def produce(self, db: str, lines: list[str], origin: str) -> list[LineError]:
+        """Admit the lines as any write is admitted (persist/admission.py), send the accepted
+        ones to the writes topic (acks=all) as one message tagged with their origin, and the
+        rejected ones to the rejected topic. Returns the rejected lines; WriteRefused when the
+        whole write is (an invalid database name)."""
         if not lines:
-            return
-        headers = [("db", db.encode()), ("precision", b"ns"), (ORIGIN_HEADER, origin.encode())]
-        await self.producer.send_and_wait(self.settings.writes_topic, "\n".join(lines).encode(),
-                                          headers=headers)
+            return []
+        request = WriteRequest(body="\n".join(lines).encode(), database=db, precision="ns",
+                               default_time_ns=time.time_ns(),
+                               max_body_bytes=max(self.settings.max_body_bytes,
+                                                  sum(len(line) + 1 for line in lines)))
+        [admission] = await admit([request], Catalog(self.catalog.redis, self.settings.app_id))
+        if admission.refusal is not None:
+            raise WriteRefused(admission.refusal.reason)
+        for err in admission.rejected:
+            record = RejectedLine(db, err.line, err.original, err.reason, origin, -1, -1, now())
+            await self.producer.send(self.settings.rejected_topic, record.to_json(),
+                                     key=db.encode())
+        if admission.tables:
+            headers = [("db", db.encode()), ("precision", b"ns"), ("content-type", b"text/plain"),
+                       (ORIGIN_HEADER, origin.encode())]
+            await self.producer.send_and_wait(self.settings.writes_topic,
+                                              admission.accepted_body(), headers=headers)
+        elif admission.rejected:
+            await self.producer.flush()
+        return admission.rejected
 
     def _context(self, trigger: Trigger, loop: asyncio.AbstractEventLoop) -> CallContext:
         origin = origin_of(trigger)
 
         def write_now(db: str, lines: list[str]) -> None:
-            asyncio.run_coroutine_threadsafe(self.produce(db, lines, origin), loop).result(SYNC_TIMEOUT)
+            rejected = asyncio.run_coroutine_threadsafe(
+                self.produce(db, lines, origin), loop).result(SYNC_TIMEOUT)
+            if rejected:  # write_sync reports a bad line to the plugin, as InfluxDB 3 does
+                raise WriteRefused(rejected_text(rejected))
 
         def query(db: str, sql: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
             future = asyncio.run_coroutine_threadsafe(self.query_table(db, sql, params), loop)
@@ -128,7 +163,10 @@ class PluginRuntime:
             for target, line in api.buffered:
                 by_db.setdefault(target, []).append(line)
             for target, lines in by_db.items():
-                await self.produce(target, lines, origin_of(trigger))
+                rejected = await self.produce(target, lines, origin_of(trigger))
+                if rejected:  # the call succeeded; its bad lines are reported in its log
+                    await asyncio.to_thread(self.store.log, db, name, "ERROR",
+                                            f"write to {target}: {rejected_text(rejected)}")
         except Exception as exc:  # noqa: BLE001 - a plugin may raise anything
             message = f"error executing plugin {trigger.plugin_filename} ({function}): " \
                       f"{type(exc).__name__}: {exc}"

@@ -1,66 +1,97 @@
-"""The write router's checks (pure): parse and validate a request body before it is produced
-to ``influent.writes``, and shape errors as InfluxDB 3 does."""
+"""The write router: admit a request body (persist/admission.py, the same checks the ingest
+agent runs), produce exactly the accepted lines to ``influent.writes``, and answer as InfluxDB 3
+does. Rejected lines also go to ``influent.rejected``."""
 from __future__ import annotations
 
-import zlib
+import logging
+import time
 from dataclasses import dataclass
+from typing import Any
 
-from persist.catalog import TableSchema, schema_conflicts
-from topics.line_protocol import LineError, ParseResult
-from topics.validate import offered_columns, reject_rows
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
 
+from influent.config import Settings
+from persist.admission import Admission, WriteRequest, admit
+from persist.catalog import Catalog
+from topics.line_protocol import LineError
+from topics.wire import RejectedLine, now
+
+log = logging.getLogger("influent.api")
 ORIGINAL_LINE_BYTES = 20
 
 
-class BodyTooLarge(ValueError):
-    pass
+@dataclass(frozen=True)
+class WriteParams:
+    """How one HTTP write endpoint asked for the body to be written."""
 
-
-def read_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
-    """The decoded request body; gzip is inflated with the same size limit."""
-    encoding = (encoding or "identity").lower()
-    if encoding == "identity":
-        if len(raw) > limit:
-            raise BodyTooLarge(f"the request body exceeds the limit of {limit} bytes")
-        return raw
-    if encoding != "gzip":
-        raise ValueError(f"unsupported content encoding '{encoding}'")
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        body = inflater.decompress(raw, limit + 1)
-    except zlib.error as exc:
-        raise ValueError(f"invalid gzip body: {exc}") from exc
-    if len(body) > limit:
-        raise BodyTooLarge(f"the decompressed request body exceeds the limit of {limit} bytes")
-    return body
+    database: str | None
+    precision: str
+    accept_partial: bool
+    precisions: frozenset[str]
+    no_sync: bool = False
+    body_format: str = "lp"  # "json": Telegraf JSON (/api/v3/write_json)
 
 
 @dataclass
-class CheckedWrite:
-    errors: list[LineError]
-    valid_lines: list[int]  # 1-based numbers of the lines that will be written
+class WriteRouter:
+    settings: Settings
+    catalog: Catalog
+    producer: AIOKafkaProducer
+    lines_written: Counter
+    lines_rejected: Counter
 
-    def body_of_valid_lines(self, body: bytes) -> bytes:
-        lines = body.split(b"\n")
-        return b"\n".join(lines[n - 1] for n in self.valid_lines)
+    async def write(self, raw: bytes, encoding: str | None, params: WriteParams
+                    ) -> tuple[int, Any]:
+        """(HTTP status, JSON body or None) for one write request."""
+        db = params.database
+        if not db:
+            return 400, {"error": "missing query parameter 'db'"}
+        request = WriteRequest(body=raw, database=db, precision=params.precision,
+                               content_encoding=encoding, default_time_ns=time.time_ns(),
+                               max_body_bytes=self.settings.max_body_bytes,
+                               precisions=params.precisions,
+                               all_or_nothing=not params.accept_partial,
+                               body_format=params.body_format)
+        [admission] = await admit([request], self.catalog)
+        if admission.refusal is not None:
+            return (413 if admission.refusal.too_large else 400), {"error": admission.refusal.reason}
+        if admission.empty:
+            return 400, {"error": "incoming write was empty"}
+        if admission.rejected:
+            await self._reject(db, admission.rejected)
+            if not params.accept_partial or not admission.tables:
+                await self.producer.flush()
+                return 400, v3_error_body(admission.rejected, params.accept_partial)
+        await self._produce(admission, params.no_sync)
+        self.lines_written.inc(len(admission.accepted_lines))
+        if admission.rejected:
+            return 400, v3_error_body(admission.rejected, True)
+        return 204, None
+
+    async def _reject(self, db: str, errors: list[LineError]) -> None:
+        self.lines_rejected.inc(len(errors))
+        for err in errors:
+            record = RejectedLine(db, err.line, err.original, err.reason, "http", -1, -1, now())
+            await self.producer.send(self.settings.rejected_topic, record.to_json(), key=db.encode())
+
+    async def _produce(self, admission: Admission, no_sync: bool) -> None:
+        """Send the accepted lines as one message. ``no_sync``: answer once the message is
+        handed to the producer, without waiting for the brokers' acknowledgement (acks=all)."""
+        headers = [("db", admission.request.database.encode()),
+                   ("precision", admission.precision.encode()),
+                   ("content-type", b"text/plain")]  # line protocol, whatever its first byte
+        sent = await self.producer.send(self.settings.writes_topic, admission.accepted_body(),
+                                        headers=headers)
+        if no_sync:
+            sent.add_done_callback(_log_failed_send)
+        else:
+            await sent
 
 
-def check_write(result: ParseResult, schemas: dict[str, TableSchema], body: bytes) -> CheckedWrite:
-    """Apply the catalog's known column types to a parsed body; collect every bad line."""
-    errors = list(result.errors)
-    valid: list[int] = []
-    raw_lines: list[bytes] | None = None
-    for table in result.tables.values():
-        known = schemas.get(table.name)
-        conflicts = schema_conflicts(offered_columns(table), known.columns) if known else {}
-        kept = table
-        if conflicts:
-            raw_lines = raw_lines if raw_lines is not None else body.split(b"\n")
-            kept, errs = reject_rows(table, conflicts, raw_lines)
-            errors.extend(errs)
-        if kept is not None:
-            valid.extend(kept.lines.to_pylist())
-    return CheckedWrite(sorted(errors, key=lambda e: e.line), sorted(valid))
+def _log_failed_send(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("a no_sync write could not be produced: %s", future.exception())
 
 
 def _short(original: str) -> str:

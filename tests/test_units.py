@@ -20,7 +20,8 @@ from query_api.influxql.conditions import tag_filter
 from query_api.influxql.parser import parse_query
 from query_api.pruning import TimeRange, plan_scan_limits, plan_time_ranges
 from query_api.tag_filter import keep_matching
-from query_api.writes import BodyTooLarge, read_body, v3_error_body
+from persist.admission import BodyTooLarge, decode_body as read_body
+from query_api.writes import v3_error_body
 from topics.line_protocol import LineError
 from topics.wire import ORDER_SEQ, ORDER_TS
 
