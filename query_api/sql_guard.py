@@ -6,7 +6,8 @@
   by: HTTP SQL, the InfluxQL translation, Flight, a plugin's ``influxdb3_local.query``. The
   options are checked on the whole logical plan (``EXPLAIN ANALYZE COPY ...`` is refused too).
 * **Memory.** Each query's session gets a DataFusion memory pool of
-  ``INFLUENT_QUERY_MEMORY_BYTES``; an operator that needs more fails the query (no spilling).
+  ``INFLUENT_QUERY_MEMORY_BYTES``; an operator that needs more spills if it can (sorts) and
+  fails the query otherwise.
 * **Time.** ``INFLUENT_QUERY_TIMEOUT`` bounds a query from planning to its first result batch
   (the rest is checked between batches). Execution runs on DataFusion's own threads and is
   awaited, so the event loop keeps answering other requests; at the limit the pending
