@@ -235,3 +235,29 @@ def test_query_time_and_memory_limits_answer_errors_while_health_answers(stack):
             "db": db, "q": "SELECT v FROM m"}).json() == [{"v": 1.0}]
     finally:
         api.stop()
+
+
+def test_trigger_writes_are_admitted_like_any_write(stack):
+    settings = stack
+    db = new_db(settings, "trgwrite")
+    path = f"wr/{unique('p')}"
+    body = {"db": db, "plugin_filename": "write_checked.py", "trigger_name": "w",
+            "trigger_specification": f"request:{path}", "trigger_arguments": None,
+            "trigger_settings": {"run_async": False, "error_behavior": "log"}, "disabled": False}
+    assert call(settings, "POST", "/api/v3/configure/processing_engine_trigger",
+                json=body).status_code == 200
+    resp = call(settings, "GET", f"/api/v3/engine/{path}", params={
+        "sync": f"m,k=s1 __influent_ts=1i,v=1 {T0}",
+        "buffered": f"m,k=b1 v=2 {T0}|m,k=b2 v= {T0}"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["sync"].startswith("WriteRefused: line 1 rejected: column name"), resp.text
+    got = wait_for(lambda: rows(settings, db, "SELECT k, v FROM m"), what="the buffered line")
+    assert got == [{"k": "b1", "v": 2.0}]
+    logged = wait_for(lambda: [r for r in rows(settings, db, "SELECT log_level, log_text FROM "
+                                                   "system.processing_engine_logs")
+                               if "rejected" in r["log_text"]], what="the rejection in the log")
+    assert logged[0]["log_level"] == "ERROR" and "line 2 rejected" in logged[0]["log_text"]
+    found = wait_for(lambda: (r := rejected_for(settings, db)) and len(r) >= 2 and r,
+                     what="the rejected-topic records")
+    assert sorted(r.line for r in found) == [1, 2]
+    assert {r.topic for r in found} == {f"trigger:{db}/w"}
