@@ -105,6 +105,23 @@ def test_an_all_or_nothing_write_with_a_bad_line_claims_no_column(catalog):
     assert asyncio.run(columns()) == {}
 
 
+def test_telegraf_json_is_rendered_then_admitted_as_line_protocol(catalog):
+    doc = (b'{"metrics": [{"name": "m", "tags": {"h": "a"}, "fields": {"v": 1}, "timestamp": 5},'
+           b' {"name": "m", "fields": {"__influent_ts": 1}, "timestamp": 6}]}')
+    sniffed, forced, plain, broken = run(
+        catalog, WriteRequest(doc, "dbj", body_format="sniff", precision_given=False),
+        WriteRequest(doc, "dbj", body_format="json", precision="s"),
+        WriteRequest(doc, "dbj", body_format="sniff", content_type="text/plain"),
+        WriteRequest(b"{oops", "dbj", body_format="sniff"))
+    assert sniffed.precision == "ns" and sniffed.rows == 1
+    assert sniffed.tables[0].batch.column("time").cast("int64").to_pylist() == [5_000_000_000]
+    assert [e.line for e in sniffed.rejected] == [2]
+    assert sniffed.rejected[0].reason.startswith("metrics[1]: ")
+    assert forced.rows == 1 and forced.accepted_body() == b"m,h=a v=1.0 5000000000"
+    assert plain.refusal is None and not plain.tables  # line protocol, which it is not
+    assert broken.refusal.invalid_document
+
+
 # ---- property: the accepted body holds exactly the accepted rows ---------------------------
 
 from hypothesis import given, settings  # noqa: E402
