@@ -62,7 +62,7 @@ def migrate() -> None:
 @click.option("--start", default=None, help="Copy points at or after (RFC 3339 or ns).")
 @click.option("--end", default=None, help="Copy points before (RFC 3339 or ns).")
 @click.option("--target-db", default=None, help="influent database (default: the same name; "
-              "a non-default policy becomes <db>_<rp>).")
+              "a non-default policy becomes <db>/<rp>, as on the v1 endpoints).")
 @click.option("--username", "-u", default=None, envvar="INFLUX_USERNAME")
 @click.option("--password", "-p", default=None, envvar="INFLUX_PASSWORD")
 @click.option("--window", default="1h", show_default=True, help="Time window read per query.")
@@ -82,7 +82,7 @@ def migrate_influxdb1(ctx: click.Context, url: str, db: str, rp: str | None,
 
     from influent.datain.influxdb1 import InfluxDB1Source, SourceError
     from influent.datain.migrate import MigrationPlan, migrate, target_database
-    from influent.model import validate_db_name
+    from persist.admission import database_name_error as validate_db_name
 
     settings: Settings = ctx.find_root().obj
     source = InfluxDB1Source(url, db, rp, username, password)
@@ -124,7 +124,7 @@ def migrate_influxdb1(ctx: click.Context, url: str, db: str, rp: str | None,
               "files without '# CONTEXT-DATABASE:' lines, e.g. 2.x export-lp).")
 @click.option("--default-rp", default=None, help="Retention policy whose points land in the "
               "database itself (besides autogen, default and a database's only policy); "
-              "others land in <db>_<rp>.")
+              "others land in <db>/<rp>.")
 @click.option("--batch-bytes", default=4 * 1024 * 1024, show_default=True,
               help="Line protocol per Kafka message (gzip'd).")
 @click.option("--verify-timeout", default=300.0, show_default=True,

@@ -275,7 +275,7 @@ def test_influx_inspect_export_imports_to_the_same_data(stack, influxdb1, source
     lines = sorted(line.split()[:5] for line in imported.stdout.splitlines()[1:])
     assert lines == [[source_db, "cpu", "1080", "1080", "ok"],
                      [source_db, "mixed", "5", "5", "ok"],
-                     [f"{source_db}_rp2", "events", "2", "2", "ok"]]
+                     [f"{source_db}/rp2", "events", "2", "2", "ok"]]
     assert_same_data(influxdb1, source_db, settings, source_db)
-    assert influent_points(settings, f"{source_db}_rp2", "events") == source_points(
+    assert influent_points(settings, f"{source_db}/rp2", "events") == source_points(
         influxdb1, source_db, "events", rp="rp2")

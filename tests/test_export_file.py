@@ -34,7 +34,7 @@ m f=3 5
 def test_contexts_and_policies_choose_the_database():
     reader = ExportReader()
     got = [(b.database, b.lines, b.line_numbers) for b in reader.batches(io.BytesIO(EXPORT))]
-    assert got == [("x_rp2", [b"events,k=d n=1i 1000000000"], [10]),
+    assert got == [("x/rp2", [b"events,k=d n=1i 1000000000"], [10]),
                    ("x", [b"m,t=a f=1 1000000000", b"m,t=a g=2i 1000000000"], [13, 14]),
                    ("y", [b"m f=3 5"], [18])]
     assert reader.databases == {"x": ["rp2", "autogen"], "y": ["weekly"]}

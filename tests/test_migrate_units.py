@@ -21,7 +21,7 @@ def test_target_database_follows_the_policy():
     assert target_database("db", None, "autogen") == "db"
     assert target_database("db", "autogen", "one_year") == "db"
     assert target_database("db", "one_year", "one_year") == "db"
-    assert target_database("db", "weekly", "autogen") == "db_weekly"
+    assert target_database("db", "weekly", "autogen") == "db/weekly"
 
 
 def test_times_and_durations():

@@ -14,7 +14,7 @@
 The DDL has one ``CREATE DATABASE <db> WITH NAME <rp>`` per policy and does not say which is
 the default. Points of ``autogen`` (1.x's default default), ``default``, the policy named with
 ``--default-rp``, or a database's only policy land in the database itself; another policy's in
-``<db>_<rp>`` (:mod:`influent.datain.naming`). Other ``#`` lines are comments. 2.x exports are plain line protocol and need a target database.
+``<db>/<rp>`` (:mod:`influent.datain.naming`). Other ``#`` lines are comments. 2.x exports are plain line protocol and need a target database.
 Files may be gzip'd (told by their first bytes, not their name).
 """
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from influent.config import Settings
 from influent.datain.export_file import ExportReader, open_export
 from influent.datain.sink import WritesSink
-from influent.model import validate_db_name
+from persist.admission import database_name_error as validate_db_name
 from topics.line_protocol import ParsedTable, parse_lp
 
 COMPACT_EVERY = 4_000_000  # keys gathered before duplicates are dropped (16 bytes each)

@@ -1,15 +1,13 @@
 """Which influent database a 1.x database and retention policy land in.
 
-The default policy lands in the database itself. InfluxDB 3 names another policy's database
-``<db>/<rp>``; influent's database names cannot hold a slash (they are folder names in the
-object store), so here it is ``<db>_<rp>``. ``--target-db`` / ``--db`` choose any other name.
+The same mapping as the v1 write and query endpoints (InfluxDB 3's): the default policy lands in
+the database itself, another policy ``rp`` in the database ``<db>/<rp>``. ``--target-db`` /
+``--db`` choose any other name.
 """
 from __future__ import annotations
 
-DEFAULT_POLICY_NAMES = ("autogen", "default")
+from persist.admission import v1_database
 
 
 def policy_database(db: str, rp: str | None, is_default: bool = False) -> str:
-    if not rp or is_default or rp in DEFAULT_POLICY_NAMES:
-        return db
-    return f"{db}_{rp}"
+    return db if is_default else v1_database(db, rp)
