@@ -96,3 +96,16 @@ def test_content_type_or_first_byte_says_json():
     assert is_json_message({}, b'  {"name": "m"}')
     assert not is_json_message({"content-type": "text/plain"}, b'{x v=1')
     assert not is_json_message({}, b"cpu v=1")
+
+
+def test_a_string_with_a_newline_does_not_shift_the_elements_named_after_it():
+    out = to_line_protocol(read_document(orjson.dumps({"metrics": [
+        {"name": "m", "fields": {"s": "one\ntwo"}, "timestamp": 1},
+        {"name": "m", "fields": {"s": "x"}, "timestamp": 2},
+        {"name": "m", "fields": {"time": 1}, "timestamp": 3},
+    ]})), "s")
+    parsed = parse_lp(out.body, precision="ns")
+    assert parsed.tables["m"].batch.num_rows == 2
+    named = out.in_json_terms(parsed.errors)
+    assert [(e.line, e.reason.split(":")[0]) for e in named] == [(3, "metrics[2]")]
+    assert orjson.loads(named[0].original)["timestamp"] == 3

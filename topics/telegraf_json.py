@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,12 +83,20 @@ def read_document(body: bytes) -> JsonDocument:
 
 @dataclass
 class JsonAsLineProtocol:
-    """A JSON body rendered to line protocol: line ``k`` is element ``k`` (1-based)."""
+    """A JSON body rendered to line protocol, one metric after the other (a string field that
+    holds a newline makes its metric span more than one line)."""
 
     body: bytes
     paths: list[str]
     metrics: list[Any]
     errors: list[LineError] = field(default_factory=list)  # metrics that could not be rendered
+    first_lines: list[int] = field(default_factory=list)  # element k starts on line first_lines[k-1]
+
+    def element_of(self, line: int) -> int:
+        """The element (1-based) whose rendering holds line ``line`` of the body."""
+        if not self.first_lines:
+            return line
+        return bisect_right(self.first_lines, line)
 
     def original(self, number: int) -> str:
         """The JSON text of element ``number`` (1-based), for a rejected-line record."""
@@ -98,7 +107,7 @@ class JsonAsLineProtocol:
         errors; sorted by element."""
         out = list(self.errors)
         for err in errors:
-            k = err.line
+            k = self.element_of(err.line)
             if 1 <= k <= len(self.paths):
                 out.append(LineError(k, self.original(k), f"{self.paths[k - 1]}: {err.reason}"))
             else:
@@ -114,13 +123,18 @@ def to_line_protocol(doc: JsonDocument, precision: str,
     known_fields = known_fields or {}
     lines: list[str] = []
     errors: list[LineError] = []
+    first_lines: list[int] = []
+    line = 1
     for number, (metric, path) in enumerate(zip(doc.metrics, doc.paths), start=1):
+        first_lines.append(line)
         try:
             lines.append(_render(metric, unit, known_fields))
         except ValueError as exc:
             lines.append("")
             errors.append(LineError(number, orjson.dumps(metric).decode(), f"{path}: {exc}"))
-    return JsonAsLineProtocol("\n".join(lines).encode(), list(doc.paths), doc.metrics, errors)
+        line += 1 + lines[-1].count("\n")
+    return JsonAsLineProtocol("\n".join(lines).encode(), list(doc.paths), doc.metrics, errors,
+                              first_lines)
 
 
 # Names and tag values repeat from metric to metric: each is escaped (and checked) once.
