@@ -166,6 +166,24 @@ class Catalog:
             at += 1
         return schemas
 
+    # ---- retention periods ----------------------------------------------------------------
+    def k_retention(self) -> str:
+        return f"{self.ns}:retention"
+
+    async def set_retention(self, db: str, table: str | None, period_ns: int | None) -> None:
+        """Set (or, with None, clear) the retention period of a database or one table."""
+        name = db if table is None else f"{db}\x1f{table}"
+        if period_ns is None:
+            await self.redis.hdel(self.k_retention(), name)
+        else:
+            await self.redis.hset(self.k_retention(), name, str(int(period_ns)))
+
+    async def retention(self, db: str, table: str | None = None) -> int | None:
+        """The retention period in ns of a database or table; None when unlimited."""
+        name = db if table is None else f"{db}\x1f{table}"
+        raw = await self.redis.hget(self.k_retention(), name)
+        return int(raw) if raw is not None else None
+
     # ---- partition templates --------------------------------------------------------------
     def k_templates(self) -> str:
         return f"{self.ns}:templates"

@@ -86,13 +86,15 @@ class _Loaded:
 class PluginLoader:
     """Plugin namespaces per trigger, reloaded when their files change (thread-safe)."""
 
-    def __init__(self, plugin_dir: str):
+    def __init__(self, plugin_dir: str, uploaded=None):
         self.plugin_dir = plugin_dir
+        self.uploaded = uploaded  # processing_engine.uploaded.UploadedPlugins: looked up first
         self._loaded: dict[tuple[str, str], _Loaded] = {}
         self._lock = threading.Lock()
 
     def function(self, owner: str, filename: str, function: str) -> Callable[..., Any]:
-        path = plugin_path(self.plugin_dir, filename)
+        path = (self.uploaded.path(filename) if self.uploaded else None) or \
+            plugin_path(self.plugin_dir, filename)
         version = _version(path)
         key = (owner, str(path))
         with self._lock:

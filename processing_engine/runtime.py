@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from processing_engine.local_api import CallContext, PluginApi, QueryError
 from processing_engine.plugins import PluginLoader, call_in_thread
 from processing_engine.rows import query_rows
+from processing_engine.uploaded import UploadedPlugins
 from influent.config import Settings
 from persist.admission import WriteRequest, admit
 from persist.catalog import Catalog
@@ -89,7 +91,8 @@ class PluginRuntime:
         self.catalog = catalog
         self.store = store
         self.query_table = query_table
-        self.loader = PluginLoader(settings.plugins_path)
+        self.loader = PluginLoader(settings.plugins_path, UploadedPlugins(
+            store.redis, settings.app_id, Path(settings.state_dir) / "uploaded_plugins"))
 
     async def produce(self, db: str, lines: list[str], origin: str) -> list[LineError]:
         """Admit the lines as any write is admitted (persist/admission.py), send the accepted

@@ -22,6 +22,7 @@ from persist.dedup import deduplicate, project_columns
 from persist.engine_catalog import processing_engine_logs
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
+from persist.tokens import TokenStore, tokens_table
 from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
 from query_api import sql_guard
 from query_api.snapshot_cache import SnapshotCache
@@ -250,9 +251,12 @@ class EngineSource:
 
 async def system_tables(catalog: Catalog, db: str, sql: str) -> dict[str, pa.Table]:
     """The ``system.*`` tables a query names (only those are read from Redis)."""
-    if "system.processing_engine_logs" not in sql.lower():
-        return {}
-    return {"processing_engine_logs": await processing_engine_logs(catalog.redis, catalog.ns, db)}
+    tables = {}
+    if "system.processing_engine_logs" in sql.lower():
+        tables["processing_engine_logs"] = await processing_engine_logs(catalog.redis, catalog.ns, db)
+    if "system.tokens" in sql.lower():  # API tokens, never their secrets (persist/tokens.py)
+        tables["tokens"] = tokens_table(await TokenStore(catalog.redis, catalog.ns).list())
+    return tables
 
 
 def register_system_tables(ctx: datafusion.SessionContext, tables: dict[str, pa.Table]) -> None:

@@ -8,8 +8,6 @@ routes themselves are in :mod:`query_api.routes`."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
 import logging
 import time
 import uuid
@@ -24,11 +22,15 @@ from influent.config import Settings
 from influent.model import MAX_MESSAGE_BYTES
 from persist.catalog import Catalog
 from persist.object_store import open_store
+from persist.tokens import TokenStore
+from query_api.auth import TokenAuthority
+from query_api.compat_routes import compat_router
 from query_api.engine import QueryEngine
 from query_api import sql_guard
-from query_api.explorer import PUBLIC_PATHS as EXPLORER_PATHS
 from query_api.front import FlightTarget
+from query_api.flight_sql import catalog_table_schemas
 from query_api.metrics import ApiMetrics
+from query_api.plugin_routes import plugin_router
 from query_api.routes.configure import ConfigureRoutes
 from query_api.routes.engine import engine_metrics, engine_router
 from query_api.routes.explorer import ExplorerRoutes
@@ -37,10 +39,10 @@ from query_api.routes.query import VERSION, QueryRoutes
 from query_api.routes.write import WriteRoutes
 from query_api.snapshot_cache import SnapshotCacheMetrics
 from query_api.sql_guard import QueryLimits
+from query_api.token_routes import authorize, token_router
 from topics.admin import ensure_topics
 
 log = logging.getLogger("influent.api")
-OPEN_PATHS = {"/health", "/api/v1/health", "/ping"} | EXPLORER_PATHS
 PROCESS_ID = str(uuid.uuid4())
 
 
@@ -58,8 +60,11 @@ def create_api(settings: Settings) -> FastAPI:
                                     max_request_size=MAX_MESSAGE_BYTES, enable_idempotence=True)
         await producer.start()
         app.state.producer = producer
+        app.state.tokens = TokenAuthority(TokenStore(app.state.catalog.redis, settings.app_id),
+                                          settings.token)
         flight_server = start_flight(FlightQueries(app.state.engine, metrics),
-                                     asyncio.get_running_loop(), settings.token)
+                                     asyncio.get_running_loop(), app.state.tokens,
+                                     catalog_table_schemas(app.state.catalog))
         FlightTarget.port = flight_server.port
         try:
             yield
@@ -72,30 +77,31 @@ def create_api(settings: Settings) -> FastAPI:
     app = FastAPI(title="influent", version=VERSION, lifespan=lifespan)
     metrics.registry.register(
         SnapshotCacheMetrics(lambda: getattr(getattr(app.state, "engine", None), "snapshots", None)))
-    app.middleware("http")(RequestGate(settings.token, metrics))
+    app.middleware("http")(RequestGate(metrics))
     app.include_router(service_router(settings, metrics))
     app.include_router(QueryRoutes(settings, metrics).router())
     app.include_router(ConfigureRoutes().router())
     app.include_router(WriteRoutes(settings, metrics).router())
     app.include_router(engine_router(settings))  # subscriptions, triggers, /api/v3/engine/*
     ExplorerRoutes(settings).mount(app)  # the browser page at /explorer/, its pipeline endpoint
+    app.include_router(compat_router())  # /ready, table list
+    app.include_router(token_router())  # /api/v3/configure/token*
+    app.include_router(plugin_router(settings))  # /api/v3/plugins/files, /api/v3/plugin_test/*
     return app
 
 
 class RequestGate:
-    """HTTP middleware: the token check (health, ping and the explorer's files stay open),
-    request counts and latency per route, and the CORS header browsers need."""
+    """HTTP middleware: tokens and their permissions (:mod:`query_api.auth`; health, ping, ready
+    and the explorer's files stay open), request counts and latency per route, and the CORS
+    header browsers need."""
 
-    def __init__(self, token: str, metrics: ApiMetrics):
-        self.token = token
+    def __init__(self, metrics: ApiMetrics):
         self.metrics = metrics
 
     async def __call__(self, request: Request, call_next):
         start = time.perf_counter()
-        if self.token and request.url.path not in OPEN_PATHS and not _authorized(request, self.token):
-            response: Response = Response(status_code=401)
-        else:
-            response = await call_next(request)
+        denial = await authorize(request)
+        response: Response = denial if denial is not None else await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         self.metrics.requests.labels(path, str(response.status_code)).inc()
@@ -126,16 +132,3 @@ def service_router(settings: Settings, metrics: ApiMetrics) -> APIRouter:
     router.add_api_route("/metrics", metrics_text, methods=["GET"])
     return router
 
-
-def _authorized(request: Request, token: str) -> bool:
-    offered = request.query_params.get("p", "")
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() in ("bearer", "token"):
-        offered = value.strip()
-    elif scheme.lower() == "basic":
-        try:
-            offered = base64.b64decode(value).decode().split(":", 1)[-1]
-        except (ValueError, UnicodeDecodeError):
-            return False
-    return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())

@@ -161,7 +161,7 @@ def test_show_statements():
     assert isinstance(one("SHOW SERIES FROM cpu WHERE host = 'a'"), ast.ShowSeries)
     assert one("SHOW RETENTION POLICIES ON db") == ast.ShowRetentionPolicies("db")
     assert isinstance(one("SHOW USERS"), ast.UnsupportedStatement)
-    assert isinstance(one("DROP MEASUREMENT cpu"), ast.UnsupportedStatement)
+    assert isinstance(one("DROP USER bob"), ast.UnsupportedStatement)
 
 
 # ---- errors (texts and positions as InfluxDB 1.x prints them) -------------------------------
@@ -208,3 +208,20 @@ def test_bound_parameters():
     assert error_of("SELECT v FROM m WHERE host = $h") == "missing parameter: h"
     with pytest.raises(ParseError, match="expected regex"):
         parse_query("SELECT v FROM m WHERE host =~ $h", {"h": "a"})
+
+
+def test_management_statements():
+    from query_api.influxql import management as m
+
+    assert one("CREATE DATABASE a") == m.CreateDatabase("a")
+    assert one('CREATE DATABASE "b" WITH DURATION 1d REPLICATION 1 SHARD DURATION 1h NAME x') == \
+        m.CreateDatabase("b", 86_400_000_000_000, True, 1, 3_600_000_000_000, "x")
+    assert one("CREATE DATABASE c WITH DURATION INF") == m.CreateDatabase("c", None, True)
+    assert one("DROP DATABASE a") == m.DropDatabase("a")
+    assert one('DROP MEASUREMENT "cpu"') == m.DropMeasurement("cpu")
+    assert m.go_duration(86_400_000_000_000) == "24h0m0s"
+    assert m.go_duration(90 * 60 * 10**9) == "1h30m0s" and m.go_duration(None) == "0s"
+    assert [m.go_duration(m.shard_group_duration(p)) for p in (None, 3_600 * 10**9,
+                                                                3 * 86_400 * 10**9,
+                                                                400 * 86_400 * 10**9)] == \
+        ["168h0m0s", "1h0m0s", "24h0m0s", "168h0m0s"]

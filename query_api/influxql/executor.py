@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from query_api.influxql import ast, meta
+from query_api.influxql import ast, management, meta
 from query_api.influxql.conditions import ConditionError, tag_filter
 from query_api.influxql.expressions import ExpressionError
 from query_api.influxql.meta import StatementError, resolve_database
@@ -73,13 +73,15 @@ def query_target(query: str) -> QueryTarget:
 async def execute_influxql(query: str, db: str | None, source: InfluxQLSource, *, now_ns: int,
                            epoch: str | None = None, rp: str | None = None,
                            params: dict[str, Any] | None = None,
-                           subscriptions: SubscriptionHook | None = None) -> dict[str, Any]:
+                           subscriptions: SubscriptionHook | None = None,
+                           admin: management.DatabaseAdmin | None = None) -> dict[str, Any]:
     """Run every statement of ``query``; the InfluxDB 1.x ``/query`` response body.
 
     ``db``/``rp`` are the request's defaults for statements that name none, ``epoch`` turns
     times into integers (``ns``, ``u``/``µ``, ``ms``, ``s``, ``m``, ``h``), ``params`` binds
     ``$name`` placeholders, ``now_ns`` is the value of ``now()`` and ``subscriptions`` manages
-    subscriptions (without it their statements are not supported)."""
+    subscriptions (without it their statements are not supported); ``admin`` runs CREATE/DROP
+    DATABASE and DROP MEASUREMENT (likewise)."""
     try:
         parsed = parse_query(query, params)
     except ParseError as exc:
@@ -89,14 +91,19 @@ async def execute_influxql(query: str, db: str | None, source: InfluxQLSource, *
         if results and results[-1].error is not None:
             results.append(StatementResult(error="not executed"))
             continue
-        results.append(await run_statement(stmt, db, source, now_ns, rp, subscriptions))
+        results.append(await run_statement(stmt, db, source, now_ns, rp, subscriptions, admin))
     return query_json(results, epoch or None)
 
 
 async def run_statement(stmt: ast.Statement, db: str | None, source: InfluxQLSource,
                         now_ns: int, rp: str | None = None,
-                        subscriptions: SubscriptionHook | None = None) -> StatementResult:
+                        subscriptions: SubscriptionHook | None = None,
+                        admin: management.DatabaseAdmin | None = None) -> StatementResult:
     """One statement's result; its errors become the result's ``error``."""
+    if isinstance(stmt, management.MANAGEMENT_STATEMENTS):
+        return await management.run_management(stmt, db, admin)
+    if isinstance(stmt, ast.ShowRetentionPolicies) and admin is not None:
+        return await management.show_retention_policies(stmt.database, db, admin)
     if isinstance(stmt, (ast.CreateSubscription, ast.DropSubscription, ast.ShowSubscriptions)):
         return await run_subscription_statement(stmt, subscriptions)
     try:

@@ -31,6 +31,7 @@ from processing_engine.runtime import PluginRuntime
 from processing_engine.specs import HTTP, KINDS, REQUEST, SpecError, parse_spec
 from influent.config import Settings
 from persist.catalog import Catalog, validate_db_name
+from persist.plugin_files import PluginFiles
 from persist.engine_catalog import (SEP, Destination, EngineCatalog, PluginStore, Subscription,
                                     Trigger, TriggerSettings, now_ms)
 from topics.subscription_filter import PredicateError, parse_predicate
@@ -148,8 +149,10 @@ def subscription_statements(app: FastAPI, settings: Settings) -> SubscriptionSta
 # ---- triggers ------------------------------------------------------------------------------
 
 
-def trigger_from_api(body: dict[str, Any], settings: Settings) -> Trigger:
-    """A trigger from InfluxDB 3's create body (raises Refused 400)."""
+def trigger_from_api(body: dict[str, Any], settings: Settings,
+                     uploaded: frozenset[str] = frozenset()) -> Trigger:
+    """A trigger from InfluxDB 3's create body (raises Refused 400); ``uploaded`` names the
+    plugins uploaded to the catalog (found there before the plugin directory)."""
     db, name = str(body.get("db") or ""), str(body.get("trigger_name") or "")
     problem = validate_db_name(db) or _name_problem(name, "trigger")
     if problem:
@@ -160,7 +163,8 @@ def trigger_from_api(body: dict[str, Any], settings: Settings) -> Trigger:
     try:
         spec = parse_spec(str(body.get("trigger_specification") or ""))
         trigger_settings = TriggerSettings.from_api(body.get("trigger_settings"))
-        plugin_path(settings.plugins_path, filename)
+        if filename not in uploaded:
+            plugin_path(settings.plugins_path, filename)
     except PluginNotFound as exc:
         raise Refused(400, str(exc)) from exc
     except (SpecError, ValueError, TypeError) as exc:
@@ -327,7 +331,9 @@ def engine_router(settings: Settings) -> APIRouter:
     @router.post("/api/v3/configure/processing_engine_trigger")
     @_answering_refusals
     async def post_trigger(request: Request) -> Response:
-        trigger = trigger_from_api(await _body(request), settings)
+        uploaded = PluginFiles(request.app.state.catalog.redis, settings.app_id)
+        trigger = trigger_from_api(await _body(request), settings,
+                                   frozenset(await uploaded.names()))
         await create_trigger(request.app.state.catalog, engine(request), trigger)
         return Response(status_code=200)
 

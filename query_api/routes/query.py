@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from influent.config import Settings
 from query_api import sql_guard
+from query_api.database_admin import CatalogDatabaseAdmin
 from query_api.engine import DatabaseNotFound, EngineSource, QueryError, QueryStats
 from query_api.formats import CONTENT_TYPES, pick_format, render, render_batches
 from query_api.influxql.executor import execute_influxql, query_target
@@ -79,7 +80,8 @@ class QueryRoutes:
             body = await sql_guard.within_limit(
                 execute_influxql(q, db or None, EngineSource(app.state.engine, stats),
                                  now_ns=time.time_ns(), epoch=epoch, rp=rp, params=params or None,
-                                 subscriptions=subscription_statements(app, self.settings)),
+                                 subscriptions=subscription_statements(app, self.settings),
+                                 admin=CatalogDatabaseAdmin(app.state.catalog, app.state.engine.store)),
                 time.monotonic() + self.settings.query_timeout)
         except QueryTimeout as exc:
             return {"error": str(exc)}, stats
