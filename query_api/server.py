@@ -24,22 +24,22 @@ from persist.catalog import Catalog
 from persist.object_store import open_store
 from persist.tokens import TokenStore
 from query_api.auth import TokenAuthority
-from query_api.compat_routes import compat_router
+from query_api.routes.compat import compat_router
 from query_api.engine import QueryEngine
 from query_api import sql_guard
 from query_api.front import FlightTarget
 from query_api.flight_sql import catalog_table_schemas
 from query_api.metrics import ApiMetrics
-from query_api.plugin_routes import plugin_router
+from query_api.routes.plugins import plugin_router
 from query_api.routes.configure import ConfigureRoutes
 from query_api.routes.engine import engine_metrics, engine_router
 from query_api.routes.explorer import ExplorerRoutes
 from query_api.routes.flight import FlightQueries, start_flight
 from query_api.routes.query import VERSION, QueryRoutes
+from query_api.routes.tokens import authorize, token_router
 from query_api.routes.write import WriteRoutes
 from query_api.snapshot_cache import SnapshotCacheMetrics
 from query_api.sql_guard import QueryLimits
-from query_api.token_routes import authorize, token_router
 from topics.admin import ensure_topics
 
 log = logging.getLogger("influent.api")
