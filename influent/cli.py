@@ -6,8 +6,8 @@ import sys
 import click
 
 from influent.config import Settings
-from influent.cli_datain import import_command, migrate
 from influent.cli_admin import database, plugin, table, test, token
+from influent.cli_datain import import_command, migrate
 from influent.cli_engine import subscription, trigger
 from influent.devstack import dev
 

@@ -207,3 +207,11 @@ def running(settings: Settings, worker_env: dict[str, str] | None = None):
             run.worker.stop()
     finally:
         api.stop()
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment of an ``influent`` CLI child: this process's, with ``settings`` as the
+    only ``INFLUENT_*`` variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUENT_")}
+    env.update(settings.as_env())
+    return env

@@ -13,7 +13,7 @@ from influxdb import InfluxDBClient
 
 from influent.devstack import free_port
 from influent.config import Settings
-from tests.harness import ROOT, _env, start_api, unique
+from tests.harness import ROOT, cli_env, start_api, unique
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ def test_v1_client_database_calls(api, influxdb1):
 
 def cli(settings: Settings, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "influent.cli", *args], cwd=ROOT,
-                          env=_env(settings), capture_output=True, text=True, timeout=60,
+                          env=cli_env(settings), capture_output=True, text=True, timeout=60,
                           input=input)
 
 

@@ -14,7 +14,7 @@ import redis
 
 from influent.config import Settings
 from influent.devstack import free_port
-from tests.harness import ROOT, _env, read_topic, start_api, unique
+from tests.harness import ROOT, cli_env, read_topic, start_api, unique
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_errors_are_reported(api):
 def test_cli(api, tmp_path):
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "influent.cli", *args], cwd=ROOT,
-                              env=_env(api), capture_output=True, text=True, timeout=60)
+                              env=cli_env(api), capture_output=True, text=True, timeout=60)
 
     source = tmp_path / "tagger.py"
     source.write_text("def process_writes(influxdb3_local, table_batches, args=None):\n"

@@ -311,7 +311,7 @@ def test_cli_tokens_and_system_tokens(replicas):
     import subprocess
     import sys
 
-    from tests.harness import ROOT, _env
+    from tests.harness import ROOT, cli_env
 
     first, _ = replicas
     db, name = unique("st"), unique("cli")
@@ -320,7 +320,7 @@ def test_cli_tokens_and_system_tokens(replicas):
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "influent.cli", "token", *args], cwd=ROOT,
-                              env=_env(first), capture_output=True, text=True, timeout=60)
+                              env=cli_env(first), capture_output=True, text=True, timeout=60)
 
     made = cli("create", "--name", name, "--permission", f"db:{db}:read")
     assert made.returncode == 0, made.stderr
