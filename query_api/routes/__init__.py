@@ -9,7 +9,7 @@ collaborators (settings, metrics) and builds its ``APIRouter``:
   and Flight SQL (:mod:`query_api.flight_sql`);
 - ``tokens``    — ``/api/v3/configure/token*`` and the authorization step of every request;
 - ``plugins``   — plugin uploads and dry runs: ``/api/v3/plugins/files``, ``/api/v3/plugin_test/*``;
-- ``compat``    — ``/ready`` and the table list.
+- ``compat``    — ``/ready`` and the table list;
 - ``explorer``  — the browser page (``/``, ``/explorer/``) and ``/api/v3/explorer/pipeline``.
 
 Per-process objects made at start-up (catalog, query engine, Kafka producer) are on
