@@ -53,6 +53,8 @@ def test_request_needs():
     assert request_needs("GET", "/api/v3/configure/database", {}) == [ADMIN]
     assert request_needs("POST", "/api/v3/engine/hook", {}) == [ADMIN]
     assert request_needs("GET", "/metrics", {}) == [ANY]
+    assert request_needs("GET", "/explorer/", {}) == [OPEN]
+    assert request_needs("GET", "/api/v3/explorer/pipeline", {}) == [ANY]
     assert influxql_needs("SELECT * FROM cpu; SELECT * FROM other..m", "a") == [
         Need("read", "a"), Need("read", "other")]
     assert influxql_needs("CREATE DATABASE x", None) == [ADMIN]
