@@ -32,10 +32,12 @@ from agents.offset_guard import (OffsetGuard, catch_up_tail, faust_message, read
 from influent.config import Settings
 from influent.failpoints import failpoint
 from persist.catalog import Catalog
+from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore, open_store
 from persist.parquet_files import ParquetFileMeta, build_parquet, file_id, object_path
 from persist.persist_events import PersistEvent
 from persist.policy import PendingBuffer, PersistPolicy
+from persist.tombstones import drop_deleted
 from tables.buffers import BufferKey
 from topics.declarations import PipelineTopics
 from topics.wire import BatchRef, batch_stats, decode_batches, header_dict
@@ -133,17 +135,21 @@ class Persister:
         settings, store = self.settings, self.store
         offsets = [BufferKey.decode(k).offset for k in keys]
         schema = await self.catalog.table_schema(db, table)
+        seq, tombstones = await LifecycleCatalog(self.catalog).tombstones(db)  # applied here
+        tombstones = [t for t in tombstones if t.covers(table)]
         meta = ParquetFileMeta(
             database=db, table=table, partition_key=pk, path="", file_id="", size=0, rows=0,
             min_time=0, max_time=0, source_topic=settings.writes_topic,
             source_partition=partition, min_offset=min(offsets), max_offset=max(offsets),
-            max_write_ts=0, max_write_seq=0, columns=schema.columns, created_at=time.time())
+            max_write_ts=0, max_write_seq=0, columns=schema.columns, created_at=time.time(),
+            tombstone_seq=seq)
         fid = file_id(partition, meta.min_offset, meta.max_offset)
         meta = replace(meta, file_id=fid, path=object_path(db, table, pk, fid))
 
         def write() -> ParquetFileMeta:
             data = pa.concat_tables([decode_batches(v) for _, v in present],
                                     promote_options="default")
+            data = drop_deleted(data, tombstones, by_write_time=True)
             body, done = build_parquet(data, schema.tags, meta)
             store.put(done.path, body)
             return done

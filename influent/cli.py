@@ -205,18 +205,22 @@ def catalog_rebuild(ctx: click.Context) -> None:
 
     from persist.catalog import Catalog
     from persist.object_store import open_store
-    from persist.rebuild import rebuild_catalog
+    from persist.rebuild import rebuild_catalog, rebuild_lifecycle
 
     settings = _settings(ctx.find_root())
 
-    async def run() -> int:
+    async def run() -> tuple[int, int, int]:
         cat = Catalog.connect(settings.redis_url, settings.app_id)
         try:
-            return len(await rebuild_catalog(cat, open_store(settings)))
+            store = open_store(settings)
+            tombstones, periods = await rebuild_lifecycle(cat, store)
+            return len(await rebuild_catalog(cat, store)), tombstones, periods
         finally:
             await cat.close()
 
-    click.echo(f"restored {asyncio.run(run())} file records from {settings.object_store_url}")
+    files, tombstones, periods = asyncio.run(run())
+    click.echo(f"restored {files} file records, {tombstones} tombstones and {periods} retention "
+               f"periods from {settings.object_store_url}")
 
 
 main.add_command(dev)

@@ -359,8 +359,16 @@ class Catalog:
                 pipe.hsetnx(self.k_columns(meta.database, meta.table), column, kind)
             pipe.hset(self.k_files(meta.database, meta.table), meta.path, meta.to_json())
             await pipe.execute()
-        field = self.watermark_field(meta.database, meta.table, meta.partition_key,
-                                     meta.source_partition)
-        current = await self.redis.hget(self.k_watermarks(), field)
-        if current is None or int(current) < meta.max_offset:
-            await self.redis.hset(self.k_watermarks(), field, meta.max_offset)
+        marks = {int(p): o for p, o in meta.sources.items()} if meta.sources else {
+            meta.source_partition: meta.max_offset}
+        for partition, offset in marks.items():
+            field = self.watermark_field(meta.database, meta.table, meta.partition_key, partition)
+            current = await self.redis.hget(self.k_watermarks(), field)
+            if current is None or int(current) < offset:
+                await self.redis.hset(self.k_watermarks(), field, offset)
+
+    async def effective_retention(self, db: str, table: str) -> int | None:
+        """What applies to a table's rows: its own period, else its database's."""
+        own, inherited = await self.redis.hmget(self.k_retention(), f"{db}\x1f{table}", db)
+        raw = own if own is not None else inherited
+        return int(raw) if raw is not None else None

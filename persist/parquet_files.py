@@ -50,6 +50,9 @@ class ParquetFileMeta:
     created_at: float = 0.0
     schema_version: int = SCHEMA_VERSION
     level: int = 0
+    tombstone_seq: int = 0  # highest tombstone id already applied to the rows (persist/tombstones.py)
+    sources: dict[str, int] = field(default_factory=dict)  # compacted: source partition -> max offset
+    replaces: list[str] = field(default_factory=list)  # compacted: the input paths it replaced
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

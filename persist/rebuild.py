@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 from persist.catalog import Catalog
+from persist.lifecycle_catalog import CATALOG_PREFIX, LifecycleCatalog
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta, read_meta
 
@@ -17,13 +19,28 @@ def file_meta(store: ObjectStore, path: str, size: int) -> ParquetFileMeta:
 
 
 async def rebuild_catalog(catalog: Catalog, store: ObjectStore) -> list[ParquetFileMeta]:
-    """Register every Parquet file found in the store; returns what was registered."""
-    objects = [o for o in await asyncio.to_thread(lambda: list(store.list())) if o.path.endswith(".parquet")]
+    """Register every Parquet file found in the store; returns what was registered.
+
+    A file that a compaction output names in ``replaces`` is not registered (its rows are in
+    the output) but queued for deletion, as the compaction that replaced it had done."""
+    objects = [o for o in await asyncio.to_thread(lambda: list(store.list()))
+               if o.path.endswith(".parquet") and not o.path.startswith(CATALOG_PREFIX)]
+    found = [await asyncio.to_thread(file_meta, store, obj.path, obj.size) for obj in objects]
+    replaced = {path for meta in found for path in meta.replaces}
     metas = []
-    for obj in objects:
-        meta = await asyncio.to_thread(file_meta, store, obj.path, obj.size)
+    for meta in found:
+        if meta.path in replaced:
+            continue
         await catalog.restore_file(meta)
         metas.append(meta)
+    await LifecycleCatalog(catalog).queue_deletion(
+        sorted(replaced & {m.path for m in found}), time.time())
     return metas
+
+
+async def rebuild_lifecycle(catalog: Catalog, store: ObjectStore) -> tuple[int, int]:
+    """Restore tombstones and retention periods from their object-store copies."""
+    lifecycle = LifecycleCatalog(catalog)
+    return await lifecycle.restore_tombstones(store), await lifecycle.restore_retention(store)
 
 

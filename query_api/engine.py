@@ -20,6 +20,7 @@ from influent.model import ARROW_TYPES, FIELD_TYPES, TAG, TAG_ARROW_TYPE, TIME, 
 from persist.catalog import Catalog, TableSchema
 from persist.dedup import deduplicate, project_columns
 from persist.engine_catalog import processing_engine_logs
+from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
 from persist.tokens import TokenStore, tokens_table
@@ -121,6 +122,7 @@ class QueryEngine:
         self.catalog = catalog
         self.store = store
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
+        self.lifecycle = LifecycleCatalog(catalog)
 
     async def table_state(self, db: str, table: str
                           ) -> tuple[TableSchema, list[ParquetFileMeta], list[pa.Table]]:
@@ -147,6 +149,9 @@ class QueryEngine:
         and with the tag values ``tags`` allows (rows filtered before dedup)."""
         stats = stats if stats is not None else QueryStats()
         schema, files, snapshots = await self.table_state(db, table)
+        rules = await self.lifecycle.visibility(db, table)  # retention and deletes, every path
+        if rules.cutoff is not None:
+            rng = rng.narrow(rules.cutoff, None)
         wanted = [m for m in files if rng.overlaps(m.min_time, m.max_time)]
         stats.files_pruned += len(files) - len(wanted)
         stats.files_read += len(wanted)
@@ -154,8 +159,9 @@ class QueryEngine:
         stats.buffer_batches += len(snapshots)
 
         def load() -> pa.Table:
-            parts = [self.read_file(m, rng) for m in wanted]
-            parts += [within(s, rng) for s in snapshots]
+            parts = [rules.file_rows(self.read_file(m, rng), m.min_time, m.max_time,
+                                     m.tombstone_seq) for m in wanted]
+            parts += [rules.buffer_rows(within(s, rng)) for s in snapshots]
             if tags:
                 parts = [keep_matching(p, tags, schema.tags) for p in parts]
             stats.rows_scanned += sum(p.num_rows for p in parts)

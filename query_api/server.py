@@ -34,6 +34,7 @@ from query_api.routes.plugins import plugin_router
 from query_api.routes.configure import ConfigureRoutes
 from query_api.routes.engine import engine_metrics, engine_router
 from query_api.routes.explorer import ExplorerRoutes
+from query_api.routes.lifecycle import lifecycle_router
 from query_api.routes.flight import FlightQueries, start_flight
 from query_api.routes.query import VERSION, QueryRoutes
 from query_api.routes.tokens import authorize, token_router
@@ -87,6 +88,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(compat_router())  # /ready, table list
     app.include_router(token_router())  # /api/v3/configure/token*
     app.include_router(plugin_router(settings))  # /api/v3/plugins/files, /api/v3/plugin_test/*
+    app.include_router(lifecycle_router())  # deletes, retention periods
     return app
 
 

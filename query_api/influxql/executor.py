@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from query_api.influxql import ast, management, meta
 from query_api.influxql.conditions import ConditionError, tag_filter
+from query_api.influxql.deletes import DeleteHook, DeleteStatement, run_delete
 from query_api.influxql.expressions import ExpressionError
 from query_api.influxql.meta import StatementError, resolve_database
 from query_api.influxql.parser import ParseError, parse_query
@@ -74,7 +75,8 @@ async def execute_influxql(query: str, db: str | None, source: InfluxQLSource, *
                            epoch: str | None = None, rp: str | None = None,
                            params: dict[str, Any] | None = None,
                            subscriptions: SubscriptionHook | None = None,
-                           admin: management.DatabaseAdmin | None = None) -> dict[str, Any]:
+                           admin: management.DatabaseAdmin | None = None,
+                           deletes: DeleteHook | None = None) -> dict[str, Any]:
     """Run every statement of ``query``; the InfluxDB 1.x ``/query`` response body.
 
     ``db``/``rp`` are the request's defaults for statements that name none, ``epoch`` turns
@@ -90,6 +92,9 @@ async def execute_influxql(query: str, db: str | None, source: InfluxQLSource, *
     for stmt in parsed.statements:
         if results and results[-1].error is not None:
             results.append(StatementResult(error="not executed"))
+            continue
+        if isinstance(stmt, DeleteStatement):
+            results.append(await run_delete(stmt, db, source, now_ns, rp, deletes))
             continue
         results.append(await run_statement(stmt, db, source, now_ns, rp, subscriptions, admin))
     return query_json(results, epoch or None)

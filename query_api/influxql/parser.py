@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from query_api.influxql import ast, management
+from query_api.influxql.deletes import parse_delete_statement
 from query_api.influxql.lexer import (BADESCAPE, BADREGEX, BADSTRING, BOUNDPARAM, DURATION, EOF,
                                       IDENT, INTEGER, NUMBER, STRING, Token, duration_ns,
                                       line_char, scan, scan_regex, skip_space)
@@ -171,6 +172,8 @@ class _Parser:
             return self.parse_subscription(create=tok.kind == "CREATE")
         if tok.kind in ("CREATE", "DROP") and self.peek().kind in management.KEYWORDS:
             return management.parse_management(self, tok.kind)
+        if tok.kind == "DELETE" or (tok.kind == "DROP" and self.accept("SERIES")):
+            return parse_delete_statement(self, drop_series=tok.kind == "DROP")
         if tok.kind in _STATEMENT_STARTS:
             start = tok.pos
             while self.peek().kind not in (";", EOF):

@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from influent.model import TAG, validate_db_name
 from persist.catalog import Catalog, schema_conflicts
 from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
+from persist.visibility import parse_duration
 from query_api.formats import CONTENT_TYPES, pick_format, render
 from query_api.routes.common import json_body
+from query_api.routes.lifecycle import set_retention
 
 #: The Arrow type names of InfluxDB 3's create-table body -> field types.
 TABLE_FIELD_TYPES = {"utf8": "string", "int64": "integer", "uint64": "uinteger", "float64": "float",
@@ -46,10 +48,16 @@ class ConfigureRoutes:
             template = template_from(body)
         except (ValueError, AttributeError) as exc:
             return JSONResponse({"error": f"invalid partition_template: {exc}"}, status_code=400)
+        try:
+            retention = body.get("retention_period") and parse_duration(str(body["retention_period"]))
+        except ValueError as exc:
+            return JSONResponse({"error": f"invalid retention_period: {exc}"}, status_code=400)
         if not await request.app.state.catalog.create_database(db):
             return PlainTextResponse("attempted to create resource that already exists", status_code=409)
         if template:
             await request.app.state.catalog.set_partition_template(db, None, template)
+        if retention:
+            await set_retention(request.app, db, None, str(body["retention_period"]))
         return Response(status_code=200)
 
     async def delete_database(self, request: Request, db: str = "") -> Response:

@@ -21,6 +21,7 @@ from query_api.metrics import ApiMetrics
 from query_api.routes.common import query_args
 from query_api.routes.engine import subscription_statements
 from query_api.sql_guard import QueryTimeout
+from query_api.routes.lifecycle import deletes_of
 
 VERSION = "0.1.0"
 
@@ -68,7 +69,8 @@ class QueryRoutes:
                                           "X-Influent-Files-Pruned": str(stats.files_pruned)})
 
     async def influxql(self, request: Request, db: str | None, q: str, epoch: str | None,
-                       rp: str | None = None, params: Any = None) -> tuple[dict, QueryStats]:
+                       rp: str | None = None, params: Any = None,
+                       writable: bool = False) -> tuple[dict, QueryStats]:
         stats = QueryStats()
         if isinstance(params, str):
             try:
@@ -81,7 +83,8 @@ class QueryRoutes:
                 execute_influxql(q, db or None, EngineSource(app.state.engine, stats),
                                  now_ns=time.time_ns(), epoch=epoch, rp=rp, params=params or None,
                                  subscriptions=subscription_statements(app, self.settings),
-                                 admin=CatalogDatabaseAdmin(app.state.catalog, app.state.engine.store)),
+                                 admin=CatalogDatabaseAdmin(app.state.catalog, app.state.engine.store),
+                                 deletes=deletes_of(app) if writable else None),
                 time.monotonic() + self.settings.query_timeout)
         except QueryTimeout as exc:
             return {"error": str(exc)}, stats
@@ -96,7 +99,7 @@ class QueryRoutes:
         if not q:
             return JSONResponse({"error": "missing required parameter \"q\""}, status_code=400)
         body, _ = await self.influxql(request, args.get("db"), q, args.get("epoch"), args.get("rp"),
-                                      args.get("params"))
+                                      args.get("params"), writable=True)
         status = 400 if "error" in body and "results" not in body else 200
         if status == 400 and body["error"].startswith(sql_guard.TIMEOUT_PREFIX):
             status = 504
