@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
     topics = declare_topics(app, settings)
     buffers = buffers_table(app, settings.partitions)
 
+    from agents.compaction import register_compaction
     from agents.ingest import register_ingest  # local imports: agents register on this app
     from agents.persist import register_persist
     from agents.subscriptions import register_subscriptions
@@ -69,4 +70,5 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
     drain = register_persist(app, settings, topics, buffers)
     register_subscriptions(app, settings)
     register_triggers(app, settings)
+    register_compaction(app, settings, topics)
     return app, drain

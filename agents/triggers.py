@@ -74,7 +74,8 @@ def write_batches(trigger: Trigger, spec: TriggerSpec, records: list[ConsumerRec
 def persist_events(trigger: Trigger, spec: TriggerSpec, records: list[ConsumerRecord]) -> list[dict]:
     """The persist events (as dicts) this on-persist trigger sees (pure)."""
     events = [orjson.loads(r.value) for r in records]
-    return [e for e in events if e.get("database") == trigger.database and spec.wants_table(e.get("table", ""))]
+    return [e for e in events if e.get("database") == trigger.database and spec.wants_table(e.get("table", ""))
+            and e.get("kind", "persisted") == "persisted"]  # not compaction's events
 
 
 class TriggerRunners:

@@ -9,6 +9,7 @@ from influent.config import Settings
 from influent.cli_admin import database, plugin, table, test, token
 from influent.cli_datain import import_command, migrate
 from influent.cli_engine import subscription, trigger
+from influent.cli_lifecycle import retention
 from influent.devstack import dev
 
 
@@ -233,6 +234,7 @@ main.add_command(table)
 main.add_command(token)
 main.add_command(plugin)
 main.add_command(test)
+main.add_command(retention)
 
 if __name__ == "__main__":
     main()

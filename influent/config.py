@@ -43,6 +43,10 @@ class Settings:
     persist_max_bytes: int = 64 * 1024 * 1024
     persist_max_age: float = 300.0
     tick_interval: float = 5.0
+    compact_min_files: int = 8  # L0 (or L1) files of a partition that start a compaction
+    compact_target_bytes: int = 128 * 1024 * 1024  # size of a compacted file
+    compact_interval: float = 60.0  # seconds between compaction/retention sweeps
+    compact_grace: float = 300.0  # seconds a replaced file stays for queries in flight
     max_body_bytes: int = 10 * 1024 * 1024
     query_cache_bytes: int = 512 * 1024 * 1024  # decoded buffer snapshots kept by a query API
     query_timeout: float = 60.0  # seconds a query may run (query_api/sql_guard.py)

@@ -27,6 +27,7 @@ class PersistEvent:
     max_offset: int
     file_id: str
     created_at: float
+    kind: str = "persisted"  # compaction sends "compacted" events (agents/compaction.py)
 
     @classmethod
     def from_meta(cls, meta: ParquetFileMeta, url: str, store_url: str) -> "PersistEvent":

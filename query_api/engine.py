@@ -8,6 +8,7 @@ import itertools
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +29,13 @@ from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
 from query_api import sql_guard
 from query_api.snapshot_cache import SnapshotCache
 from query_api.sql_guard import QueryError
+from query_api.query_log import QueryLog
+from query_api.system_tables import lifecycle_system_tables
 from query_api.tag_filter import TagFilter, keep_matching
 from topics.wire import ORDER_SEQ, ORDER_TS, decode_batches
+
+
+READ_THREADS = 8
 
 
 class DatabaseNotFound(LookupError):
@@ -123,6 +129,7 @@ class QueryEngine:
         self.store = store
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
         self.lifecycle = LifecycleCatalog(catalog)
+        self.recent = QueryLog()  # system.queries
 
     async def table_state(self, db: str, table: str
                           ) -> tuple[TableSchema, list[ParquetFileMeta], list[pa.Table]]:
@@ -159,8 +166,15 @@ class QueryEngine:
         stats.buffer_batches += len(snapshots)
 
         def load() -> pa.Table:
-            parts = [rules.file_rows(self.read_file(m, rng), m.min_time, m.max_time,
-                                     m.tombstone_seq) for m in wanted]
+            def read(m: ParquetFileMeta) -> pa.Table:
+                return rules.file_rows(self.read_file(m, rng), m.min_time, m.max_time,
+                                       m.tombstone_seq)
+
+            if len(wanted) > 4:  # many files: read them concurrently (Parquet decoding frees the GIL)
+                with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+                    parts = list(pool.map(read, wanted))
+            else:
+                parts = [read(m) for m in wanted]
             parts += [rules.buffer_rows(within(s, rng)) for s in snapshots]
             if tags:
                 parts = [keep_matching(p, tags, schema.tags) for p in parts]
@@ -181,7 +195,7 @@ class QueryEngine:
         planner = sql_guard.new_session()
         for name, schema in schemas.items():
             _register(planner, name, schema.empty_table())
-        system = await system_tables(self.catalog, db, sql)  # processing engine's system.*
+        system = await system_tables(self.catalog, db, sql, self.recent)
         register_system_tables(planner, system)
         try:
             limits = await asyncio.to_thread(plan_scan_limits, planner, sql, params)
@@ -202,6 +216,16 @@ class QueryEngine:
         """Plan and compute the first batch now (so errors, including the time limit, surface
         before a response starts); the remaining batches are pulled as the response is
         written. Read-only and within the query limits (query_api/sql_guard.py)."""
+        started = time.time()
+        try:
+            schema, batches = await self._sql_stream(db, sql, params, stats)
+        except Exception as exc:
+            self.recent.record(db, "sql", sql, started, 0, str(exc))
+            raise
+        return schema, self.recent.counting(db, "sql", sql, started, batches)
+
+    async def _sql_stream(self, db: str, sql: str, params: dict[str, Any] | None,
+                          stats: QueryStats | None) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         stats = stats if stats is not None else QueryStats()
         deadline = time.monotonic() + sql_guard.limits().timeout_s
 
@@ -218,6 +242,17 @@ class QueryEngine:
     async def sql(self, db: str, sql: str, params: dict[str, Any] | None = None,
                   stats: QueryStats | None = None) -> pa.Table:
         """The whole result as one table (Flight, plugins), read-only and within the limits."""
+        started = time.time()
+        try:
+            table = await self._sql(db, sql, params, stats)
+        except Exception as exc:
+            self.recent.record(db, "sql", sql, started, 0, str(exc))
+            raise
+        self.recent.record(db, "sql", sql, started, table.num_rows)
+        return table
+
+    async def _sql(self, db: str, sql: str, params: dict[str, Any] | None,
+                   stats: QueryStats | None) -> pa.Table:
         stats = stats if stats is not None else QueryStats()
         deadline = time.monotonic() + sql_guard.limits().timeout_s
 
@@ -255,9 +290,10 @@ class EngineSource:
 # ---- system tables of the processing engine (processing_engine, persist/engine_catalog.py) ----
 
 
-async def system_tables(catalog: Catalog, db: str, sql: str) -> dict[str, pa.Table]:
+async def system_tables(catalog: Catalog, db: str, sql: str, recent: QueryLog | None = None
+                        ) -> dict[str, pa.Table]:
     """The ``system.*`` tables a query names (only those are read from Redis)."""
-    tables = {}
+    tables = await lifecycle_system_tables(catalog, db, sql, recent)  # query_api/system_tables.py
     if "system.processing_engine_logs" in sql.lower():
         tables["processing_engine_logs"] = await processing_engine_logs(catalog.redis, catalog.ns, db)
     if "system.tokens" in sql.lower():  # API tokens, never their secrets (persist/tokens.py)

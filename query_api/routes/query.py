@@ -78,6 +78,7 @@ class QueryRoutes:
             except orjson.JSONDecodeError:
                 return {"error": "error parsing query parameters: params must be JSON"}, stats
         app = request.app
+        started = time.time()
         try:
             body = await sql_guard.within_limit(
                 execute_influxql(q, db or None, EngineSource(app.state.engine, stats),
@@ -90,6 +91,9 @@ class QueryRoutes:
             return {"error": str(exc)}, stats
         finally:
             self.metrics.observe(stats)
+        answered = sum(len(s.get("values") or []) for r in body.get("results") or []
+                       for s in r.get("series") or [])
+        app.state.engine.recent.record(db or "", "influxql", q, started, answered, body.get("error"))
         return body, stats
 
     async def query_v1(self, request: Request) -> Response:
