@@ -94,6 +94,12 @@ def rows(results: dict) -> list[Row]:
                        inf["bytes_per_row"], peer["bytes_per_row"], "B/row", False,
                        "Parquet <= 1/15 of LP", inf["ratio"] >= 15,
                        f"Parquet = 1/{inf['ratio']:.1f} of LP"))
+        comp = st.get("influent_compacted")
+        if comp:
+            out.append(Row("storage", f"bytes per row after compaction ({comp['l0_files']} L0 "
+                           f"files, {comp['l0_bytes_per_row']:.2f} B/row -> "
+                           f"{comp['compacted_files']} L1)", comp["bytes_per_row"],
+                           peer["bytes_per_row"], "B/row", False))
         pers = st.get("influent_persisted_during_ingest", {})
         if pers.get("bytes_per_row"):
             out.append(Row("storage", f"bytes per row, the {pers['files']} files persisted "

@@ -282,7 +282,9 @@ def phase_storage(stack: Stack, plan: Plan) -> dict:
     persisted = catalog_state(stack.settings, DB)
     peer = wait_peer_compacted(stack.peer, DB)
     rows = parquet["rows"]
+    compacted = storage_bench.measure_compacted(plan.hosts, plan.hours)
     out = {"influent": parquet, "influent_persisted_during_ingest": persisted,
+           "influent_compacted": compacted,
            "peer": {**peer, "rows": rows, "bytes_per_row": peer["tsm_bytes"] / rows,
                     "lp_ratio": parquet["lp_bytes"] / peer["tsm_bytes"] if peer["tsm_bytes"]
                     else None}}

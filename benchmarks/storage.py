@@ -38,6 +38,45 @@ def measure(hosts: int, hours: float, seed: int = 123) -> dict:
             "ratio": lp_bytes / len(data)}
 
 
+def measure_compacted(hosts: int, hours: float, files: int = 32, seed: int = 123) -> dict:
+    """The same data persisted as ``files`` small L0 files (as a worker with small persist
+    thresholds writes them), then merged by the compactor's own code into L1: bytes per row of
+    both, the figure to set beside the peer's compacted TSM."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from persist.compaction import MERGE, Plan, build_outputs
+    from persist.visibility import NOTHING_HIDDEN
+
+    lines = int(hosts * hours * 360)
+    messages = generate_messages(lines, max(1, lines // files), seed=seed, hosts=hosts)
+    metas, contents = [], []
+    for i, msg in enumerate(messages):
+        t = parse_lp(msg).tables["cpu"]
+        n = t.batch.num_rows
+        b = t.batch.append_column(ORDER_TS, pa.array([i] * n, pa.int64()))
+        b = b.append_column(ORDER_SEQ, pa.array(range(n), pa.int64()))
+        table = pa.Table.from_batches([b])
+        tags = [c for c in table.column_names if table.schema.field(c).type == pa.string()]
+        meta = ParquetFileMeta(database="bench", table="cpu", partition_key="all", path=f"l0-{i}",
+                               file_id=f"l0-{i}", size=0, rows=0, min_time=0, max_time=0,
+                               source_topic="bench", source_partition=0, min_offset=i,
+                               max_offset=i, max_write_ts=0, max_write_seq=0)
+        data, meta = build_parquet(table, tags, meta)
+        metas.append(meta)
+        contents.append(pq.read_table(io.BytesIO(data)))
+    plan = Plan("bench", "cpu", "all", MERGE, tuple(metas), 1)
+    outputs = build_outputs(plan, contents, tags, NOTHING_HIDDEN, 0, {}, 128 * 1024 * 1024, 0.0)
+    l0_bytes = sum(m.size for m in metas)
+    rows = sum(m.rows for _, m in outputs)
+    out_bytes = sum(len(body) for body, _ in outputs)
+    return {"l0_files": len(metas), "l0_bytes": l0_bytes, "l0_rows": sum(m.rows for m in metas),
+            "l0_bytes_per_row": l0_bytes / max(1, sum(m.rows for m in metas)),
+            "compacted_files": len(outputs), "compacted_bytes": out_bytes, "rows": rows,
+            "bytes_per_row": out_bytes / max(1, rows)}
+
+
 @click.command()
 @click.option("--hosts", default=100, show_default=True)
 @click.option("--hours", default=12.0, show_default=True)
@@ -47,6 +86,10 @@ def main(hosts: int, hours: float) -> None:
     print(f"line protocol : {r['lp_bytes']:>12,} bytes  ({r['lp_bytes_per_line']:.1f} bytes/line)")
     print(f"parquet       : {r['parquet_bytes']:>12,} bytes  ({r['bytes_per_row']:.2f} bytes/row)")
     print(f"ratio         : parquet is 1/{r['ratio']:.1f} of the line protocol")
+    c = measure_compacted(hosts, hours)
+    print(f"{c['l0_files']} L0 files : {c['l0_bytes']:>12,} bytes  ({c['l0_bytes_per_row']:.2f} bytes/row)")
+    print(f"compacted    : {c['compacted_bytes']:>12,} bytes  ({c['bytes_per_row']:.2f} bytes/row, "
+          f"{c['compacted_files']} file(s))")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,17 @@ import sys
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import redis
 from influxdb_client import InfluxDBClient
+from influxdb_client_3 import InfluxDBClient3
 
 from influent.config import Settings
 from influent.devstack import free_port, start_redis, stop
+from persist.object_store import open_store
+from persist.parquet_files import ParquetFileMeta
 from tests.harness import produce, rows, running, start_api, unique, wait_for
 
 pytestmark = pytest.mark.integration
@@ -41,7 +46,8 @@ def test_deletes_hide_rows_everywhere_and_survive_restart_and_rebuild(kafka_boot
         settings = Settings(state_dir=tmp_path, kafka_bootstrap=kafka_bootstrap,
                             redis_url=own_redis.endpoint, topic_prefix=unique("del") + ".",
                             partitions=2, http_bind=f"127.0.0.1:{free_port()}", default_db="d",
-                            persist_max_rows=100, persist_max_age=3600, tick_interval=1.0)
+                            persist_max_rows=100, persist_max_age=3600, tick_interval=1.0,
+                            compact_interval=1.0, compact_grace=1.0)
         db = unique("deletes")
         client = redis.Redis.from_url(own_redis.endpoint)
         files_key = f"{settings.app_id}:db:{db}:t:cpu:files"
@@ -78,6 +84,30 @@ def test_deletes_hide_rows_everywhere_and_survive_restart_and_rebuild(kafka_boot
             wait_for(lambda: client.hlen(f"{settings.app_id}:db:{db}:t:cpu:buf") == 0,
                      what="buffers persisted")
             assert counts(settings, db) == expected
+
+            # compaction materialises the tombstones: the objects themselves lose the rows
+            def materialised() -> bool:
+                metas = [ParquetFileMeta.from_json(v) for v in client.hgetall(files_key).values()]
+                store = open_store(settings)
+                objects = {o.path for o in store.list(f"{db}/cpu/")}
+                return (all(m.tombstone_seq == 3 for m in metas)
+                        and objects == {m.path for m in metas})
+            wait_for(materialised, timeout=60, what="tombstones applied to every file")
+            store = open_store(settings)
+            hosts = pa.concat_tables([pq.read_table(pa.BufferReader(store.get(o.path)))
+                                      .select(["host"]).cast(pa.schema([("host", pa.string())]))
+                                      for o in store.list(f"{db}/cpu/")]).column("host")
+            assert sorted(set(hosts.to_pylist())) == ["h0", "h1", "h3"]
+            assert hosts.to_pylist().count("h0") == 1
+            assert counts(settings, db) == expected
+
+            # the system tables answer over Flight too
+            with InfluxDBClient3(host=settings.http_url, token="unused", database=db) as v3:
+                listed = v3.query("SELECT table_name, row_count, level FROM system.parquet_files",
+                                  language="sql")
+                assert sum(listed.column("row_count").to_pylist()) == 71 + 1
+                recent = v3.query("SELECT query_text, success FROM system.queries", language="sql")
+                assert any(PER_HOST == t for t in recent.column("query_text").to_pylist())
 
             # a bad predicate is a 400 naming the problem, nothing deleted
             bad = httpx.post(f"{settings.http_url}/api/v2/delete", params={"bucket": db},
