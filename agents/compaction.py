@@ -26,6 +26,7 @@ from collections import defaultdict
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 
 from agents.group_consumer import GroupConsumer, GroupSpec
 from influent.config import Settings
@@ -45,6 +46,7 @@ import pyarrow.parquet as pq
 log = logging.getLogger("influent.compaction")
 
 MAX_STEPS_PER_PARTITION = 16
+SEND_TIMEOUT = 30.0
 
 
 class Compactor:
@@ -175,9 +177,17 @@ class Compactor:
         return len(paths)
 
     async def flush_outbox(self) -> None:
+        """Send the ``compacted`` events not sent yet; one that cannot be sent now (Kafka away,
+        the producer still starting) stays in the outbox for the next sweep, so deletions and
+        compactions never wait on it."""
         for event_id, payload in await self.lifecycle.outbox():
             event = orjson.loads(payload)
-            await self.send_event(f"{event['database']}/{event['table']}".encode(), payload)
+            try:
+                await asyncio.wait_for(self.send_event(
+                    f"{event['database']}/{event['table']}".encode(), payload), SEND_TIMEOUT)
+            except (asyncio.TimeoutError, KafkaError) as exc:
+                log.warning("compacted event not sent yet (%r); retried at the next sweep", exc)
+                return
             await self.lifecycle.outbox_done(event_id)
 
 
@@ -214,6 +224,8 @@ def register_compaction(app: faust.App, settings: Settings, topics: PipelineTopi
                                            start_ms=int(time.time() * 1000),
                                            lag_prefix="compactor\x1f\x1f\x1f"), engine_catalog)
         listening = asyncio.create_task(listener.run(on_persisted))
+        log.info("compactor started: every %.0f s, %d files per level, grace %.0f s",
+                 settings.compact_interval, settings.compact_min_files, settings.compact_grace)
         next_full = time.monotonic()
         pending = False  # files waiting for their grace period to end
         try:
