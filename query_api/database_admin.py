@@ -10,6 +10,7 @@ import asyncio
 import time
 
 from persist.catalog import Catalog, validate_db_name
+from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore
 
 
@@ -30,15 +31,21 @@ class CatalogDatabaseAdmin:
             return
         await self.catalog.create_database(db)
         if period_ns is not None:
-            await self.catalog.set_retention(db, None, period_ns)
+            await self._set_retention(db, period_ns)
 
     async def drop_database(self, db: str) -> None:
         """Drop ``db`` now; nothing happens when it does not exist (as in 1.x)."""
         if not await self.catalog.has_database(db):
             return
         paths = await self.catalog.delete_database(db, int(time.time() * 1000))
-        await self.catalog.set_retention(db, None, None)
+        await self._set_retention(db, None)
         await self._remove(paths)
+
+    async def _set_retention(self, db: str, period_ns: int | None) -> None:
+        """Set (None: clear) a database's period and refresh the object-store copy that
+        ``influent catalog rebuild`` restores periods from."""
+        await self.catalog.set_retention(db, None, period_ns)
+        await LifecycleCatalog(self.catalog).save_retention_copy(self.store)
 
     async def drop_measurement(self, db: str, table: str) -> None:
         """Drop one table now; nothing happens when it does not exist (as in 1.x)."""

@@ -88,3 +88,26 @@ def test_tombstones_restored_from_the_store(redis_url, tmp_path):
             await catalog.close()
 
     asyncio.run(run())
+
+
+def test_retention_of_influxql_create_database_is_restored_from_the_store(redis_url, tmp_path):
+    """CREATE DATABASE ... WITH DURATION (and DROP DATABASE) keep the object-store copy current."""
+    from query_api.database_admin import CatalogDatabaseAdmin
+
+    async def run() -> None:
+        ns = f"lc{uuid.uuid4().hex[:8]}"
+        catalog = Catalog.connect(redis_url, ns)
+        store = LocalStore(tmp_path / "objects")
+        admin = CatalogDatabaseAdmin(catalog, store)
+        try:
+            await admin.create_database("kept", 7 * 24 * 3600 * 10**9, True)
+            await admin.create_database("dropped", 3600 * 10**9, True)
+            await admin.drop_database("dropped")
+            await catalog.redis.delete(*[k async for k in catalog.redis.scan_iter(f"{ns}:*")])
+            assert await LifecycleCatalog(catalog).restore_retention(store) == 1
+            assert await catalog.retention("kept") == 7 * 24 * 3600 * 10**9
+            assert await catalog.retention("dropped") is None
+        finally:
+            await catalog.close()
+
+    asyncio.run(run())
