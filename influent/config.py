@@ -43,6 +43,11 @@ class Settings:
     persist_max_bytes: int = 64 * 1024 * 1024
     persist_max_age: float = 300.0
     tick_interval: float = 5.0
+    # one ingest batch of a writes partition: at most this many messages and bytes, waiting at
+    # most this long for any (docs/ingest.md, chosen by measurement in docs/benchmarks.md)
+    ingest_max_rows: int = 20_000
+    ingest_max_bytes: int = 16 * 1024 * 1024
+    ingest_max_wait_ms: int = 20
     max_body_bytes: int = 10 * 1024 * 1024
     query_cache_bytes: int = 512 * 1024 * 1024  # decoded buffer snapshots kept by a query API
     query_timeout: float = 60.0  # seconds a query may run (query_api/sql_guard.py)
