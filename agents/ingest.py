@@ -84,7 +84,8 @@ class Ingestor:
         self.catalog = catalog
         self.cache = CatalogCache(catalog)
         self.reader = PartitionReader(settings.kafka_bootstrap, settings.writes_topic,
-                                      batch_limits(settings), self.handle)
+                                      batch_limits(settings), self.handle,
+                                      report_group=settings.ingest_group)
         self.running: list[asyncio.Task] = []
         self.delay = IngestDelay()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -62,8 +63,14 @@ def partition_context(app: faust.App, topic: str, partition: int) -> Iterator[No
 class PartitionReader:
     """A manually assigned consumer (no group of its own) over one topic."""
 
-    def __init__(self, bootstrap: str, topic: str, limits: BatchLimits, handle: BatchHandler):
+    def __init__(self, bootstrap: str, topic: str, limits: BatchLimits, handle: BatchHandler,
+                 report_group: str | None = None):
         self.topic = topic
+        #: a consumer group that only *shows* the positions (Kafka lag tools, the explorer); no
+        #: member ever joins it, and what counts is the position in the buffers table
+        self.report_group = report_group
+        self._reported = 0.0
+        self._last_report: dict[int, int] = {}
         self.limits = limits
         self.handle = handle
         self.bootstrap = bootstrap
@@ -77,7 +84,8 @@ class PartitionReader:
     async def _start(self) -> None:
         if not self._started:
             self.consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                bootstrap_servers=self.bootstrap, group_id=self.report_group,
+                enable_auto_commit=False,
                 auto_offset_reset="earliest", max_partition_fetch_bytes=self.limits.max_bytes,
                 fetch_max_bytes=self.limits.max_bytes,
                 fetch_max_wait_ms=max(self.limits.max_wait_ms, 1))
@@ -131,6 +139,7 @@ class PartitionReader:
                         self.partitions[tp.partition] = records[-1].offset + 1
                         self.handled_records += len(records)
                     delay = 0.2
+                    await self._report_positions()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -141,6 +150,19 @@ class PartitionReader:
                         self.consumer.seek(TopicPartition(self.topic, p), offset)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+
+    async def _report_positions(self, every_s: float = 1.0) -> None:
+        """Commit the positions to the report group, at most every ``every_s`` (best effort)."""
+        if (self.report_group is None or time.monotonic() - self._reported < every_s
+                or self.partitions == self._last_report):
+            return
+        self._reported = time.monotonic()
+        try:
+            await self.consumer.commit({TopicPartition(self.topic, p): offset
+                                        for p, offset in self.partitions.items()})
+            self._last_report = dict(self.partitions)
+        except Exception as exc:  # only a display: the next report tries again
+            log.debug("%s: cannot report positions (%s)", self.topic, exc)
 
     def lag(self) -> dict[int, int]:
         """Records behind the partition's end, as last fetched (no request)."""

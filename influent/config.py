@@ -108,6 +108,12 @@ class Settings:
         return self.topic_prefix.rstrip(".") or "influent"
 
     @property
+    def ingest_group(self) -> str:
+        """Consumer group showing the ingest positions of the writes topic (lag tools); the
+        positions themselves live in the buffers changelog (docs/ingest.md)."""
+        return f"{self.app_id}.ingest"
+
+    @property
     def object_store_url(self) -> str:
         if self.object_store:
             return self.object_store
