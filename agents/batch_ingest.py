@@ -30,6 +30,7 @@ from persist.partitioning import partition_keys, split_by_partition
 from topics.line_protocol import LineError, ParsedTable
 from topics.line_protocol.parser import parse_lp_undated
 from topics.line_protocol.assemble import precision_unit
+from topics.telegraf_json import is_json_message, read_document, to_line_protocol
 from topics.validate import offered_columns, reject_rows, reserved_name_conflicts
 from topics.wire import NUDGE_HEADER, ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, header_dict
 
@@ -120,6 +121,7 @@ class Group:
     database: str
     precision: str
     origin: str | None
+    json_precision: str | None = None  # a Telegraf JSON message (parsed alone), its precision
     messages: list[WriteMessage] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)  # global number of each message's line 1
@@ -161,6 +163,12 @@ def group_messages(messages: list[WriteMessage], default_db: str
             rejected += [Rejection(db, e, msg) for e in whole_message_error(body, reason)]
             continue
         origin = msg.headers.get("origin")
+        if is_json_message(msg.headers, body):  # Telegraf JSON: rendered to line protocol alone
+            # Telegraf sets no headers: without one, the timestamp's magnitude tells its unit
+            group = groups[(db, "json", origin, msg.offset)] = Group(
+                db, "ns", origin, json_precision=precision if "precision" in msg.headers else "auto")
+            group.add(msg, body)
+            continue
         key = (db, precision, origin, msg.offset if parses_alone(body) else None)
         group = groups.get(key)
         if group is None:
@@ -215,6 +223,18 @@ async def ingest_batch(messages: list[WriteMessage], cache: CatalogCache,
     parts: dict[tuple[str, str, str, int, str | None], list[pa.RecordBatch]] = defaultdict(list)
     for group in groups:
         data = b"\n".join(group.bodies)
+        json_view = None
+        if group.json_precision is not None:
+            try:
+                doc = read_document(data)
+                known = {n: (await cache.catalog.table_schema(group.database, n)).fields
+                         for n in doc.names}
+                json_view = to_line_protocol(doc, group.json_precision, known)
+            except ValueError as exc:
+                outcome.rejected.append(Rejection(group.database, LineError(
+                    1, data[:4096].decode("utf-8", "replace"), str(exc)), group.messages[0]))
+                continue
+            data = json_view.body
         result = parse_lp_undated(data, precision=group.precision)
         errors = list(result.errors)
         raw_lines: list[bytes] | None = None
@@ -240,6 +260,8 @@ async def ingest_batch(messages: list[WriteMessage], cache: CatalogCache,
                 rows = drop_obsolete_rows(rows, deleted_at, mark)
                 if rows.num_rows:
                     parts[(group.database, table.name, pk, last.offset, group.origin)].append(rows)
+        if json_view is not None:  # errors name the JSON element, not the rendered line
+            errors = json_view.in_json_terms(errors)
         for err in errors:
             msg, line = group.locate(err.line)
             outcome.rejected.append(Rejection(group.database,
