@@ -14,8 +14,6 @@ of a deleted database or table are dropped here, row by row in Arrow.
 from __future__ import annotations
 
 import bisect
-import gzip
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -25,7 +23,9 @@ import pyarrow.compute as pc
 from aiokafka.structs import ConsumerRecord
 
 from agents.catalog_cache import CatalogCache
-from persist.catalog import schema_conflicts, validate_db_name
+from persist.admission import (BodyTooLarge, UndecodableBody, database_name_error, decode_body,
+                               precision_error)
+from persist.catalog import schema_conflicts
 from persist.partitioning import partition_keys, split_by_partition
 from topics.line_protocol import LineError, ParsedTable
 from topics.line_protocol.parser import parse_lp_undated
@@ -34,8 +34,6 @@ from topics.telegraf_json import is_json_message, read_document, to_line_protoco
 from topics.validate import offered_columns, reject_rows, reserved_name_conflicts
 from topics.wire import NUDGE_HEADER, ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, header_dict
 
-PRECISIONS = {"ns", "n", "nanosecond", "us", "u", "microsecond", "ms", "millisecond",
-              "s", "second", "auto"}
 
 
 @dataclass(frozen=True)
@@ -99,15 +97,6 @@ def whole_message_error(body: bytes, reason: str) -> list[LineError]:
     return errors
 
 
-def decode_body(msg: WriteMessage) -> bytes:
-    encoding = msg.headers.get("content-encoding", "").lower()
-    if encoding in ("", "identity"):
-        return msg.value
-    if encoding == "gzip":
-        return gzip.decompress(msg.value)
-    raise ValueError(f"unsupported content-encoding '{encoding}'")
-
-
 def parses_alone(body: bytes) -> bool:
     """A message whose quotes might not close inside it is parsed on its own: a string field
     left open would otherwise run into the next message's lines."""
@@ -139,10 +128,12 @@ class Group:
         return self.messages[i], line - self.starts[i] + 1
 
 
-def group_messages(messages: list[WriteMessage], default_db: str
+def group_messages(messages: list[WriteMessage], default_db: str, max_body_bytes: int = 1 << 30
                    ) -> tuple[list[Group], list[Rejection]]:
     """Decode and sort messages into parse groups (input order kept); whole-message rejections
-    (undecodable body, bad database name or precision) come back directly."""
+    (undecodable body, bad database name or precision, as the write admission words them) come
+    back directly. A message is never refused for its own size (the broker bounds it); what gzip
+    inflates it to is bounded by ``max_body_bytes``."""
     groups: dict[tuple, Group] = {}
     rejected: list[Rejection] = []
     for msg in messages:
@@ -150,15 +141,14 @@ def group_messages(messages: list[WriteMessage], default_db: str
             continue  # an empty record older workers sent to reveal a stranded tail
         db = msg.headers.get("db") or default_db
         try:
-            body = decode_body(msg)
-        except (OSError, EOFError, zlib.error, ValueError) as exc:
-            rejected += [Rejection(db, e, msg) for e in
-                         whole_message_error(msg.value[:4096], f"cannot decode message body: {exc}")]
+            body = decode_body(msg.value, msg.headers.get("content-encoding"),
+                               max(max_body_bytes, len(msg.value)))
+        except (BodyTooLarge, UndecodableBody) as exc:
+            rejected.append(Rejection(db, LineError(0, "", f"cannot decode message body: {exc}"),
+                                      msg))
             continue
-        precision = msg.headers.get("precision", "ns").lower() or "ns"
-        reason = validate_db_name(db)
-        if reason is None and precision not in PRECISIONS:
-            reason = f"invalid precision '{precision}': expected one of ns, us, ms, s, auto"
+        precision = (msg.headers.get("precision") or "ns").strip().lower()
+        reason = database_name_error(db) or precision_error(precision)
         if reason:
             rejected += [Rejection(db, e, msg) for e in whole_message_error(body, reason)]
             continue
@@ -212,10 +202,10 @@ def drop_obsolete_rows(rows: pa.RecordBatch, deleted_at: int | None,
     return rows if keep is None else rows.filter(keep)
 
 
-async def ingest_batch(messages: list[WriteMessage], cache: CatalogCache,
-                       default_db: str) -> BatchOutcome:
+async def ingest_batch(messages: list[WriteMessage], cache: CatalogCache, default_db: str,
+                       max_body_bytes: int = 1 << 30) -> BatchOutcome:
     """Parse, validate and split one partition's batch of messages (no Kafka side effects)."""
-    groups, rejected = group_messages(messages, default_db)
+    groups, rejected = group_messages(messages, default_db, max_body_bytes)
     outcome = BatchOutcome(rejected=rejected)
     if not groups:
         return outcome

@@ -122,7 +122,8 @@ class Ingestor:
         delay = 0.2
         while True:
             try:
-                outcome = await ingest_batch(messages, self.cache, self.settings.default_db)
+                outcome = await ingest_batch(messages, self.cache, self.settings.default_db,
+                                             self.settings.max_body_bytes)
                 await self.publish(partition, outcome, next_offset)
                 self.delay.note(records[-1].timestamp, len(records))
                 if outcome.rejected:
