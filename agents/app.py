@@ -66,8 +66,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
     from agents.subscriptions import register_subscriptions
     from agents.triggers import register_triggers
 
-    register_ingest(app, settings, topics, buffers)
-    drain = register_persist(app, settings, topics, buffers)
+    stop_ingest = register_ingest(app, settings, topics, buffers)
+    drain_persist = register_persist(app, settings, topics, buffers)
+
+    async def drain(timeout: float) -> int:
+        await stop_ingest()  # nothing new gets buffered while the buffers are persisted
+        return await drain_persist(timeout)
+
     register_subscriptions(app, settings)
     register_triggers(app, settings)
     register_compaction(app, settings, topics)

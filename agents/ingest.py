@@ -1,283 +1,228 @@
-"""Ingest agent: line protocol messages on ``influent.writes`` become buffered Arrow batches.
+"""Ingest: line protocol messages on ``influent.writes`` become buffered Arrow batches.
 
-Per message (one event at a time, so Faust knows the current event and table writes land in
-the message's own changelog partition):
+The writes partitions this worker owns are read in record batches by a
+:class:`~agents.partition_reader.PartitionReader` (below Faust's per-record events); each batch
+of one partition:
 
-1-2. admit it (persist/admission.py, the same checks as the HTTP write endpoints): decode
-   (header ``content-encoding``; Telegraf JSON by ``content-type`` or a leading ``{``, rendered
-   to line protocol), database (header ``db``), precision (header ``precision``), parse,
-   reserved names, column kinds against the catalog;
-3. write one buffers-table entry per (table, partition key), publish the same batch as a Redis
-   snapshot for the query API, and forward it on ``influent.accepted``;
-4. send every rejected line, with its reason, to ``influent.rejected``.
+1. is parsed, validated and split in one pass per (database, precision) group against the
+   worker's cached catalog (:mod:`agents.batch_ingest`, :mod:`agents.catalog_cache`);
+2. becomes one buffers-table entry per (database, table, partition key), one Redis snapshot
+   write (one pipeline for the batch) and one ``influent.accepted`` message per entry;
+3. sends every rejected line, with its reason, to ``influent.rejected``;
+4. writes the partition's position (the next offset) into the buffers table, after its entries.
 
-Faust flushes the producer (changelog included) before it commits a source offset, so an
-offset is committed only after its rows are in the changelog-backed table.
+The entries and the position go to the same changelog partition in that order, so a position in
+the changelog always has its rows before it: a restart or a takeover resumes there (see
+docs/ingest.md). Offsets replayed after a crash are ingested again with the same rows.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 
 import faust
-import pyarrow as pa
-import pyarrow.compute as pc
 import redis.exceptions
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
-from agents.offset_guard import (OffsetGuard, faust_message, read_back_with_retry,
-                                 stranded_partitions, take_baselines_on_assignment)
+from agents.batch_ingest import (BatchOutcome, Rejection, WriteMessage, ingest_batch,
+                                 whole_message_error)
+from agents.catalog_cache import CatalogCache
+from agents.partition_reader import BatchLimits, PartitionReader, partition_context
 from influent.config import Settings
-from influent.failpoints import skip_once
-from persist.admission import Admission, WriteRequest, admit
+from influent.failpoints import failpoint
 from persist.catalog import Catalog
-from persist.partitioning import partition_keys, split_by_partition
-from tables.buffers import BufferKey
+from tables.buffers import BufferKey, is_position_key, position_key
 from topics.declarations import PipelineTopics
-from topics.line_protocol import LineError
-from topics.wire import (NUDGE_HEADER, ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, BatchRef,
-                         RejectedLine, batch_stats, encode_batch, header_dict, now)
+from topics.wire import BatchRef, RejectedLine, batch_stats, encode_batch, now
 
 log = logging.getLogger("influent.ingest")
 
 TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-NUDGE_EVERY_S = 30.0  # at most one nudge per partition this often
 
 
-@dataclass(frozen=True)
-class SourceMessage:
-    """The parts of a Kafka message the ingest step needs (decoupled from Faust's types)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    headers: dict[str, str]
-    value: bytes
-
-    @classmethod
-    def from_record(cls, record: ConsumerRecord) -> "SourceMessage":
-        return cls(topic=record.topic, partition=record.partition, offset=record.offset,
-                   timestamp_ms=record.timestamp, headers=header_dict(record.headers),
-                   value=record.value or b"")
+def batch_limits(settings: Settings) -> BatchLimits:
+    return BatchLimits(max_records=settings.ingest_max_rows, max_bytes=settings.ingest_max_bytes,
+                       max_wait_ms=settings.ingest_max_wait_ms)
 
 
+class IngestDelay:
+    """How long after it was produced a batch's newest record was buffered (for the log: a
+    growing figure means ingest is behind)."""
 
-@dataclass
-class IngestOutcome:
-    """What one message turned into: buffered batches and rejected lines."""
+    def __init__(self, every_s: float = 30.0):
+        self.every_s = every_s
+        self.worst_ms = 0
+        self.records = 0
+        self.batches = 0
+        self.since = time.monotonic()
 
-    batches: list[tuple[BatchRef, pa.RecordBatch]] = field(default_factory=list)
-    rejected: list[LineError] = field(default_factory=list)
-    database: str = ""
-
-    @property
-    def rows(self) -> int:
-        return sum(b.num_rows for _, b in self.batches)
-
-
-def whole_message_error(body: bytes, reason: str) -> list[LineError]:
-    """Reject every non-blank, non-comment line of a message with one reason."""
-    errors = []
-    for number, raw in enumerate(body.split(b"\n"), start=1):
-        text = raw.rstrip(b"\r").decode("utf-8", "replace")
-        if text.strip() and not text.lstrip().startswith("#"):
-            errors.append(LineError(line=number, original=text, reason=reason))
-    if not errors and body.strip():
-        errors.append(LineError(line=0, original="", reason=reason))
-    return errors
+    def note(self, produced_ms: int, records: int) -> None:
+        self.worst_ms = max(self.worst_ms, int(time.time() * 1000) - produced_ms)
+        self.records += records
+        self.batches += 1
+        if time.monotonic() - self.since >= self.every_s:
+            log.info("ingested %d records in %d batches in the last %.0f s; newest record "
+                     "buffered at most %d ms after it was produced", self.records, self.batches,
+                     time.monotonic() - self.since, self.worst_ms)
+            self.worst_ms = self.records = self.batches = 0
+            self.since = time.monotonic()
 
 
-def write_request(msg: SourceMessage, default_db: str, max_body_bytes: int) -> WriteRequest:
-    """A writes-topic message as a write for the admission. A message is never refused for its
-    own size (the broker bounds it); what gzip inflates it to is bounded by the body limit."""
-    return WriteRequest(body=msg.value, database=msg.headers.get("db") or default_db,
-                        precision=msg.headers.get("precision") or "ns",
-                        content_encoding=msg.headers.get("content-encoding"),
-                        default_time_ns=msg.timestamp_ms * 1_000_000,
-                        max_body_bytes=max(max_body_bytes, len(msg.value)),
-                        body_format="sniff", content_type=msg.headers.get("content-type"),
-                        precision_given="precision" in msg.headers)
-
-
-def refused_lines(admission: Admission) -> list[LineError]:
-    """A refused message as rejected lines: each line with the reason, or one record (line 0)
-    when the body could not be decoded (the message itself stays at its offset)."""
-    refusal = admission.refusal
-    if refusal.too_large or refusal.undecodable:
-        return [LineError(line=0, original="", reason=f"cannot decode message body: {refusal.reason}")]
-    if refusal.invalid_document:  # JSON that is not Telegraf's: one record quoting the body
-        return [LineError(1, admission.body[:4096].decode("utf-8", "replace"), refusal.reason)]
-    return whole_message_error(admission.body, refusal.reason)
-
-
-def with_write_order(batch: pa.RecordBatch, lines: pa.Array, msg: SourceMessage) -> pa.RecordBatch:
-    """Append the write-order columns used by last-write-wins dedup."""
-    ts = pa.repeat(pa.scalar(msg.timestamp_ms, pa.int64()), batch.num_rows)
-    seq = pc.add(pc.cast(lines, pa.int64()),
-                 pa.scalar(msg.offset << ROWS_PER_MESSAGE_BITS, pa.int64()))
-    return batch.append_column(ORDER_TS, ts).append_column(ORDER_SEQ, seq)
-
-
-async def ingest_message(msg: SourceMessage, catalog: Catalog, default_db: str,
-                         max_body_bytes: int) -> IngestOutcome:
-    """Admit one writes message (persist/admission.py) and split what it accepted into
-    buffer batches (no Kafka side effects)."""
-    [admission] = await admit([write_request(msg, default_db, max_body_bytes)], catalog)
-    db = admission.request.database
-    outcome = IngestOutcome(database=db)
-    if admission.refusal is not None:
-        outcome.rejected = refused_lines(admission)
-        return outcome
-    outcome.rejected = admission.rejected
-    for table in admission.tables:
-        ordered = with_write_order(table.batch, table.lines, msg)
-        template = await catalog.partition_template(db, table.name)
-        for pk, part in split_by_partition(ordered, partition_keys(ordered, template)).items():
-            if await catalog.is_obsolete(db, table.name, pk, msg.partition, msg.offset,
-                                         msg.timestamp_ms):
-                continue  # a replay of rows already in a file, or of a deleted database
-            ref = BatchRef(db, table.name, pk, msg.topic, msg.partition, msg.offset)
-            outcome.batches.append((ref, part))
-    return outcome
-
-
-def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
-                    buffers: faust.Table) -> None:
-    guard = OffsetGuard(settings.kafka_bootstrap, app.conf.id, settings.writes_topic)
-    take_baselines_on_assignment(app, guard)
-    ingester = Ingester(app, settings, topics, buffers, guard,
-                        Catalog.connect(settings.redis_url, settings.app_id))
-
-    @app.agent(topics.writes, name="ingest")
-    async def ingest(stream):
-        try:
-            async for event in stream.events():
-                await ingester.on_event(event.message)
-        finally:
-            await guard.close()
-
-    @app.timer(settings.tick_interval)
-    async def nudge_stranded_partitions() -> None:
-        await ingester.nudge_stranded_partitions()
-
-    buffers.on_recover(ingester.republish_snapshots)
-
-
-class Ingester:
-    """The ingest agent's work: each writes message -> buffered batches (with their Redis
-    snapshots) and accepted batches, its bad lines -> the rejected topic; messages Faust passed
-    over are read back first."""
+class Ingestor:
+    """The ingest path of one worker: reads its writes partitions in batches and turns each
+    batch into buffer entries, snapshots, accepted and rejected messages, then its position."""
 
     def __init__(self, app: faust.App, settings: Settings, topics: PipelineTopics,
-                 buffers: faust.Table, guard: OffsetGuard, catalog: Catalog):
+                 buffers: faust.Table, catalog: Catalog):
         self.app = app
         self.settings = settings
         self.topics = topics
         self.buffers = buffers
-        self.guard = guard
         self.catalog = catalog
-        self.nudged: dict[int, float] = {}  # partition -> monotonic time of its last nudge
+        self.cache = CatalogCache(catalog)
+        self.reader = PartitionReader(settings.kafka_bootstrap, settings.writes_topic,
+                                      batch_limits(settings), self.handle,
+                                      report_group=settings.ingest_group)
+        self.running: list[asyncio.Task] = []
+        self.delay = IngestDelay()
 
-    async def publish(self, msg: SourceMessage, outcome: IngestOutcome) -> None:
-        buffers, topics, catalog = self.buffers, self.topics, self.catalog
-        snapshots = []
-        for ref, batch in outcome.batches:
-            data = encode_batch(batch)
-            key = BufferKey.for_batch(ref)
-            buffers[key.encode()] = data
-            snapshots.append((ref.database, ref.table, key.snapshot_field, data))
-            headers = ref.headers()
-            if "origin" in msg.headers:  # who wrote it (e.g. a trigger), for the loop guard
-                headers["origin"] = msg.headers["origin"].encode()
-            await topics.accepted.send(key=f"{ref.database}/{ref.table}".encode(), value=data,
-                                       partition=msg.partition, headers=headers)
-        await catalog.put_snapshots(snapshots)
-        received = now()
-        for err in outcome.rejected:
-            record = RejectedLine(outcome.database, err.line, err.original, err.reason,
-                                  msg.topic, msg.partition, msg.offset, received)
-            await topics.rejected.send(key=outcome.database.encode(), value=record.to_json(),
-                                       partition=msg.partition)
+    async def publish(self, partition: int, outcome: BatchOutcome, next_offset: int) -> None:
+        with partition_context(self.app, self.settings.writes_topic, partition):
+            snapshots = []
+            for entry in outcome.entries:
+                data = encode_batch(entry.rows)
+                key = BufferKey.of(entry.database, entry.table, entry.partition_key, partition,
+                                   entry.offset)
+                self.buffers[key.encode()] = data
+                snapshots.append((entry.database, entry.table, key.snapshot_field, data))
+                ref = BatchRef(entry.database, entry.table, entry.partition_key,
+                               self.settings.writes_topic, partition, entry.offset)
+                headers = ref.headers()
+                if entry.origin is not None:  # who wrote it (e.g. a trigger), for the loop guard
+                    headers["origin"] = entry.origin.encode()
+                await self.topics.accepted.send(key=f"{entry.database}/{entry.table}".encode(),
+                                                value=data, partition=partition, headers=headers)
+            await self.catalog.put_snapshots(snapshots)
+            received = now()
+            for r in outcome.rejected:
+                record = RejectedLine(r.database, r.error.line, r.error.original, r.error.reason,
+                                      r.message.topic, r.message.partition, r.message.offset,
+                                      received)
+                await self.topics.rejected.send(key=r.database.encode(), value=record.to_json(),
+                                                partition=partition)
+            failpoint("ingest_before_position")
+            self.buffers[position_key(partition)] = str(next_offset).encode()
 
-    async def handle(self, msg: SourceMessage) -> None:
-        catalog, settings = self.catalog, self.settings
+    async def handle(self, partition: int, records: list[ConsumerRecord]) -> None:
+        messages = [WriteMessage.from_record(r) for r in records]
+        next_offset = records[-1].offset + 1
         delay = 0.2
         while True:
             try:
-                outcome = await ingest_message(msg, catalog, settings.default_db,
-                                               settings.max_body_bytes)
-                await self.publish(msg, outcome)
+                outcome = await ingest_batch(messages, self.cache, self.settings.default_db,
+                                             self.settings.max_body_bytes)
+                await self.publish(partition, outcome, next_offset)
+                self.delay.note(records[-1].timestamp, len(records))
                 if outcome.rejected:
-                    log.info("p%d@%d: %d rows buffered, %d lines rejected", msg.partition,
-                             msg.offset, outcome.rows, len(outcome.rejected))
+                    log.info("p%d@%d-%d: %d rows buffered, %d lines rejected", partition,
+                             records[0].offset, records[-1].offset, outcome.rows,
+                             len(outcome.rejected))
                 return
             except TRANSIENT as exc:  # Redis away: wait for it, never drop the write
                 log.warning("p%d@%d: catalog unavailable (%s); retrying in %.1fs",
-                            msg.partition, msg.offset, exc, delay)
+                            partition, records[0].offset, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as exc:  # a bug must not stop the partition or lose the lines
-                log.exception("p%d@%d: ingest failed", msg.partition, msg.offset)
-                outcome = IngestOutcome(database=msg.headers.get("db") or settings.default_db)
-                outcome.rejected = whole_message_error(msg.value, f"internal error: {exc!r}")
-                await self.publish(msg, outcome)
+                log.exception("p%d@%d-%d: ingest failed", partition, records[0].offset,
+                              records[-1].offset)
+                rejected = [Rejection(m.headers.get("db") or self.settings.default_db, e, m)
+                            for m in messages
+                            for e in whole_message_error(m.value, f"internal error: {exc!r}")]
+                await self.publish(partition, BatchOutcome(rejected=rejected), next_offset)
                 return
 
-    async def handle_read_back(self, records: list[ConsumerRecord], generation: int) -> None:
-        for record in records:
-            await self.handle(SourceMessage.from_record(record))
-            self.app.consumer.ack(faust_message(record, generation))  # so Faust commits past it
+    async def committed_by_faust(self, partitions: list[int]) -> dict[int, int]:
+        """Where Faust's own stream stopped, for partitions without a position yet (a worker
+        that ingested through a Faust agent before)."""
+        if not partitions:
+            return {}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            tps = [TopicPartition(self.settings.writes_topic, p) for p in partitions]
+            found = await admin.list_consumer_group_offsets(self.app.conf.id, partitions=tps)
+        finally:
+            await admin.close()
+        return {tp.partition: meta.offset for tp, meta in found.items()
+                if meta is not None and meta.offset >= 0}
 
-    async def on_event(self, m) -> None:
-        """One message of the writes topic, as the agent's stream delivers it."""
-        guard = self.guard
-        generation = m.generation_id or 0
-        if guard.already_handled(m.partition, m.offset, generation):
-            return  # read back from Kafka earlier in this generation
-        if skip_once("skip_first_write"):
-            return  # fault test: passed over unhandled, as Faust does around a rebalance
-        await self.handle_read_back(
-            await read_back_with_retry(guard, m.partition, m.offset, generation), generation)
-        headers = header_dict(m.headers)
-        if NUDGE_HEADER not in headers:
-            await self.handle(SourceMessage(
-                topic=m.topic, partition=m.partition, offset=m.offset,
-                timestamp_ms=int(round((m.timestamp or now()) * 1000)),
-                headers=headers, value=m.value or b""))
-        guard.handled(m.partition, m.offset, generation)
+    def owned_partitions(self) -> list[int]:
+        changelog = self.buffers.changelog_topic_name
+        return sorted(tp.partition for tp in self.app.assignor.assigned_actives()
+                      if tp.topic == changelog)
 
-    async def nudge_stranded_partitions(self) -> None:
-        """A record Faust skipped at the end of a partition has no later record to reveal it:
-        send one, an empty nudge, so the agent reads the tail back in an event of its own."""
-        app, settings, nudged = self.app, self.settings, self.nudged
-        for p in await stranded_partitions(self.guard, app.consumer, app.consumer_generation_id):
-            if time.monotonic() - nudged.get(p, float("-inf")) < NUDGE_EVERY_S:
-                continue
-            nudged[p] = time.monotonic()
-            log.warning("%s p%d: the stream delivered nothing for a while yet the partition has "
-                        "more records; nudging it", settings.writes_topic, p)
-            try:
-                await self.topics.writes.send(key=b"nudge", value=b"", partition=p,
-                                              headers={NUDGE_HEADER: b"1"})
-            except Exception as exc:  # Kafka away: the next tick nudges again
-                log.warning("%s p%d: cannot nudge (%s)", settings.writes_topic, p, exc)
-                nudged.pop(p, None)
+    async def start_reading(self) -> None:
+        """After table recovery: republish the snapshots, then read each owned partition from
+        its position (recovered with the buffers)."""
+        await self.republish_snapshots()
+        starts: dict[int, int | None] = {}
+        for p in self.owned_partitions():
+            raw = self.buffers.get(position_key(p))
+            starts[p] = int(raw) if raw else None
+            await self.cache.take_partition(p)
+        try:
+            starts.update(await self.committed_by_faust([p for p, s in starts.items() if s is None]))
+        except Exception as exc:  # no group offsets to look at: the log's start (idempotent)
+            log.warning("cannot read the group's committed offsets (%s)", exc)
+        await self.reader.take(starts)
+        if not self.running:
+            self.running.append(asyncio.ensure_future(self.reader.run()))
+
+    async def stop_reading(self, sender=None, revoked=None, **kwargs) -> None:
+        """A rebalance: finish the batch at hand, stop, and flush its changelog records before
+        another worker can recover the partitions."""
+        await self.reader.release()
+        await self.app.producer.flush()
 
     async def republish_snapshots(self) -> None:
         """Make Redis hold a snapshot of every buffered batch this worker owns (idempotent)."""
-        catalog = self.catalog
         items = []
         for raw_key, data in self.buffers.items():
-            if data is None:
+            if data is None or is_position_key(raw_key):
                 continue
             key = BufferKey.decode(raw_key)
-            if await catalog.is_obsolete(key.database, key.table, key.partition_key,
-                                         key.source_partition, key.offset, batch_stats(data)[1]):
+            if await self.catalog.is_obsolete(key.database, key.table, key.partition_key,
+                                              key.source_partition, key.offset,
+                                              batch_stats(data)[1]):
                 continue  # already in a file or deleted; the persist agent purges the entry
             items.append((key.database, key.table, key.snapshot_field, data))
-        missing = await catalog.missing_snapshots(items)
-        await catalog.put_snapshots(missing)
+        missing = await self.catalog.missing_snapshots(items)
+        await self.catalog.put_snapshots(missing)
         log.info("recovered %d buffered batches (%d republished to Redis)", len(items), len(missing))
+
+    async def stop(self) -> None:
+        """Shutdown: no batch after this one; the consumer closed, the producer flushed."""
+        await self.reader.release()
+        for task in self.running:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.running.clear()
+        await self.reader.close()
+        await self.app.producer.flush()
+
+
+def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
+                    buffers: faust.Table):
+    """Register the ingest path on ``app``; returns ``stop()``, which ends reading (shutdown)."""
+    ingestor = Ingestor(app, settings, topics, buffers,
+                        Catalog.connect(settings.redis_url, settings.app_id))
+    buffers.on_recover(ingestor.start_reading)
+    app.on_partitions_revoked.connect(ingestor.stop_reading)
+    return ingestor.stop

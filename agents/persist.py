@@ -38,7 +38,7 @@ from persist.parquet_files import ParquetFileMeta, build_parquet, file_id, objec
 from persist.persist_events import PersistEvent
 from persist.policy import PendingBuffer, PersistPolicy
 from persist.tombstones import drop_deleted
-from tables.buffers import BufferKey
+from tables.buffers import BufferKey, is_position_key
 from topics.declarations import PipelineTopics
 from topics.wire import BatchRef, batch_stats, decode_batches, header_dict
 
@@ -109,7 +109,7 @@ class Persister:
     async def rebuild_pending(self) -> None:
         self.pending.clear()
         for raw_key, data in self.buffers.items():
-            if data is not None:
+            if data is not None and not is_position_key(raw_key):
                 self.track(BufferKey.decode(raw_key).source_partition, raw_key, data)
         log.info("tracking %d buffers after recovery",
                  sum(len(v) for v in self.pending.values()))

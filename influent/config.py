@@ -47,6 +47,11 @@ class Settings:
     compact_target_bytes: int = 128 * 1024 * 1024  # size of a compacted file
     compact_interval: float = 60.0  # seconds between compaction/retention sweeps
     compact_grace: float = 300.0  # seconds a replaced file stays for queries in flight
+    # one ingest batch of a writes partition: at most this many messages and bytes, waiting at
+    # most this long for any (docs/ingest.md, chosen by measurement in docs/benchmarks.md)
+    ingest_max_rows: int = 20_000
+    ingest_max_bytes: int = 16 * 1024 * 1024
+    ingest_max_wait_ms: int = 20
     max_body_bytes: int = 10 * 1024 * 1024
     query_cache_bytes: int = 512 * 1024 * 1024  # decoded buffer snapshots kept by a query API
     query_timeout: float = 60.0  # seconds a query may run (query_api/sql_guard.py)
@@ -105,6 +110,12 @@ class Settings:
     def app_id(self) -> str:
         """Faust app id: names the consumer group and the changelog topics."""
         return self.topic_prefix.rstrip(".") or "influent"
+
+    @property
+    def ingest_group(self) -> str:
+        """Consumer group showing the ingest positions of the writes topic (lag tools); the
+        positions themselves live in the buffers changelog (docs/ingest.md)."""
+        return f"{self.app_id}.ingest"
 
     @property
     def object_store_url(self) -> str:

@@ -14,6 +14,8 @@ deployments sharing one Redis never collide) — see docs/catalog.md:
 - ``<ns>:outbox:<source partition>``    hash object path -> persist event JSON not yet sent
 - ``<ns>:persisted``                    hash "<db>␟<table>␟<partition key>␟<source partition>"
                                          -> highest source offset persisted (the watermark)
+- ``<ns>:catalog_version``              counter raised by every change a cached copy of the
+                                         catalog can miss (deletes, partition templates)
 
 The first writer of a column wins: columns are added with HSETNX, so two workers racing on a
 new column agree on one type and the loser's lines are rejected with a clear reason.
@@ -107,6 +109,28 @@ class Catalog:
     def k_watermarks(self) -> str:
         return f"{self.ns}:persisted"
 
+    def k_version(self) -> str:
+        return f"{self.ns}:catalog_version"
+
+    async def version(self) -> int:
+        """The catalog version: a worker's cached schemas, templates and deletes are valid while
+        it stays the same (new columns need no bump: a cache only ever misses them)."""
+        return int(await self.redis.get(self.k_version()) or 0)
+
+    async def deletions(self) -> dict[str, int]:
+        """Every delete mark: db (or db␟table) -> ms; rows written up to then are deleted."""
+        raw = await self.redis.hgetall(self.k_deleted())
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    async def partition_watermarks(self, source_partition: int) -> dict[tuple[str, str, str], int]:
+        """The watermarks of one source partition: (db, table, partition key) -> offset."""
+        found = {}
+        async for name, value in self.redis.hscan_iter(
+                self.k_watermarks(), match=f"*{KEY_SEPARATOR}{source_partition}", count=1000):
+            db, table, pk, _ = name.decode().split(KEY_SEPARATOR)
+            found[(db, table, pk)] = int(value)
+        return found
+
     @staticmethod
     def watermark_field(db: str, table: str, partition_key: str, source_partition: int) -> str:
         return KEY_SEPARATOR.join((db, table, partition_key, str(source_partition)))
@@ -191,7 +215,10 @@ class Catalog:
     async def set_partition_template(self, db: str, table: str | None,
                                      template: PartitionTemplate) -> None:
         name = db if table is None else f"{db}{KEY_SEPARATOR}{table}"
-        await self.redis.hset(self.k_templates(), name, template.to_json())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.k_templates(), name, template.to_json())
+            pipe.incr(self.k_version())
+            await pipe.execute()
 
     async def partition_template(self, db: str, table: str) -> PartitionTemplate:
         """The table's template, else the database's, else the default (UTC day)."""
@@ -329,6 +356,7 @@ class Catalog:
                 self._drop_table(pipe, db, table)
             pipe.hdel(self.k_templates(), db)
             pipe.hset(self.k_deleted(), db, now_ms)
+            pipe.incr(self.k_version())
             await pipe.execute()
         return paths
 
@@ -341,6 +369,7 @@ class Catalog:
             pipe.srem(self.k_tables(db), table)
             self._drop_table(pipe, db, table)
             pipe.hset(self.k_deleted(), self.deleted_table_field(db, table), now_ms)
+            pipe.incr(self.k_version())
             await pipe.execute()
         return paths
 

@@ -8,6 +8,7 @@ values are percent-encoded so keys stay unambiguous and safe in object paths.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
@@ -51,9 +52,24 @@ def _encode(values: pa.Array) -> pa.Array:
     return values
 
 
+#: strftime directives that depend on the date only: all rows of one UTC day share their text
+_DATE_ONLY = re.compile(r"%[YmdyjF]")
+
+
+def format_times(times: pa.Array | pa.ChunkedArray, time_format: str) -> pa.Array:
+    """``strftime`` of every row (pure); a date-only format is applied once per distinct day
+    (a batch holds a few days, and per-row ``strftime`` cost a fifth of ingest CPU)."""
+    if isinstance(times, pa.ChunkedArray):
+        times = times.combine_chunks()
+    if "%" in _DATE_ONLY.sub("", time_format.replace("%%", "")):
+        return pc.strftime(times, format=time_format)
+    days = pc.dictionary_encode(pc.floor_temporal(times, 1, "day"))
+    return pc.take(pc.strftime(days.dictionary, format=time_format), days.indices)
+
+
 def partition_keys(batch: pa.RecordBatch, template: PartitionTemplate = DEFAULT_TEMPLATE) -> pa.Array:
     """One partition key string per row (vectorised)."""
-    parts = [_encode(pc.strftime(batch.column("time"), format=template.time_format))]
+    parts = [_encode(format_times(batch.column("time"), template.time_format))]
     for tag in template.tags:
         if tag in batch.schema.names:
             col = batch.column(tag)

@@ -17,6 +17,18 @@ import faust
 from influent.model import KEY_SEPARATOR as SEP
 from topics.wire import BatchRef
 
+#: Key prefix of a partition's read position (the next writes offset to ingest), kept beside the
+#: partition's buffers so both reach the changelog in order (see docs/ingest.md).
+POSITION_PREFIX = b"\x00position" + SEP.encode()
+
+
+def position_key(partition: int) -> bytes:
+    return POSITION_PREFIX + str(partition).encode()
+
+
+def is_position_key(raw: bytes | str) -> bool:
+    return (raw.encode() if isinstance(raw, str) else raw).startswith(POSITION_PREFIX)
+
 
 @dataclass(frozen=True)
 class BufferKey:
@@ -29,6 +41,11 @@ class BufferKey:
     def for_batch(cls, ref: BatchRef) -> "BufferKey":
         return cls(ref.database, ref.table, ref.partition_key,
                    f"{ref.source_partition}:{ref.source_offset:020d}")
+
+    @classmethod
+    def of(cls, database: str, table: str, partition_key: str, source_partition: int,
+           offset: int) -> "BufferKey":
+        return cls(database, table, partition_key, f"{source_partition}:{offset:020d}")
 
     @property
     def source_partition(self) -> int:

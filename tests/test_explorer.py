@@ -222,8 +222,8 @@ def pipeline(settings, token: str = "") -> dict:
 
 
 def check_pipeline_counts(settings, db: str, messages: int, rows: int) -> None:
-    """The pipeline endpoint: every write message counted, committed by the worker group and
-    buffered, in the partition it was written to."""
+    """The pipeline endpoint: every write message counted, its position reported by ingest and
+    its rows buffered, in the partition it was written to."""
 
     def settled() -> dict | None:
         p = pipeline(settings)
@@ -240,8 +240,11 @@ def check_pipeline_counts(settings, db: str, messages: int, rows: int) -> None:
     table = next(t for t in p["tables"] if t["db"] == db)
     assert table["buffered_rows"] == rows and table["buffered_bytes"] > 0 and table["files"] == 0
     for part in p["partitions"]:
-        assert part["writes_committed"] == (part["writes_end"] or None)
-        assert part["buffered_batches"] == part["writes_end"]
+        # ingest's reported position (none, or 0, for a partition never written to); a batch of
+        # messages is buffered as one entry per table and partition key
+        assert part["writes_committed"] in ((part["writes_end"],) if part["writes_end"] else (None, 0))
+        assert (part["buffered_batches"] > 0) == (part["writes_end"] > 0)
+        assert part["buffered_batches"] <= part["writes_end"]
 
 
 @pytest.mark.integration

@@ -60,8 +60,11 @@ def test_persist_events_announce_files_with_the_written_rows(kafka_bootstrap, re
     settings = persist_settings(kafka_bootstrap, redis_url, tmp_path, **extra)
     db = unique("persist")
     with running(settings):
-        # 2 x 1000 rows per partition, the second message rewrites half the keys of the first
-        asyncio.run(produce(settings, [lines(1000), lines(1000, offset=500, value=100.0)], db, partition=0))
+        # 2 x 1000 rows per partition, the second message rewrites half the keys of the first;
+        # it is sent once the first is persisted (one batch would make them one file)
+        asyncio.run(produce(settings, [lines(1000)], db, partition=0))
+        asyncio.run(events_for(settings, db, count=1))
+        asyncio.run(produce(settings, [lines(1000, offset=500, value=100.0)], db, partition=0))
         asyncio.run(produce(settings, [lines(1000, offset=5000)], db, partition=1))
         events = asyncio.run(events_for(settings, db, count=3))
         assert len({e["path"] for e in events}) >= 3
@@ -123,7 +126,9 @@ def test_catalog_rebuild_after_flushall(kafka_bootstrap, tmp_path):
         settings = persist_settings(kafka_bootstrap, redis_url, tmp_path)
         db = unique("rebuild")
         with running(settings):
-            asyncio.run(produce(settings, [lines(1000), lines(1000, offset=1000)], db, partition=0))
+            asyncio.run(produce(settings, [lines(1000)], db, partition=0))
+            asyncio.run(events_for(settings, db, count=1))  # two files: the second write
+            asyncio.run(produce(settings, [lines(1000, offset=1000)], db, partition=0))
             asyncio.run(events_for(settings, db, count=2))
             query = "SELECT host, count(*) AS n, sum(usage) AS s FROM cpu GROUP BY host ORDER BY host"
             before = wait_for(lambda: rows(settings, db, query), what="rows")
@@ -167,11 +172,16 @@ def test_dedup_merges_fields_across_files_and_buffer_and_prunes_by_time(kafka_bo
     with running(settings):
         day = 86_400_000_000_000
         filler = "\n".join(f"f,host=z v={i} {BASE + 10 * day + i}" for i in range(3))
-        asyncio.run(produce(settings, [
-            f"m,host=a x=1 {BASE}\nm,host=a x=0 {BASE + day}\nm,host=b x=5 {BASE}".encode(),
-            f"m,host=a y=2i {BASE}\nm,host=a y=0i {BASE + day}\nm,host=b y=6i {BASE}".encode(),
-            f"m,host=a x=3,z=\"buffered\" {BASE}".encode(),
-            filler.encode()], db, partition=0))
+        # one message at a time, each once the previous one's files are there (a batch of them
+        # would be merged into one file per day)
+        for message, files in (
+                (f"m,host=a x=1 {BASE}\nm,host=a x=0 {BASE + day}\nm,host=b x=5 {BASE}", 1),
+                (f"m,host=a y=2i {BASE}\nm,host=a y=0i {BASE + day}\nm,host=b y=6i {BASE}", 3)):
+            asyncio.run(produce(settings, [message.encode()], db, partition=0))
+            wait_for(lambda: len(asyncio.run(events_for(settings, db, count=files, timeout=5)))
+                     >= files, timeout=90, what="the persisted files")
+        asyncio.run(produce(settings, [f"m,host=a x=3,z=\"buffered\" {BASE}".encode(),
+                                       filler.encode()], db, partition=0))
         # files: day 0 of the 1st message, day 0 of the 2nd, day 1 of both, and `f`
         wait_for(lambda: len(asyncio.run(events_for(settings, db, count=4, timeout=5))) >= 4,
                  timeout=90, what="the persisted files")

@@ -24,10 +24,17 @@ ROWS_PER_MESSAGE_BITS = 20
 NUDGE_HEADER = "influent-nudge"
 
 
+#: Arrow IPC body compression of every encoded batch: on TSBS cpu rows lz4 makes a batch 2.5x
+#: smaller (0.22 instead of 0.54 of the line protocol bytes) for about a microsecond per row to
+#: encode and less to decode; each batch is written three times (changelog, accepted, snapshot).
+#: Readers need no setting: the IPC reader decompresses what the stream says.
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+
+
 def encode_batch(batch: pa.RecordBatch | pa.Table) -> bytes:
-    """Arrow IPC stream bytes for one batch or table (zero-copy on the reading side)."""
+    """Arrow IPC stream bytes (lz4-compressed buffers) for one batch or table."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
+    with pa.ipc.new_stream(sink, batch.schema, options=IPC_OPTIONS) as writer:
         writer.write(batch)
     return sink.getvalue().to_pybytes()
 

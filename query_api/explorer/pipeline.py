@@ -181,7 +181,9 @@ class PipelineReader:
         s = self.settings
         tps = [TopicPartition(t, p) for t in (s.writes_topic, s.accepted_topic) for p in parts]
         ends = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(s.app_id, partitions=tps)
+        committed = await admin.list_consumer_group_offsets(s.app_id, partitions=tps[len(parts):])
+        committed.update(await admin.list_consumer_group_offsets(  # ingest shows its positions
+            s.ingest_group, partitions=tps[:len(parts)]))
         for tp in tps:
             end = ends.get(tp)
             meta = committed.get(tp)

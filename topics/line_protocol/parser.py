@@ -291,3 +291,10 @@ def serialize_point(measurement: str, tags: Mapping[str, str],
     if timestamp is not None:
         out.append(f" {int(timestamp)}")
     return "".join(out)
+
+
+def parse_lp_undated(data: bytes, *, precision: str = "ns") -> ParseResult:
+    """Like :func:`parse_lp`, but a line without timestamp keeps a null ``time``: a caller that
+    parses many messages in one pass fills it with each message's own ingest time."""
+    precision_unit(precision)
+    return _parse(data, precision, None)

@@ -1,0 +1,170 @@
+"""Ingest by message size, and what each input byte costs downstream (a short stand-alone run).
+
+``python -m benchmarks.ingest_sizes [--sizes 1:5000,10:20000,5000:200000] [--out FILE]`` starts
+Kafka, Redis, one worker and the query API (no peer), then for each ``lines per message:lines``
+produces that many TSBS cpu lines and stops the clock when a query counts them all. It reports
+lines/s, CPU seconds per million lines for the worker and for the whole system (worker + Kafka +
+Redis + API), and the write amplification: bytes appended to each Kafka topic (log segment growth) and bytes Redis
+received (``total_net_input_bytes``), per input byte. Compare only runs made back to back on the
+same machine (old vs new code, same command).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from benchmarks import freshness, ingest, tsbs
+from influent import devstack
+from influent.config import Settings
+
+
+def topic_bytes(kafka_dir: Path, prefix: str) -> dict[str, int]:
+    """Bytes in each topic's log segments (all partitions), by topic name."""
+    out: dict[str, int] = {}
+    for part in (kafka_dir / "log").glob(f"{prefix}*"):
+        topic = part.name.rsplit("-", 1)[0]
+        out[topic] = out.get(topic, 0) + sum(f.stat().st_size for f in part.glob("*.log"))
+    return out
+
+
+def redis_input(url: str) -> int:
+    return int(redis.Redis.from_url(url).info("stats")["total_net_input_bytes"])
+
+
+def start_profile(pid: int, out: Path) -> subprocess.Popen | None:
+    """py-spy sampling the worker (and its threads) until :func:`stop_profile`."""
+    spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
+    if not Path(spy).exists():
+        return None
+    return subprocess.Popen([spy, "record", "-p", str(pid), "--format", "raw", "-o", str(out),
+                             "--rate", "100", "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profile(proc: subprocess.Popen | None) -> None:
+    if proc is not None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+#: Frames worth naming in a summary: the project's modules and the libraries on the hot path.
+PROFILE_MODULES = ("agents/", "topics/", "persist/", "tables/", "faust/", "aiokafka/", "redis/",
+                   "pyarrow/", "mode/")
+
+
+def summarize_profile(path: Path, top: int = 15) -> list[tuple[str, float]]:
+    """The project and hot-path library functions most busy samples were in (inclusive, each
+    counted once per stack), as shares of the samples that were not idle waits."""
+    inclusive: collections.Counter = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if any(w in frames[-1] for w in ("select (", "poll (", "wait (", "_run_once")):
+            continue  # the event loop or a thread waiting for work
+        total += int(count)
+        for frame in {f for f in frames if any(m in f for m in PROFILE_MODULES)}:
+            inclusive[frame] += int(count)
+    return [(frame, round(n / total, 3)) for frame, n in inclusive.most_common(top)] if total else []
+
+
+def fresh(settings: Settings, rate: float, lines: int, duration: float) -> dict:
+    """Produce → visible latency of probes under a steady load (influent only)."""
+    start_ns = (time.time_ns() // 10_000_000_000) * 10_000_000_000 - 3_600_000_000_000
+    messages = freshness.load_messages(rate, lines, duration, start_ns)
+    res = asyncio.run(freshness.influent_freshness(settings, f"fresh{int(rate)}x{lines}", messages,
+                                                   rate, duration, probe_every=0.2))
+    print(f"freshness {rate:g} msg/s x {lines} lines: p50 {res['p50_s']:.3f} s, p99 "
+          f"{res['p99_s']:.3f} s, lost {res['lost']}, load {res['load_msgs_per_s']:.0f} msg/s",
+          flush=True)
+    return res
+
+
+def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
+        loads: list[tuple[float, int]] = (), fresh_s: float = 15.0) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="ingest-sizes-"))
+    logs = work / "logs"
+    kafka_port, controller, redis_port = devstack.free_ports(3)
+    kafka = devstack.launch_kafka(work / "kafka", logs, kafka_port, controller, die_with_parent=True)
+    redis_svc = devstack.launch_redis(work / "redis", logs, redis_port, die_with_parent=True)
+    worker = api = None
+    try:
+        devstack.wait_ready(redis_svc, 30)
+        devstack.wait_ready(kafka, 120)
+        settings = Settings(
+            state_dir=work / "influent", kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+            redis_url=f"redis://127.0.0.1:{redis_port}/0", topic_prefix="sizes.", partitions=8,
+            http_bind=f"127.0.0.1:{devstack.free_port()}", worker_web_port=devstack.free_port(),
+            persist_max_rows=10**9, persist_max_bytes=2**40, persist_max_age=24 * 3600.0)
+        worker = devstack.launch_worker(settings, logs, die_with_parent=True)
+        api = devstack.launch_api(settings, logs, die_with_parent=True)
+        devstack.wait_ready(worker, 180)
+        devstack.wait_ready(api, 60)
+        services = {"worker": worker, "kafka": kafka, "redis": redis_svc, "api": api}
+        results = {}
+        for size, lines in sizes:
+            messages = tsbs.generate_messages(lines, size)
+            before_k, before_r = topic_bytes(work / "kafka", "sizes"), redis_input(settings.redis_url)
+            spy = start_profile(worker.pid, profile_dir / f"worker-{size}.txt") if profile_dir else None
+            try:
+                res = ingest.influent_ingest(settings, services, messages, f"sizes{size}", lines,
+                                             lines)
+            finally:
+                stop_profile(spy)
+            if spy is not None:
+                res["profile_top"] = summarize_profile(profile_dir / f"worker-{size}.txt")
+            time.sleep(2)  # let the producers' last batches reach the logs
+            after_k, after_r = topic_bytes(work / "kafka", "sizes"), redis_input(settings.redis_url)
+            written = {t: after_k.get(t, 0) - before_k.get(t, 0) for t in after_k}
+            res["kafka_bytes_per_input_byte"] = {t: round(b / res["bytes"], 3)
+                                                 for t, b in sorted(written.items()) if b}
+            res["redis_bytes_per_input_byte"] = round((after_r - before_r) / res["bytes"], 3)
+            results[size] = res
+            print(f"{size:>5} lines/message: {res['lines_per_s']:>9,.0f} lines/s, worker "
+                  f"{res['worker_cpu_s_per_m_lines']:.1f} CPU s/M lines, system "
+                  f"{res['pipeline_cpu_s_per_m_lines']:.1f}; Kafka bytes/input byte "
+                  f"{res['kafka_bytes_per_input_byte']}, Redis {res['redis_bytes_per_input_byte']}",
+                  flush=True)
+        for rate, lines in loads:
+            results[f"fresh {rate:g}x{lines}"] = fresh(settings, rate, lines, fresh_s)
+        return results
+    finally:
+        for service in (api, worker):
+            if service is not None:
+                devstack.stop(service, timeout=120)
+        devstack.stop(redis_svc)
+        devstack.stop(kafka, timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1:5000,10:20000,5000:200000",
+                        help="lines per message:lines, comma-separated")
+    parser.add_argument("--freshness", default="",
+                        help="steady loads messages/s x lines, e.g. 200x50,2000x1 (influent only)")
+    parser.add_argument("--fresh-seconds", type=float, default=15.0)
+    parser.add_argument("--out", default="")
+    parser.add_argument("--profile", default="", help="folder for py-spy profiles of the worker")
+    args = parser.parse_args()
+    profile = Path(args.profile) if args.profile else None
+    if profile:
+        profile.mkdir(parents=True, exist_ok=True)
+    sizes = [tuple(int(x) for x in s.split(":")) for s in args.sizes.split(",") if s]
+    loads = [(float(r), int(n)) for r, n in (x.split("x") for x in args.freshness.split(",") if x)]
+    results = run(sizes, profile, loads, args.fresh_seconds)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""A batch of writes messages gives the same rows, order and rejections as the messages one at a
+time; the catalog is asked once per batch when nothing is new (real Redis)."""
+from __future__ import annotations
+
+import asyncio
+
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+import pytest
+
+from agents.batch_ingest import (WriteMessage, drop_obsolete_rows, group_messages, ingest_batch,
+                                 parses_alone)
+from agents.catalog_cache import CatalogCache
+from persist.catalog import Catalog
+from tests.harness import unique
+from topics.wire import ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS
+
+BASE_NS = 1_700_000_000_000_000_000
+
+
+def msg(offset: int, body: str, db: str = "d", precision: str | None = None,
+        origin: str | None = None, ts_ms: int | None = None) -> WriteMessage:
+    headers = {"db": db}
+    if precision:
+        headers["precision"] = precision
+    if origin:
+        headers["origin"] = origin
+    return WriteMessage("w", 3, offset, ts_ms if ts_ms is not None else 1_700_000_000_000 + offset,
+                        headers, body.encode())
+
+
+def test_messages_group_by_database_precision_and_origin_and_open_quotes_parse_alone():
+    messages = [msg(0, "m v=1"), msg(1, "m v=2", precision="s"), msg(2, "m v=3"),
+                msg(3, "m v=4", db="e"), msg(4, "m v=5", origin="trig"),
+                msg(5, 'm s="open'), msg(6, "m v=6"), msg(7, "m v=1", db="bad name")]
+    groups, rejected = group_messages(messages, "d")
+    shapes = [(g.database, g.precision, g.origin, [m.offset for m in g.messages]) for g in groups]
+    assert shapes == [("d", "ns", None, [0, 2, 6]), ("d", "s", None, [1]), ("e", "ns", None, [3]),
+                      ("d", "ns", "trig", [4]), ("d", "ns", None, [5])]
+    assert [(r.message.offset, r.error.line) for r in rejected] == [(7, 1)]
+    assert parses_alone(b'm s="a\\"b"') and not parses_alone(b'm s="ab" 1')
+
+
+def test_rows_at_or_below_the_watermark_or_deleted_are_dropped():
+    rows = pa.RecordBatch.from_pydict({
+        ORDER_TS: pa.array([10, 20, 30], pa.int64()),
+        ORDER_SEQ: pa.array([(4 << ROWS_PER_MESSAGE_BITS) + 1, (5 << ROWS_PER_MESSAGE_BITS) + 1,
+                             (6 << ROWS_PER_MESSAGE_BITS) + 2], pa.int64())})
+    assert drop_obsolete_rows(rows, None, 4).column(ORDER_TS).to_pylist() == [20, 30]
+    assert drop_obsolete_rows(rows, 20, None).column(ORDER_TS).to_pylist() == [30]
+    assert drop_obsolete_rows(rows, None, None).num_rows == 3
+
+
+def rows_of(outcome) -> list[dict]:
+    out = []
+    for e in outcome.entries:
+        table = pa.Table.from_batches([e.rows]) if isinstance(e.rows, pa.RecordBatch) else e.rows
+        table = table.set_column(table.schema.get_field_index("time"), "time",
+                                 table.column("time").cast(pa.int64()))
+        for row in table.to_pylist():
+            out.append({k: v for k, v in row.items() if v is not None} | {"_table": e.table,
+                                                                         "_pk": e.partition_key})
+    return sorted(out, key=lambda r: (r[ORDER_SEQ], r["_table"]))
+
+
+@pytest.mark.integration
+def test_a_batch_equals_its_messages_one_by_one(redis_url):
+    messages = [msg(10 + i, f"cpu,host=h{i % 3} usage={i}i {BASE_NS + i}") for i in range(50)]
+    messages += [
+        msg(60, "cpu,host=h1 usage=7i\nmem,host=h1 free=2.5"),  # no timestamps: message time
+        msg(61, "cpu,host=h2 usage=1.5"),  # type conflict with usage (integer): rejected
+        msg(62, "cpu,host=h2 usage=3i 1700000000", precision="s"),
+        msg(63, "not line protocol\ncpu,host=h9 usage=9i"),
+    ]
+
+    async def scenario():
+        ns = unique("batch")
+        catalog = Catalog.connect(redis_url, ns)
+        try:
+            batched = await ingest_batch(messages, CatalogCache(catalog), "d")
+            one_cache = CatalogCache(Catalog.connect(redis_url, unique("batch1")))
+            singles = [await ingest_batch([m], one_cache, "d") for m in messages]
+            trips_before = (cache := CatalogCache(catalog)).round_trips
+            await ingest_batch(messages[:50], cache, "d")  # warms the cache
+            warm = cache.round_trips
+            await ingest_batch([msg(200 + i, f"cpu,host=h1 usage={i}i") for i in range(20)],
+                               cache, "d")
+            return batched, singles, warm - trips_before, cache.round_trips - warm
+        finally:
+            await catalog.close()
+
+    batched, singles, cold_trips, warm_trips = asyncio.run(scenario())
+    expected = sorted((r for s in singles for r in rows_of(s)),
+                      key=lambda r: (r[ORDER_SEQ], r["_table"]))
+    assert rows_of(batched) == expected
+    assert len(expected) == 50 + 2 + 1 + 1
+    no_ts = [r for r in rows_of(batched) if r[ORDER_SEQ] >> ROWS_PER_MESSAGE_BITS == 60]
+    assert [r["time"] for r in no_ts] == [(1_700_000_000_000 + 60) * 1_000_000] * 2
+    assert [(r.message.offset, r.error.line, r.error.original) for r in batched.rejected] == [
+        (61, 1, "cpu,host=h2 usage=1.5"), (63, 1, "not line protocol")]
+    assert [(r.message.offset, r.error.line) for s in singles for r in s.rejected] == [(61, 1), (63, 1)]
+    assert warm_trips == 1  # the version check only: nothing new
+    assert cold_trips >= 2
+
+
+def test_date_only_formats_are_applied_once_per_day_with_the_same_text():
+    from persist.partitioning import format_times
+    times = pa.array([BASE_NS, BASE_NS + 86_400_000_000_000 * 40 + 5, None, -86_400_000_000_000 + 1,
+                      BASE_NS + 3_600_000_000_000], pa.timestamp("ns"))
+    for fmt in ("%Y-%m-%d", "%Y/%j", "%F", "%Y-%m", "%Y-%m-%d %H", "100%%-%Y"):
+        assert format_times(times, fmt).equals(pa.compute.strftime(times, format=fmt)), fmt
+    chunked = pa.chunked_array([times[:2], times[2:]])
+    assert format_times(chunked, "%Y-%m-%d").equals(pa.compute.strftime(times, format="%Y-%m-%d"))
