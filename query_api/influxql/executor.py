@@ -21,8 +21,8 @@ from query_api.influxql.meta import StatementError, resolve_database
 from query_api.influxql.parser import ParseError, parse_query
 from query_api.influxql.planner import PlanError, Schema, plan_select
 from query_api.influxql.results import Series, StatementResult, query_json
-from query_api.influxql.select import (TIME, ExecutionError, MeasurementResult, run_aggregate,
-                                       run_raw)
+from query_api.influxql.select import (TIME, ExecutionError, MeasurementResult, read_range,
+                                       run_aggregate, run_raw, run_raw_transform)
 from query_api.influxql.source import InfluxQLSource
 from query_api.influxql.timeutil import UnknownTimeZone
 
@@ -186,9 +186,7 @@ async def run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQL
     plan = plan_select(stmt, Schema(union), now_ns)
     if plan.time_range.empty:
         return StatementResult(tz=plan.location)
-    lo, hi = plan.time_range.lower, plan.time_range.upper
-    if plan.aggregate and plan.interval and hi is None:
-        hi = now_ns
+    lo, hi = read_range(plan, now_ns)
     series: list[Series] = []
     columns = [plan.time_name] + [c.name for c in plan.columns]
     tags = tag_filter(plan.condition)
@@ -197,7 +195,8 @@ async def run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQL
                                   tags)
         if table.num_rows == 0:
             continue
-        runner = run_aggregate if plan.aggregate else run_raw
+        runner = (run_aggregate if plan.aggregate else
+                  run_raw_transform if plan.transforms else run_raw)
         result = await asyncio.to_thread(runner, plan, table, kinds_of[target], now_ns)
         if result is not None:
             # SLIMIT/SOFFSET count the series of each measurement separately, as 1.x does

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from query_api.influxql import ast
+from query_api.influxql.functions import MATH
 
 Value = Union[pa.Array, pa.Scalar]
 
@@ -56,6 +57,8 @@ def _eval(expr: ast.Expr, columns: dict[str, pa.Array], length: int) -> Value:
     if isinstance(expr, ast.BinaryExpr) and expr.op in ast.ARITHMETIC_OPS:
         return arithmetic(expr.op, _eval(expr.lhs, columns, length),
                           _eval(expr.rhs, columns, length))
+    if isinstance(expr, ast.Call) and expr.name in MATH:
+        return math_call(expr.name, [_eval(a, columns, length) for a in expr.args], length)
     raise ExpressionError(f"unsupported expression in field list: {type(expr).__name__}")
 
 
@@ -114,3 +117,14 @@ def arithmetic(op: str, lhs: Value, rhs: Value) -> Value:
         fn = {"&": pc.bit_wise_and, "|": pc.bit_wise_or, "^": pc.bit_wise_xor}[op]
         return fn(lhs, rhs)
     return pa.scalar(None, pa.float64())
+
+
+def math_call(name: str, args: list[Value], length: int) -> Value:
+    """A math function over numeric operands (anything else gives null, as in 1.x)."""
+    if not all(_is_num(a) for a in args):
+        return pa.scalar(None, pa.float64())
+    if all(isinstance(a, pa.Scalar) for a in args):
+        args = [pa.repeat(a, 1) for a in args]
+        return MATH[name](*args)[0]
+    args = [pa.repeat(a, length) if isinstance(a, pa.Scalar) else a for a in args]
+    return MATH[name](*args)

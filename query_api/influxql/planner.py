@@ -10,16 +10,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from query_api.influxql import ast
+from query_api.influxql import ast, functions
 from query_api.influxql.conditions import NUMERIC_KINDS, TimeRange, split_condition
 from query_api.influxql.timeutil import UnknownTimeZone, zone
 
-SELECTORS = frozenset({"first", "last", "min", "max", "percentile"})
-AGGREGATES = frozenset({"count", "sum", "mean", "median", "spread", "stddev", "distinct"})
-FUNCTIONS = SELECTORS | AGGREGATES
+SELECTORS = functions.names_of("selector")
+AGGREGATES = functions.names_of("aggregate")
+MULTI = functions.names_of("multi")
+TRANSFORMS = functions.names_of("transform")
+MATH = functions.names_of("math")
+FUNCTIONS = SELECTORS | AGGREGATES | MULTI
 #: functions that read numbers only (``max(*)`` skips string and boolean fields for them)
-NUMERIC_FUNCTIONS = frozenset({"sum", "mean", "median", "spread", "stddev", "min", "max",
-                               "percentile"})
+NUMERIC_FUNCTIONS = frozenset(n for n, f in functions.REGISTRY.items() if f.numeric)
 _GO_ITERATOR = {"string": "*query.stringInterruptIterator",
                 "boolean": "*query.booleanInterruptIterator"}
 
@@ -50,6 +52,22 @@ class CallSpec:
     field: str                     # the field the call reads
     percentile: float | None = None
     count_distinct: bool = False   # count(distinct(field))
+    unit: int = 0                  # integral's unit
+    n: int = 0                     # top/bottom/sample: points per window
+    tags: tuple[str, ...] = ()     # top/bottom: one point per distinct value of these tags
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """A transformation over a call's filled values per window (``source`` is a call key) or
+    over a raw field's points (``source`` is the field name, ``raw``)."""
+
+    key: str                       # "__t0", ...
+    func: str
+    source: str
+    raw: bool
+    unit: int
+    n: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,9 @@ class SelectPlan:
     slimit: int
     soffset: int
     location: str | None
+    transforms: tuple[TransformSpec, ...] = ()
+    extend: int = 0                # ns read before the range (transforms needing a window)
+    multi: CallSpec | None = None  # top/bottom/sample: several points per window
 
     @property
     def distinct(self) -> bool:
@@ -115,7 +136,11 @@ def _calls_in(expr: ast.Expr) -> list[ast.Call]:
     """Top-level calls in ``expr`` (not the calls nested in their arguments)."""
     expr = ast.strip_parens(expr)
     if isinstance(expr, ast.Call):
-        return [] if expr.name == "now" else [expr]
+        if expr.name == "now":
+            return []
+        if expr.name in MATH:  # element-wise: the calls are in its arguments
+            return [c for a in expr.args for c in _calls_in(a)]
+        return [expr]
     if isinstance(expr, ast.BinaryExpr):
         return _calls_in(expr.lhs) + _calls_in(expr.rhs)
     return []
@@ -125,6 +150,8 @@ def _refs_outside_calls(expr: ast.Expr) -> list[ast.VarRef]:
     expr = ast.strip_parens(expr)
     if isinstance(expr, ast.VarRef):
         return [expr]
+    if isinstance(expr, ast.Call) and expr.name in MATH:
+        return [r for a in expr.args for r in _refs_outside_calls(a)]
     if isinstance(expr, ast.BinaryExpr):
         return _refs_outside_calls(expr.lhs) + _refs_outside_calls(expr.rhs)
     return []
@@ -221,14 +248,50 @@ def _group_by(dims: tuple[ast.Expr, ...], schema: Schema) -> tuple[list[str], in
     return sorted(set(tags)), interval, offset
 
 
+def _arity_error(name: str, entry: functions.Function, got: int) -> PlanError:
+    if entry.max_args > entry.min_args:
+        if entry.kind == "multi" or entry.max_args > 2:
+            return PlanError(f"invalid number of arguments for {name}, expected at least "
+                             f"{entry.min_args}, got {got}")
+        return PlanError(f"invalid number of arguments for {name}, expected at least "
+                         f"{entry.min_args} but no more than {entry.max_args}, got {got}")
+    return PlanError(f"invalid number of arguments for {name}, expected {entry.min_args}, "
+                     f"got {got}")
+
+
+def _check_arity(call: ast.Call) -> functions.Function:
+    entry = functions.REGISTRY.get(call.name)
+    if entry is None:
+        raise PlanError(f"undefined function {call.name}()")
+    if not entry.min_args <= len(call.args) <= entry.max_args:
+        raise _arity_error(call.name, entry, len(call.args))
+    return entry
+
+
+def _duration_arg(call: ast.Call, i: int, default: int) -> int:
+    if len(call.args) <= i:
+        return default
+    arg = ast.strip_parens(call.args[i])
+    if not isinstance(arg, ast.DurationLit):
+        raise PlanError(f"second argument to {call.name} must be a duration, got "
+                        f"*influxql.{type(arg).__name__}")
+    return arg.ns
+
+
+def _int_arg(call: ast.Call, i: int, what: str) -> int:
+    arg = ast.strip_parens(call.args[i])
+    if not isinstance(arg, ast.IntegerLit):
+        raise PlanError(f"expected integer as last argument in {call.name}(), found {what}"
+                        if call.name in ("top", "bottom") else
+                        f"second argument to {call.name} must be an integer")
+    return arg.value
+
+
 def _call_spec(call: ast.Call, key: str, schema: Schema) -> CallSpec:
     name = call.name
     if name not in FUNCTIONS:
         raise PlanError(f"undefined function {name}()")
-    expected = 2 if name == "percentile" else 1
-    if len(call.args) != expected:
-        raise PlanError(f"invalid number of arguments for {name}, expected {expected}, "
-                        f"got {len(call.args)}")
+    _check_arity(call)
     arg = ast.strip_parens(call.args[0])
     count_distinct = False
     if name == "count" and isinstance(arg, ast.Call) and arg.name == "distinct":
@@ -242,6 +305,8 @@ def _call_spec(call: ast.Call, key: str, schema: Schema) -> CallSpec:
     if kind in _GO_ITERATOR and name in NUMERIC_FUNCTIONS:
         raise PlanError(f"unsupported {name} iterator type: {_GO_ITERATOR[kind]}")
     percentile = None
+    unit = n = 0
+    tags: tuple[str, ...] = ()
     if name == "percentile":
         lit = ast.strip_parens(call.args[1])
         if isinstance(lit, ast.IntegerLit):
@@ -250,8 +315,79 @@ def _call_spec(call: ast.Call, key: str, schema: Schema) -> CallSpec:
             percentile = lit.value
         else:
             raise PlanError("expected float argument in percentile()")
+    elif name == "integral":
+        unit = _duration_arg(call, 1, functions.SECOND)
+    elif name in ("top", "bottom"):
+        last = ast.strip_parens(call.args[-1])
+        if not isinstance(last, ast.IntegerLit):
+            raise PlanError(f"expected integer as last argument in {name}(), found "
+                            f"{_describe(last)}")
+        n = last.value
+        for extra in call.args[1:-1]:
+            extra = ast.strip_parens(extra)
+            if not isinstance(extra, ast.VarRef):
+                raise PlanError(f"only fields or tags are allowed in {name}(), found "
+                                f"{_describe(extra)}")
+            tags += (extra.name,)
+        if n <= 0:
+            raise PlanError(f"limit ({n}) in {name} function must be at least 1")
+    elif name == "sample":
+        n = _int_arg(call, 1, "")
+        if n <= 0:
+            raise PlanError(f"sample window must be greater than 1, got {n}")
     return CallSpec(key=key, func=name, field=arg.name, percentile=percentile,
-                    count_distinct=count_distinct)
+                    count_distinct=count_distinct, unit=unit, n=n, tags=tags)
+
+
+def _describe(expr: ast.Expr) -> str:
+    if isinstance(expr, ast.StringLit):
+        return f"'{expr.value}'"
+    if isinstance(expr, ast.NumberLit):
+        return repr(expr.value)
+    if isinstance(expr, ast.VarRef):
+        return expr.name
+    return type(expr).__name__
+
+
+def _check_math(fields: list[ast.Field]) -> None:
+    for f in fields:
+        for node in ast.walk(f.expr):
+            if isinstance(node, ast.Call) and node.name in MATH:
+                _check_arity(node)
+
+
+def _transform(call: ast.Call, index: int, interval: int, schema: Schema
+               ) -> tuple[TransformSpec, ast.Call | None]:
+    """The spec of a transformation and the aggregate call it reads (None: raw field)."""
+    _check_arity(call)
+    inner = ast.strip_parens(call.args[0])
+    name = call.name
+    n = 0
+    if name == "moving_average":
+        n = _int_arg(call, 1, "")
+        if n < 1:
+            raise PlanError(f"moving_average window must be greater than 1, got {n}")
+        unit = 0
+    elif name == "cumulative_sum":
+        unit = 0
+    else:
+        unit = _duration_arg(call, 1, functions.transform_default_unit(name, interval))
+    key = f"__t{index}"
+    if isinstance(inner, ast.VarRef):
+        if interval:
+            raise PlanError(f"aggregate function required inside the call to {name}")
+        kind = schema.kinds.get(inner.name)
+        if kind in _GO_ITERATOR:
+            raise PlanError(f"unsupported {name} iterator type: {_GO_ITERATOR[kind]}")
+        return TransformSpec(key, name, inner.name, True, unit, n), None
+    if isinstance(inner, ast.Call):
+        if inner.name not in FUNCTIONS or inner.name in MULTI:
+            raise PlanError(f"undefined function {inner.name}()" if inner.name not in
+                            functions.REGISTRY else f"expected field argument in {name}()")
+        if not interval:
+            raise PlanError(f"{name} aggregate requires a GROUP BY interval")
+        return TransformSpec(key, name, "", False, unit, n), inner
+    raise PlanError(f"expected field argument in {name}()")
 
 
 def _rewrite_calls(expr: ast.Expr, mapping: dict[int, str]) -> ast.Expr:
@@ -263,6 +399,8 @@ def _rewrite_calls(expr: ast.Expr, mapping: dict[int, str]) -> ast.Expr:
     if isinstance(expr, ast.BinaryExpr):
         return ast.BinaryExpr(expr.op, _rewrite_calls(expr.lhs, mapping),
                               _rewrite_calls(expr.rhs, mapping))
+    if isinstance(expr, ast.Call) and expr.name in MATH:
+        return ast.Call(expr.name, tuple(_rewrite_calls(a, mapping) for a in expr.args))
     return expr
 
 
@@ -294,6 +432,7 @@ def plan_select(stmt: ast.SelectStatement, schema: Schema, now_ns: int) -> Selec
     aggregate = bool(top_calls)
     fill = stmt.fill
     if not aggregate:
+        _check_math(fields)
         if interval:
             raise PlanError("GROUP BY requires at least one aggregate function")
         if stmt.fill_given:
@@ -312,10 +451,16 @@ def plan_select(stmt: ast.SelectStatement, schema: Schema, now_ns: int) -> Selec
                           location=location)
 
     aux_refs = [r for f in fields for r in _refs_outside_calls(f.expr)]
+    _check_math(fields)
+    multi = [c for c in top_calls if c.name in MULTI]
+    transforms_in = [c for c in top_calls if c.name in TRANSFORMS]
+    if multi and len(top_calls) > 1:
+        raise PlanError(f"selector function {multi[0].name}() cannot be combined with other "
+                        "functions")
     if any(c.name == "distinct" for c in top_calls) and (len(top_calls) > 1 or aux_refs):
         raise PlanError("aggregate function distinct() cannot be combined with other "
                         "functions or fields")
-    if aux_refs:
+    if aux_refs and not multi:
         if len(top_calls) > 1:
             if all(c.name in SELECTORS for c in top_calls):
                 raise PlanError("mixing multiple selector functions with tags or fields is "
@@ -326,20 +471,46 @@ def plan_select(stmt: ast.SelectStatement, schema: Schema, now_ns: int) -> Selec
 
     mapping: dict[int, str] = {}
     calls: list[CallSpec] = []
+    transforms: list[TransformSpec] = []
     for call in top_calls:
+        if call.name in TRANSFORMS:
+            spec, inner = _transform(call, len(transforms), interval, schema)
+            if inner is not None:
+                key = f"__c{len(calls)}"
+                calls.append(_call_spec(inner, key, schema))
+                spec = TransformSpec(spec.key, spec.func, key, False, spec.unit, spec.n)
+            transforms.append(spec)
+            mapping[id(call)] = spec.key
+            continue
         key = f"__c{len(calls)}"
         calls.append(_call_spec(call, key, schema))
         mapping[id(call)] = key
+    raw_transforms = [t for t in transforms if t.raw]
+    if raw_transforms and (calls or len(raw_transforms) != len(transforms)):
+        raise PlanError("mixing aggregate and non-aggregate queries is not supported")
     columns = tuple(OutputColumn(n, _rewrite_calls(f.expr, mapping))
                     for n, f in zip(names, fields))
-    selector = calls[0] if len(calls) == 1 and calls[0].func in SELECTORS else None
+    selector = (calls[0] if len(calls) == 1 and calls[0].func in SELECTORS and not transforms
+                else None)
     aux = tuple(dict.fromkeys(r.name for r in aux_refs))
+    extend = interval if any(t.func in functions.NEEDS_PREVIOUS_WINDOW for t in transforms
+                             if not t.raw) else 0
+    if raw_transforms:
+        return SelectPlan(aggregate=False, columns=columns, time_name=time_name, calls=(),
+                          selector=None, aux=(),
+                          fields_read=tuple(dict.fromkeys(t.source for t in transforms)),
+                          group_tags=tuple(group_tags), interval=0, offset=0, fill=fill,
+                          time_range=time_range, condition=residual,
+                          descending=stmt.descending, limit=stmt.limit,
+                          offset_rows=stmt.offset, slimit=stmt.slimit, soffset=stmt.soffset,
+                          location=location, transforms=tuple(transforms))
     return SelectPlan(aggregate=True, columns=columns, time_name=time_name, calls=tuple(calls),
                       selector=selector, aux=aux, fields_read=(), group_tags=tuple(group_tags),
                       interval=interval, offset=offset, fill=fill, time_range=time_range,
                       condition=residual, descending=stmt.descending, limit=stmt.limit,
                       offset_rows=stmt.offset, slimit=stmt.slimit, soffset=stmt.soffset,
-                      location=location)
+                      location=location, transforms=tuple(transforms), extend=extend,
+                      multi=calls[0] if multi else None)
 
 
 def _fill_number(value: float | int | None) -> str:

@@ -12,9 +12,10 @@ tags, ``__time`` and the output columns, plus where each series starts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import datafusion
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,7 +25,8 @@ from query_api.influxql.arrowutil import arange, arrow_type, run_starts
 from query_api.influxql.conditions import compile_condition, quote_ident
 from query_api.influxql.expressions import evaluate
 from query_api.influxql.fill import fill_column
-from query_api.influxql.planner import CallSpec, SelectPlan
+from query_api.influxql.planner import CallSpec, OutputColumn, SelectPlan
+from query_api.influxql.transform_exec import apply_transform
 from query_api.influxql.timeutil import MIN_TIME, window_grid, window_start, window_starts
 
 TIME = "__time"
@@ -80,11 +82,24 @@ def _kinds_present(kinds: dict[str, str], table: pa.Table) -> dict[str, str]:
     return {k: v for k, v in kinds.items() if k in names}
 
 
-def _bounds(plan: SelectPlan, now_ns: int) -> tuple[int | None, int | None]:
+def _bounds(plan: SelectPlan, now_ns: int, extended: bool = True
+            ) -> tuple[int | None, int | None]:
+    """The time range read: the query's, widened by ``plan.extend`` on the side the
+    transformations start from (1.x reads one more window for them)."""
     lo, hi = plan.time_range.lower, plan.time_range.upper
     if plan.aggregate and plan.interval and hi is None:
         hi = now_ns
+    if extended and plan.extend:
+        if plan.descending and hi is not None:
+            hi += plan.extend
+        elif not plan.descending and lo is not None and lo != MIN_TIME:
+            lo -= plan.extend
     return lo, hi
+
+
+def read_range(plan: SelectPlan, now_ns: int) -> tuple[int | None, int | None]:
+    """What the source must load for ``plan`` (inclusive ns bounds, None: open)."""
+    return _bounds(plan, now_ns)
 
 
 def _where(plan: SelectPlan, kinds: dict[str, str], now_ns: int, extra: list[str]) -> str:
@@ -345,12 +360,93 @@ def _combine(plan: SelectPlan, scan: _Scan, results: list[tuple[CallSpec, pa.Tab
     selector_time = plan.selector is not None and not plan.interval and "__pt" in columns
     out = [frame.column(g) for g in gcols] + [columns["__pt"] if selector_time else windows]
     names = gcols + [TIME]
+    if plan.descending:
+        order = _reverse(n)
+        out = [pc.take(c, order) for c in out]
+        columns = {k: pc.take(v, order) for k, v in columns.items()}
+    keep = None
+    if plan.transforms:
+        keep = _transform_columns(plan, columns, pa.table(out, names=names), gcols, now_ns)
     for i, col in enumerate(plan.columns):
         out.append(evaluate(col.expr, columns, n))
         names.append(_o(i))
     result = pa.table(out, names=names)
-    if plan.descending:
-        result = result.take(_reverse(n))
+    if keep is not None:
+        result = result.filter(keep)
+    return _split(_limit_series(result, plan), plan)
+
+
+def _transform_columns(plan: SelectPlan, columns: dict[str, pa.Array], keyed: pa.Table,
+                       gcols: list[str], now_ns: int) -> pa.Array:
+    """Add each transformation's column (over its call's filled values, per series in output
+    order); the rows to keep: inside the query's range (not the extra window read for the
+    transformations) and where some column has a point."""
+    times = keyed.column(TIME).combine_chunks()
+    starts = run_starts(keyed, gcols) if keyed.num_rows else []
+    masks: dict[str, np.ndarray] = {}
+    for spec in plan.transforms:
+        values, mask = apply_transform(spec, columns[spec.source], times, starts)
+        columns[spec.key] = values
+        masks[spec.key] = mask
+    keep = _emitting_rows(plan, masks, keyed.num_rows)
+    if plan.extend:
+        lo, hi = _bounds(plan, now_ns, extended=False)
+        if plan.descending and hi is not None:
+            edge = window_start(hi, plan.interval, plan.offset, plan.location)
+            inside = pc.less_equal(times, edge)
+        elif lo is not None and lo != MIN_TIME:
+            edge = window_start(lo, plan.interval, plan.offset, plan.location)
+            inside = pc.greater_equal(times, edge)
+        else:
+            inside = None
+        if inside is not None:
+            keep = pc.and_(keep, inside)
+    return keep
+
+
+def _emitting_rows(plan: SelectPlan, masks: dict[str, np.ndarray], n: int) -> pa.Array:
+    """A row exists where any output column has a point: a column without transformations
+    has one on every row, a transformed column where one of its transformations emits."""
+    keep = np.zeros(n, dtype=bool)
+    for col in plan.columns:
+        keys = [r.name for r in ast.walk(col.expr)
+                if isinstance(r, ast.VarRef) and r.name in masks]
+        if not keys:
+            return pa.array(np.ones(n, dtype=bool))
+        for key in keys:
+            keep |= masks[key]
+    return pa.array(keep)
+
+
+def run_raw_transform(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: int
+                      ) -> MeasurementResult | None:
+    """Transformations of raw fields: the fields' points per series (a raw query), each
+    transformation over its own field's points, rows where one of them emits."""
+    fields = [f for f in plan.fields_read if f in kinds]
+    inner = replace(plan, columns=tuple(OutputColumn(f, ast.VarRef(f)) for f in fields),
+                    limit=0, offset_rows=0, transforms=())
+    res = run_raw(inner, table, kinds, now_ns)
+    if res is None:
+        return None
+    rows = res.table
+    gcols = [_g(i) for i in range(len(plan.group_tags))]
+    columns = {f: rows.column(_o(i)).combine_chunks() for i, f in enumerate(fields)}
+    times = rows.column(TIME).combine_chunks()
+    masks: dict[str, np.ndarray] = {}
+    for spec in plan.transforms:
+        source = columns.get(spec.source)
+        if source is None:
+            source = pa.nulls(rows.num_rows, pa.float64())
+        columns[spec.key], masks[spec.key] = apply_transform(spec, source, times,
+                                                             list(res.starts))
+    out = [rows.column(g) for g in gcols] + [times]
+    names = gcols + [TIME]
+    for i, col in enumerate(plan.columns):
+        out.append(evaluate(col.expr, columns, rows.num_rows))
+        names.append(_o(i))
+    result = pa.table(out, names=names).filter(_emitting_rows(plan, masks, rows.num_rows))
+    if result.num_rows == 0:
+        return None
     return _split(_limit_series(result, plan), plan)
 
 
