@@ -30,6 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SECOND = 1_000_000_000
+#: ``sample`` picks points with a generator seeded by this (1.x seeds from the clock, so its
+#: choice is not reproducible; influent's is, which keeps tests deterministic)
+SAMPLE_SEED = 20091110
 
 
 @dataclass(frozen=True)
@@ -206,8 +209,7 @@ def integral_contributions(values: np.ndarray, times: np.ndarray, windows: np.nd
                            ) -> tuple[np.ndarray, np.ndarray]:
     """One series' trapezoid areas in 1.x's order, as (window, area) pairs to be summed per
     window in order. Points of equal time keep the last; a segment crossing a window end is
-    split at the end with the interpolated value (and, as 1.x does, the rest of the segment
-    uses the interpolated value with the earlier point's value)."""
+    split at the end with the interpolated value, each part going to its own window."""
     n = len(values)
     if n == 0:
         return np.empty(0, np.int64), np.empty(0, np.float64)
@@ -223,9 +225,9 @@ def integral_contributions(values: np.ndarray, times: np.ndarray, windows: np.nd
     u = float(unit)
     # interpolated value at the previous window's end (only used where crossing)
     span = (ct - pt).astype(np.float64)
-    interp = pv + (cv - pv) * ((pe - pt).astype(np.float64) / span)
+    interp = (cv - pv) / span * (pe - pt).astype(np.float64) + pv  # 1.x: m*x + b
     head = 0.5 * (interp + pv) * ((pe - pt).astype(np.float64) / u)
-    tail = 0.5 * (interp + pv) * ((ct - pe).astype(np.float64) / u)
+    tail = 0.5 * (interp + cv) * ((ct - pe).astype(np.float64) / u)
     plain = 0.5 * (cv + pv) * (span / u)
     # areas: crossing segments give (prev window, head) then (new window, tail)
     win = np.where(cross, pw, cw)

@@ -205,6 +205,19 @@ def _expand_fields(fields: tuple[ast.Field, ...], schema: Schema, group_tags: se
     return out
 
 
+def _with_selector_tags(fields: list[ast.Field]) -> list[ast.Field]:
+    """``top(f, tag, N)``/``bottom``: each tag argument is also a column right after the call's
+    (1.x output shape)."""
+    out: list[ast.Field] = []
+    for f in fields:
+        out.append(f)
+        expr = ast.strip_parens(f.expr)
+        if isinstance(expr, ast.Call) and expr.name in ("top", "bottom") and len(expr.args) > 2:
+            out.extend(ast.Field(ast.strip_parens(a)) for a in expr.args[1:-1]
+                       if isinstance(ast.strip_parens(a), ast.VarRef))
+    return out
+
+
 def _group_by(dims: tuple[ast.Expr, ...], schema: Schema) -> tuple[list[str], int, int]:
     tags: list[str] = []
     interval = offset = 0
@@ -425,7 +438,7 @@ def plan_select(stmt: ast.SelectStatement, schema: Schema, now_ns: int) -> Selec
                 time_name = f.alias
             continue
         fields_in.append(f)
-    fields = _expand_fields(tuple(fields_in), schema, set(group_tags))
+    fields = _with_selector_tags(_expand_fields(tuple(fields_in), schema, set(group_tags)))
     names = column_names(fields)
 
     top_calls = [c for f in fields for c in _calls_in(f.expr)]

@@ -26,6 +26,7 @@ from query_api.influxql.conditions import compile_condition, quote_ident
 from query_api.influxql.expressions import evaluate
 from query_api.influxql.fill import fill_column
 from query_api.influxql.planner import CallSpec, OutputColumn, SelectPlan
+from query_api.influxql.series_calls import integral_table, multi_point_table
 from query_api.influxql.transform_exec import apply_transform
 from query_api.influxql.timeutil import MIN_TIME, window_grid, window_start, window_starts
 
@@ -232,6 +233,11 @@ def _call_sql(call: CallSpec, value: str, keys: list[str], aux: list[str], point
         mid = "max(CASE WHEN rn = (n + 1) / 2 THEN x END)"
         return (f"SELECT {k}, CASE WHEN max(n) % 2 = 1 THEN {mid} ELSE {lo} + ({hi} - {lo}) / 2 "
                 f"END AS __val FROM ({ranked}) GROUP BY {k}")
+    if f == "mode":  # the most frequent value; ties: the smallest (1.x sorts, then counts)
+        counted = f"SELECT {k}, {v} AS x, count(*) AS c {base} GROUP BY {k}, {v}"
+        ranked = (f"SELECT {k}, x, row_number() OVER ({part} ORDER BY c DESC, x ASC) AS rn "
+                  f"FROM ({counted})")
+        return f"SELECT {k}, x AS __val FROM ({ranked}) WHERE rn = 1"
     if f == "distinct":
         return (f"SELECT {k}, {v} AS __val, min(\"__time\") AS __first {base} "
                 f"GROUP BY {k}, {v}")
@@ -296,11 +302,17 @@ def run_aggregate(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_
     scan = _aggregate_scan(plan, table, kinds, now_ns)
     if scan is None:
         return None
+    if plan.multi is not None:
+        return _multi_result(plan, scan)
     sctx = _context(scan.table, "scan")
     results: list[tuple[CallSpec, pa.Table | None]] = []
     for call in plan.calls:
         if call.field not in scan.value_of:
             results.append((call, None))
+            continue
+        if call.func == "integral":
+            results.append((call, integral_table(scan.table, scan.value_of[call.field],
+                                                 scan.gcols, plan.interval, call)))
             continue
         point = call is plan.selector
         aux_cols = [f"\"{scan.aux_of[a]}\"" for a in plan.aux] if point else []
@@ -312,6 +324,31 @@ def run_aggregate(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_
     if plan.distinct:
         return _distinct_result(plan, present[0][1], scan.gcols)
     return _combine(plan, scan, results, present, kinds, now_ns)
+
+
+def _multi_result(plan: SelectPlan, scan: _Scan) -> MeasurementResult | None:
+    """top/bottom/sample: every selected point is a row at its own time."""
+    call = plan.multi
+    assert call is not None
+    if call.field not in scan.value_of:
+        return None
+    aux = [f'"{scan.aux_of[a]}"' for a in plan.aux]
+    table = multi_point_table(scan.table, call, scan.value_of[call.field], scan.keys, aux,
+                              [f'"{scan.aux_of[t]}"' for t in call.tags])
+    if table.num_rows == 0:
+        return None
+    columns = {call.key: table.column("__val").combine_chunks()}
+    for name in plan.aux:
+        columns[name] = table.column(scan.aux_of[name]).combine_chunks()
+    out = [table.column(g) for g in scan.gcols] + [table.column("__pt")]
+    names = scan.gcols + [TIME]
+    for i, col in enumerate(plan.columns):
+        out.append(evaluate(col.expr, columns, table.num_rows))
+        names.append(_o(i))
+    result = pa.table(out, names=names)
+    if plan.descending:
+        result = result.take(_reverse(result.num_rows))
+    return _split(_limit_series(result, plan), plan)
 
 
 def _combine(plan: SelectPlan, scan: _Scan, results: list[tuple[CallSpec, pa.Table | None]],
@@ -352,6 +389,9 @@ def _combine(plan: SelectPlan, scan: _Scan, results: list[tuple[CallSpec, pa.Tab
                     columns[name] = fill_column(
                         joined.column(scan.aux_of[name]).combine_chunks(), windows, series_ids,
                         None, plan.fill, descending=plan.descending, interpolate=False)
+        if call.func == "integral":  # 1.x never fills integral: it has points where it has data
+            columns[call.key] = values
+            continue
         columns[call.key] = fill_column(values, windows, series_ids, active, plan.fill,
                                         is_count=call.func == "count",
                                         descending=plan.descending, interpolate=grid)
@@ -365,8 +405,10 @@ def _combine(plan: SelectPlan, scan: _Scan, results: list[tuple[CallSpec, pa.Tab
         out = [pc.take(c, order) for c in out]
         columns = {k: pc.take(v, order) for k, v in columns.items()}
     keep = None
-    if plan.transforms:
-        keep = _transform_columns(plan, columns, pa.table(out, names=names), gcols, now_ns)
+    sparse = [c.key for c in plan.calls if c.func == "integral"]
+    if plan.transforms or sparse:
+        keep = _transform_columns(plan, columns, pa.table(out, names=names), gcols, now_ns,
+                                  sparse)
     for i, col in enumerate(plan.columns):
         out.append(evaluate(col.expr, columns, n))
         names.append(_o(i))
@@ -377,13 +419,15 @@ def _combine(plan: SelectPlan, scan: _Scan, results: list[tuple[CallSpec, pa.Tab
 
 
 def _transform_columns(plan: SelectPlan, columns: dict[str, pa.Array], keyed: pa.Table,
-                       gcols: list[str], now_ns: int) -> pa.Array:
+                       gcols: list[str], now_ns: int, sparse: list[str]) -> pa.Array:
     """Add each transformation's column (over its call's filled values, per series in output
     order); the rows to keep: inside the query's range (not the extra window read for the
     transformations) and where some column has a point."""
     times = keyed.column(TIME).combine_chunks()
     starts = run_starts(keyed, gcols) if keyed.num_rows else []
-    masks: dict[str, np.ndarray] = {}
+    masks: dict[str, np.ndarray] = {
+        key: np.asarray(columns[key].is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        for key in sparse}  # calls without fill: a point only where they have a value
     for spec in plan.transforms:
         values, mask = apply_transform(spec, columns[spec.source], times, starts)
         columns[spec.key] = values
@@ -550,6 +594,6 @@ def _call_type(call: CallSpec, kinds: dict[str, str]) -> pa.DataType:
     """The Arrow type of a call's values (for calls with no rows in a measurement)."""
     if call.func == "count" or call.count_distinct:
         return pa.int64()
-    if call.func in ("mean", "median", "stddev"):
+    if call.func in ("mean", "median", "stddev", "integral"):
         return pa.float64()
     return arrow_type(kinds.get(call.field, "float"))
