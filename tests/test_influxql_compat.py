@@ -67,5 +67,17 @@ def test_suite_covers_the_required_features():
                    "with key in", "show field keys", "show series", "tz(", "group by *",
                    " as ", "select *", "; ", "$"):
         assert needle in text, needle
+    # the function registry: every transformation, selector and math function is compared
+    for needle in ("derivative(", "non_negative_derivative(", "difference(",
+                   "non_negative_difference(", "moving_average(", "cumulative_sum(",
+                   "elapsed(", "integral(", "top(", "bottom(", "mode(", "sample(", "abs(",
+                   "round(", "ceil(", "floor(", "sqrt(", "pow(", "ln(", "log(", "log2(",
+                   "log10(", "sin(", "cos(", "tan(", "asin(", "acos(", "atan(", "atan2(",
+                   "exp("):
+        assert needle in text, needle
+    transformed = [q for q in QUERIES if any(f in q.query.lower() for f in (
+        "derivative(", "difference(", "moving_average(", "cumulative_sum(", "elapsed(",
+        "integral(", "top(", "bottom(", "mode(", "sample(", "abs(", "sqrt(", "sin("))]
+    assert len(transformed) >= 80
     assert len(QUERIES) >= 40
     assert any(q.epoch for q in QUERIES) and any(not q.epoch for q in QUERIES)

@@ -168,6 +168,25 @@ def _round(x):
     return pc.round(x, round_mode="half_towards_infinity")
 
 
+_INV_LN2 = 1.4426950408889634074  # Go's 1/Ln2 and 1/Ln10, rounded from exact constants
+_INV_LN10 = 0.43429448190325182765
+
+
+def _go_log2(x):
+    """Go's math.Log2: exact for powers of two (frexp), else log(frac)/ln2 + exp."""
+    values = np.asarray(_float(x).fill_null(1.0).to_numpy(zero_copy_only=False))
+    frac, exp = np.frexp(values)
+    out = np.where(frac == 0.5, (exp - 1).astype(np.float64),
+                   np.log(frac) * _INV_LN2 + exp)
+    return pa.array(out, pa.float64(), mask=np.asarray(pc.is_null(x).to_numpy(
+        zero_copy_only=False), dtype=bool))
+
+
+def _go_log10(x):
+    """Go's math.Log10: ln(x) * (1/Ln10)."""
+    return pc.multiply(pc.ln(_float(x)), _INV_LN10)
+
+
 def _log(x, base):
     return pc.divide(pc.ln(_float(x)), pc.ln(_float(base)))
 
@@ -188,8 +207,8 @@ MATH: dict[str, Callable[..., pa.Array]] = {
     "exp": lambda x: pc.exp(_float(x)),
     "ln": lambda x: pc.ln(_float(x)),
     "log": _log,
-    "log2": lambda x: pc.log2(_float(x)),
-    "log10": lambda x: pc.log10(_float(x)),
+    "log2": _go_log2,
+    "log10": _go_log10,
     "sin": lambda x: pc.sin(_float(x)),
     "cos": lambda x: pc.cos(_float(x)),
     "tan": lambda x: pc.tan(_float(x)),

@@ -378,7 +378,7 @@ def _transform(call: ast.Call, index: int, interval: int, schema: Schema
     n = 0
     if name == "moving_average":
         n = _int_arg(call, 1, "")
-        if n < 1:
+        if n < 2:
             raise PlanError(f"moving_average window must be greater than 1, got {n}")
         unit = 0
     elif name == "cumulative_sum":

@@ -233,11 +233,15 @@ def _call_sql(call: CallSpec, value: str, keys: list[str], aux: list[str], point
         mid = "max(CASE WHEN rn = (n + 1) / 2 THEN x END)"
         return (f"SELECT {k}, CASE WHEN max(n) % 2 = 1 THEN {mid} ELSE {lo} + ({hi} - {lo}) / 2 "
                 f"END AS __val FROM ({ranked}) GROUP BY {k}")
-    if f == "mode":  # the most frequent value; ties: the smallest (1.x sorts, then counts)
+    if f == "mode":
+        # the most frequent value; 1.x's scan over the sorted values keeps the smallest when
+        # every value is unique, else (on ties) usually the largest -- see docs/influxql.md
         counted = f"SELECT {k}, {v} AS x, count(*) AS c {base} GROUP BY {k}, {v}"
-        ranked = (f"SELECT {k}, x, row_number() OVER ({part} ORDER BY c DESC, x ASC) AS rn "
-                  f"FROM ({counted})")
-        return f"SELECT {k}, x AS __val FROM ({ranked}) WHERE rn = 1"
+        ranked = (f"SELECT {k}, x, row_number() OVER ({part} ORDER BY c DESC, x DESC) AS rn_desc, "
+                  f"row_number() OVER ({part} ORDER BY x ASC) AS rn_asc, "
+                  f"max(c) OVER ({part}) AS top FROM ({counted})")
+        return (f"SELECT {k}, x AS __val FROM ({ranked}) WHERE (top = 1 AND rn_asc = 1) OR "
+                f"(top > 1 AND rn_desc = 1)")
     if f == "distinct":
         return (f"SELECT {k}, {v} AS __val, min(\"__time\") AS __first {base} "
                 f"GROUP BY {k}, {v}")
