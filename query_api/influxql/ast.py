@@ -152,6 +152,15 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class Subquery:
+    """A FROM source that is a SELECT: ``FROM (SELECT ...)``."""
+
+    statement: "SelectStatement"
+    database = None
+    retention_policy = None
+
+
+@dataclass(frozen=True)
 class Fill:
     mode: str = "null"  # "null" | "none" | "previous" | "linear" | "number"
     value: float | int | None = None
@@ -160,7 +169,7 @@ class Fill:
 @dataclass(frozen=True)
 class SelectStatement:
     fields: tuple[Field, ...]
-    sources: tuple[Measurement, ...]
+    sources: tuple[Union[Measurement, Subquery], ...]
     condition: Expr | None = None
     dimensions: tuple[Expr, ...] = ()
     fill: Fill = field(default_factory=Fill)

@@ -24,6 +24,7 @@ from query_api.influxql.results import Series, StatementResult, query_json
 from query_api.influxql.select import (TIME, ExecutionError, MeasurementResult, read_range,
                                        run_aggregate, run_raw, run_raw_transform)
 from query_api.influxql.source import InfluxQLSource
+from query_api.influxql.subquery import has_subquery, run_with_subquery
 from query_api.influxql.timeutil import UnknownTimeZone
 
 STATEMENT_ERRORS = (StatementError, PlanError, ConditionError, ExecutionError, ExpressionError,
@@ -175,6 +176,8 @@ async def _sources(stmt: ast.SelectStatement, db: str | None, source: InfluxQLSo
 
 async def run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQLSource,
                      now_ns: int, rp: str | None = None) -> StatementResult:
+    if has_subquery(stmt):
+        return await run_with_subquery(stmt, db, source, now_ns, rp, run_select)
     targets = await _sources(stmt, db, source, rp)
     kinds_of: dict[tuple[str, str], dict[str, str]] = {}
     union: dict[str, str] = {}

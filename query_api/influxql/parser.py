@@ -256,12 +256,12 @@ class _Parser:
             sources.append(self.parse_source())
         return tuple(sources)
 
-    def parse_source(self) -> ast.Measurement:
+    def parse_source(self) -> ast.Measurement | ast.Subquery:
         regex = self.parse_regex()
         if regex is not None:
             return ast.Measurement(regex=regex.pattern)
-        if self.peek().kind == "(":
-            raise self._error_at("subqueries are not supported", self.peek())
+        if self.accept("("):
+            return self.parse_subquery()
         idents = self.parse_segmented_idents()
         if len(idents) == 3:
             return ast.Measurement(database=idents[0], retention_policy=idents[1] or None,
@@ -275,6 +275,13 @@ class _Parser:
             return ast.Measurement(database=idents[0], retention_policy=idents[1] or None,
                                    regex=regex.pattern)
         return ast.Measurement(retention_policy=idents[0] or None, name=idents[1])
+
+    def parse_subquery(self) -> ast.Subquery:
+        """``(SELECT ...)`` after its opening parenthesis."""
+        self.expect("SELECT", ["SELECT"])
+        inner = self.parse_select()
+        self.expect(")", [")"])
+        return ast.Subquery(inner)
 
     def parse_regex(self) -> ast.RegexLit | None:
         if self.next_char() != "/":
@@ -554,7 +561,10 @@ class _Parser:
 
     def parse_optional_from(self) -> tuple[ast.Measurement, ...]:
         if self.accept("FROM"):
-            return self.parse_sources()
+            sources = self.parse_sources()
+            if any(isinstance(m, ast.Subquery) for m in sources):
+                raise ParseError("subqueries are only allowed in SELECT")
+            return sources  # type: ignore[return-value]
         return ()
 
     def parse_limit_offset(self) -> tuple[int, int]:

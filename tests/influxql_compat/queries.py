@@ -21,6 +21,7 @@ Left out on purpose (documented in docs/influxql.md):
   marks the following statements ``not executed``;
 * ``sample`` with fewer than N points per window (1.x seeds it from the clock);
 * ``abs`` of integers (1.6 returns them unchanged, a 1.x bug);
+* subqueries over several measurements (1.x merges them into one output series);
 * ``integral`` over several series merged into one output series (1.x feeds their interleaved
   points into one integral) and ``mode`` with several equally frequent values (1.x's choice
   depends on its sort);
@@ -493,4 +494,29 @@ QUERIES: list[Q] = [
     Q('SELECT sqrt(msg) FROM status'),
     Q('SELECT round(temp), note FROM weather'),
     Q('SELECT abs(max(usage_user)), host FROM cpu'),
+    # ---- subqueries: nested, GROUP BY / WHERE / fill / transformations on the outer query, errors
+    Q(f'SELECT mean(m) FROM (SELECT max(usage_user) AS m FROM cpu WHERE {R} GROUP BY time(30m), host) GROUP BY host'),
+    Q(f'SELECT max(m) FROM (SELECT mean(usage_user) AS m FROM cpu GROUP BY time(1h), host) WHERE {R} GROUP BY time(2h)'),
+    Q("SELECT * FROM (SELECT usage_user, host FROM cpu WHERE time < '2009-11-10T20:20:00Z')"),
+    Q(f"SELECT * FROM (SELECT mean(usage_user) FROM cpu WHERE {R} GROUP BY time(1h), host) WHERE host = 'a'"),
+    Q(f"SELECT derivative(m) FROM (SELECT mean(usage_user) AS m FROM cpu WHERE host = 'a' AND {R} GROUP BY time(30m))"),
+    Q(f'SELECT m FROM (SELECT mean(usage_user) AS m FROM cpu WHERE {R} GROUP BY time(1h), host) WHERE m > 60'),
+    Q(f'SELECT sum(m) FROM (SELECT max(m) AS m FROM (SELECT mean(usage_user) AS m FROM cpu WHERE {R} GROUP BY time(30m), host) GROUP BY time(1h), host) GROUP BY host'),
+    Q(f'SELECT max(s) FROM (SELECT sum(procs) AS s FROM cpu WHERE {R} GROUP BY time(1h), host) GROUP BY time(2h) fill(none)'),
+    Q(f'SELECT mean(s) FROM (SELECT sum(procs) AS s FROM cpu WHERE {R} GROUP BY time(30m), host) WHERE {R} GROUP BY time(1h), host fill(0)'),
+    Q(f'SELECT count(m) FROM (SELECT mean(usage_user) AS m FROM cpu WHERE {R} GROUP BY time(30m), host fill(0)) GROUP BY host'),
+    Q(f'SELECT top(m, 3) FROM (SELECT max(usage_user) AS m FROM cpu WHERE {R} GROUP BY time(30m), host)'),
+    Q(f'SELECT top(m, host, 2) FROM (SELECT max(usage_user) AS m FROM cpu WHERE {R} GROUP BY time(30m), host)'),
+    Q(f'SELECT difference(c) FROM (SELECT count(usage_user) AS c FROM cpu WHERE {R} GROUP BY time(1h))'),
+    Q(f'SELECT m * 2, host FROM (SELECT max(usage_user) AS m FROM cpu WHERE {R} GROUP BY time(1h), host) WHERE host =~ /[ab]/ ORDER BY time DESC LIMIT 3'),
+    Q(f"SELECT u FROM (SELECT usage_user AS u FROM cpu WHERE host = 'a' AND {R}) WHERE u < 20"),
+    Q(f'SELECT max(u) - min(u) FROM (SELECT usage_user AS u FROM cpu) WHERE {R} GROUP BY time(1h)'),
+    Q("SELECT mean(u) FROM (SELECT usage_user AS u FROM cpu) WHERE time >= '2009-11-10T21:00:00Z' AND time < '2009-11-10T22:00:00Z' GROUP BY time(20m)"),
+    Q(f'SELECT cumulative_sum(m) FROM (SELECT mean(used) AS m FROM mem GROUP BY time(1h), host) WHERE {R} GROUP BY host'),
+    Q("SELECT mean(m) FROM (SELECT max(usage_user) AS m FROM cpu WHERE time > '2009-11-12T00:00:00Z' GROUP BY time(1h))"),
+    Q('SELECT mean(x) FROM (SELECT nope AS x FROM cpu)'),
+    Q('SELECT mean(m) FROM (SELECT max(msg) AS m FROM status)'),
+    Q('SELECT mean(m) FROM (SELECT max(usage_user) AS m FROM cpu'),
+    Q(f"SELECT abs(m - 50) FROM (SELECT mean(usage_user) AS m FROM cpu WHERE host = 'b' AND {R} GROUP BY time(1h))"),
+    Q(f'SELECT moving_average(m, 2) FROM (SELECT mean(usage_user) AS m FROM cpu WHERE {R} GROUP BY time(30m), host) GROUP BY host'),
 ]
