@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
     from agents.persist import register_persist
     from agents.subscriptions import register_subscriptions
     from agents.triggers import register_triggers
+    from agents.continuous_queries import register_continuous_queries
 
     stop_ingest = register_ingest(app, settings, topics, buffers)
     drain_persist = register_persist(app, settings, topics, buffers)
@@ -76,4 +77,5 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
     register_subscriptions(app, settings)
     register_triggers(app, settings)
     register_compaction(app, settings, topics)
+    register_continuous_queries(app, settings)
     return app, drain

@@ -161,6 +161,17 @@ class Subquery:
 
 
 @dataclass(frozen=True)
+class IntoTarget:
+    """``INTO [db.[rp].]measurement`` or ``INTO [db.[rp].]:MEASUREMENT`` (``name`` None: each
+    row goes to the measurement it came from)."""
+
+    name: str | None = None
+    database: str | None = None
+    retention_policy: str | None = None
+    span: tuple[int, int] = field(default=(0, 0), compare=False)  # "INTO ..." in the text
+
+
+@dataclass(frozen=True)
 class Fill:
     mode: str = "null"  # "null" | "none" | "previous" | "linear" | "number"
     value: float | int | None = None
@@ -180,6 +191,33 @@ class SelectStatement:
     slimit: int = 0
     soffset: int = 0
     location: str | None = None
+    into: IntoTarget | None = None
+
+
+@dataclass(frozen=True)
+class CreateContinuousQuery:
+    """``CREATE CONTINUOUS QUERY name ON db [RESAMPLE [EVERY d] [FOR d]] BEGIN select END``;
+    ``every``/``for_`` are 0 when not given (the GROUP BY interval)."""
+
+    name: str
+    database: str
+    select: SelectStatement
+    select_text: str
+    source_text: str      # the SELECT without its INTO clause
+    into_text: str        # "INTO target"
+    every: int = 0
+    for_: int = 0
+
+
+@dataclass(frozen=True)
+class DropContinuousQuery:
+    name: str
+    database: str
+
+
+@dataclass(frozen=True)
+class ShowContinuousQueries:
+    pass
 
 
 @dataclass(frozen=True)
@@ -271,4 +309,5 @@ class UnsupportedStatement:
 
 Statement = Union[SelectStatement, ShowDatabases, ShowRetentionPolicies, ShowMeasurements,
                   ShowTagKeys, ShowTagValues, ShowFieldKeys, ShowSeries, CreateSubscription,
-                  DropSubscription, ShowSubscriptions, UnsupportedStatement]
+                  DropSubscription, ShowSubscriptions, UnsupportedStatement,
+                  CreateContinuousQuery, DropContinuousQuery, ShowContinuousQueries]

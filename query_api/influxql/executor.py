@@ -24,6 +24,9 @@ from query_api.influxql.results import Series, StatementResult, query_json
 from query_api.influxql.select import (TIME, ExecutionError, MeasurementResult, read_range,
                                        run_aggregate, run_raw, run_raw_transform)
 from query_api.influxql.source import InfluxQLSource
+from query_api.influxql.continuous import (CQ_STATEMENTS, ContinuousQueryHook,
+                                           run_continuous_query_statement)
+from query_api.influxql.into import WriteHook, run_into
 from query_api.influxql.subquery import has_subquery, run_with_subquery
 from query_api.influxql.timeutil import UnknownTimeZone
 
@@ -77,14 +80,18 @@ async def execute_influxql(query: str, db: str | None, source: InfluxQLSource, *
                            params: dict[str, Any] | None = None,
                            subscriptions: SubscriptionHook | None = None,
                            admin: management.DatabaseAdmin | None = None,
-                           deletes: DeleteHook | None = None) -> dict[str, Any]:
+                           deletes: DeleteHook | None = None,
+                           writes: WriteHook | None = None,
+                           continuous_queries: ContinuousQueryHook | None = None
+                           ) -> dict[str, Any]:
     """Run every statement of ``query``; the InfluxDB 1.x ``/query`` response body.
 
     ``db``/``rp`` are the request's defaults for statements that name none, ``epoch`` turns
     times into integers (``ns``, ``u``/``µ``, ``ms``, ``s``, ``m``, ``h``), ``params`` binds
     ``$name`` placeholders, ``now_ns`` is the value of ``now()`` and ``subscriptions`` manages
     subscriptions (without it their statements are not supported); ``admin`` runs CREATE/DROP
-    DATABASE and DROP MEASUREMENT (likewise)."""
+    DATABASE and DROP MEASUREMENT (likewise); ``writes`` takes the points of ``SELECT ...
+    INTO`` and ``continuous_queries`` stores continuous queries (likewise)."""
     try:
         parsed = parse_query(query, params)
     except ParseError as exc:
@@ -97,14 +104,18 @@ async def execute_influxql(query: str, db: str | None, source: InfluxQLSource, *
         if isinstance(stmt, DeleteStatement):
             results.append(await run_delete(stmt, db, source, now_ns, rp, deletes))
             continue
-        results.append(await run_statement(stmt, db, source, now_ns, rp, subscriptions, admin))
+        results.append(await run_statement(stmt, db, source, now_ns, rp, subscriptions, admin,
+                                           writes, continuous_queries))
     return query_json(results, epoch or None)
 
 
 async def run_statement(stmt: ast.Statement, db: str | None, source: InfluxQLSource,
                         now_ns: int, rp: str | None = None,
                         subscriptions: SubscriptionHook | None = None,
-                        admin: management.DatabaseAdmin | None = None) -> StatementResult:
+                        admin: management.DatabaseAdmin | None = None,
+                        writes: WriteHook | None = None,
+                        continuous_queries: ContinuousQueryHook | None = None
+                        ) -> StatementResult:
     """One statement's result; its errors become the result's ``error``."""
     if isinstance(stmt, management.MANAGEMENT_STATEMENTS):
         return await management.run_management(stmt, db, admin)
@@ -112,7 +123,11 @@ async def run_statement(stmt: ast.Statement, db: str | None, source: InfluxQLSou
         return await management.show_retention_policies(stmt.database, db, admin)
     if isinstance(stmt, (ast.CreateSubscription, ast.DropSubscription, ast.ShowSubscriptions)):
         return await run_subscription_statement(stmt, subscriptions)
+    if isinstance(stmt, CQ_STATEMENTS):
+        return await run_continuous_query_statement(stmt, db, continuous_queries)
     try:
+        if isinstance(stmt, ast.SelectStatement) and stmt.into is not None:
+            return await run_into(stmt, db, source, now_ns, rp, writes, run_select)
         if isinstance(stmt, ast.SelectStatement):
             return await run_select(stmt, db, source, now_ns, rp)
         if isinstance(stmt, ast.ShowDatabases):

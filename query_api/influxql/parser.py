@@ -7,7 +7,7 @@ tests match on them. Operator precedence follows 1.x: OR < AND < comparisons < `
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from query_api.influxql import ast, management
@@ -174,6 +174,8 @@ class _Parser:
             return management.parse_management(self, tok.kind)
         if tok.kind == "DELETE" or (tok.kind == "DROP" and self.accept("SERIES")):
             return parse_delete_statement(self, drop_series=tok.kind == "DROP")
+        if tok.kind in ("CREATE", "DROP") and self.accept("CONTINUOUS"):
+            return self.parse_continuous_query(create=tok.kind == "CREATE")
         if tok.kind in _STATEMENT_STARTS:
             start = tok.pos
             while self.peek().kind not in (";", EOF):
@@ -187,8 +189,10 @@ class _Parser:
     # ---- SELECT -----------------------------------------------------------------------------
     def parse_select(self) -> ast.SelectStatement:
         fields = self.parse_fields()
-        if self.peek().kind == "INTO":
-            raise self._error_at("SELECT INTO is not supported", self.peek())
+        into = None
+        into_tok = self.accept("INTO")
+        if into_tok is not None:
+            into = replace(self.parse_into(), span=(into_tok.pos, self.pos))
         self.expect("FROM")
         sources = self.parse_sources()
         condition = self.parse_expr() if self.accept("WHERE") else None
@@ -209,7 +213,26 @@ class _Parser:
         return ast.SelectStatement(fields=fields, sources=sources, condition=condition,
                                    dimensions=dimensions, fill=fill, fill_given=fill_given,
                                    descending=descending, limit=limit, offset=offset,
-                                   slimit=slimit, soffset=soffset, location=location)
+                                   slimit=slimit, soffset=soffset, location=location,
+                                   into=into)
+
+    def parse_into(self) -> ast.IntoTarget:
+        """``[db.[rp].]measurement`` or ``[db.[rp].]:MEASUREMENT`` after INTO."""
+        marker = ":MEASUREMENT"
+        pos = skip_space(self.text, self.pos)
+        if self.text[pos:pos + len(marker)].upper() == marker:
+            self.pos = pos + len(marker)
+            return ast.IntoTarget()
+        idents = self.parse_segmented_idents()
+        if self.text[self.pos:self.pos + 1 + len(marker)].upper() == "." + marker:
+            self.pos += 1 + len(marker)
+            db, rp = idents[0], (idents[1] if len(idents) > 1 else "") or None
+            return ast.IntoTarget(database=db, retention_policy=rp)
+        if len(idents) == 3:
+            return ast.IntoTarget(idents[2], idents[0], idents[1] or None)
+        if len(idents) == 2:
+            return ast.IntoTarget(idents[1], retention_policy=idents[0] or None)
+        return ast.IntoTarget(idents[0])
 
     def parse_fields(self) -> tuple[ast.Field, ...]:
         fields = [self.parse_field()]
@@ -528,6 +551,9 @@ class _Parser:
             return ast.ShowSeries(db, sources, cond, limit, offset)
         if kind == "SUBSCRIPTIONS":
             return ast.ShowSubscriptions()
+        if kind == "CONTINUOUS":
+            self.expect("QUERIES", ["QUERIES"])
+            return ast.ShowContinuousQueries()
         if kind in _SHOW_KINDS:
             start = tok.pos
             while self.peek().kind not in (";", EOF):
@@ -553,6 +579,40 @@ class _Parser:
         while self.accept(","):
             destinations.append(self.expect(STRING, ["string"]).lit)
         return ast.CreateSubscription(name, db, rp, mode.kind, tuple(destinations))
+
+    def parse_continuous_query(self, create: bool) -> ast.Statement:
+        """After ``CREATE|DROP CONTINUOUS``: ``QUERY name ON db`` and, to create,
+        ``[RESAMPLE [EVERY d] [FOR d]] BEGIN <select with INTO and GROUP BY time> END``."""
+        self.expect("QUERY", ["QUERY"])
+        name = self.parse_ident()
+        self.expect("ON", ["ON"])
+        db = self.parse_ident()
+        if not create:
+            return ast.DropContinuousQuery(name, db)
+        every = for_ = 0
+        if self.accept("RESAMPLE"):
+            if self.accept("EVERY"):
+                every = duration_ns(self.expect(DURATION, ["duration"]).lit)
+            if self.accept("FOR"):
+                for_ = duration_ns(self.expect(DURATION, ["duration"]).lit)
+            if not every and not for_:
+                raise self.error(self.peek(), ["EVERY", "FOR"])
+        self.expect("BEGIN", ["BEGIN"])
+        start = skip_space(self.text, self.pos)
+        self.expect("SELECT", ["SELECT"])
+        select = self.parse_select()
+        end = self.pos
+        self.expect("END", ["END"])
+        if select.into is None:
+            raise ParseError("continuous query requires an INTO clause")
+        into_start, into_end = select.into.span
+        text = self.text[start:end].strip()
+        without_into = (self.text[start:into_start] + self.text[into_end:end]).strip()
+        if not any(isinstance(ast.strip_parens(d), ast.Call) and ast.strip_parens(d).name == "time"
+                   for d in select.dimensions):
+            raise ParseError("continuous query requires a GROUP BY time() clause")
+        return ast.CreateContinuousQuery(name, db, select, text, without_into,
+                                         self.text[into_start:into_end].strip(), every, for_)
 
     def parse_on(self) -> str | None:
         if self.accept("ON"):

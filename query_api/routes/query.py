@@ -17,6 +17,7 @@ from query_api.engine import DatabaseNotFound, EngineSource, QueryError, QuerySt
 from query_api.formats import CONTENT_TYPES, pick_format, render, render_batches
 from query_api.influxql.executor import execute_influxql, query_target
 from query_api.influxql.results import encode_json, to_table_rows
+from query_api.influxql_hooks import influxql_hooks
 from query_api.metrics import ApiMetrics
 from query_api.routes.common import query_args
 from query_api.routes.engine import subscription_statements
@@ -85,7 +86,8 @@ class QueryRoutes:
                                  now_ns=time.time_ns(), epoch=epoch, rp=rp, params=params or None,
                                  subscriptions=subscription_statements(app, self.settings),
                                  admin=CatalogDatabaseAdmin(app.state.catalog, app.state.engine.store),
-                                 deletes=deletes_of(app) if writable else None),
+                                 deletes=deletes_of(app) if writable else None,
+                                 **(influxql_hooks(app, self.settings) if writable else {})),
                 time.monotonic() + self.settings.query_timeout)
         except QueryTimeout as exc:
             return {"error": str(exc)}, stats
