@@ -69,12 +69,18 @@ def test_continuous_query_downsamples_tsbs_and_follows_new_data(stack):
     written = f"SELECT usage_user, usage_system FROM cpu_5m WHERE time >= {start} " \
               f"AND time < {end} GROUP BY *"
 
+    last: dict = {}
+
     def matches() -> bool:
         expected = _series(_query(settings, by_hand))
         got = _series(_query(settings, written))
-        for s in expected:  # the same columns, in the order the written query names them
-            s["columns"] = ["time", "usage_user", "usage_system"]
+        for s in expected:  # the target's name; columns in the order the written query names
+            s["name"], s["columns"] = "cpu_5m", ["time", "usage_user", "usage_system"]
+        last.update(expected=expected, got=got)
         return bool(expected) and got == expected
+
+    def explain() -> str:
+        return f"expected {str(last.get('expected'))[:1500]}\ngot {str(last.get('got'))[:1500]}"
 
     produce_lines(first)
     wait_for(lambda: count() == len(first), timeout=60, what="first batch ingested")
@@ -82,12 +88,18 @@ def test_continuous_query_downsamples_tsbs_and_follows_new_data(stack):
     assert created == {"results": [{"statement_id": 0}]}, created
     shown = _series(_query(settings, "SHOW CONTINUOUS QUERIES"))
     assert {"name": "tsbs", "columns": ["name", "query"], "values": [["cpu_5m", CREATE]]} in shown
-    wait_for(matches, timeout=90, what="continuous query output equals the query by hand")
+    try:
+        wait_for(matches, timeout=60, what="continuous query output equals the query by hand")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{explain()}") from None
     before = _series(_query(settings, written))
 
     produce_lines(later)
     wait_for(lambda: count() == len(lines), timeout=60, what="second batch ingested")
-    wait_for(matches, timeout=90, what="continuous query output follows new data")
+    try:
+        wait_for(matches, timeout=60, what="continuous query output follows new data")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{explain()}") from None
     assert len(_series(_query(settings, written))[0]["values"]) > len(before[0]["values"])
 
     dropped = _query(settings, "DROP CONTINUOUS QUERY cpu_5m ON tsbs", method="POST")
