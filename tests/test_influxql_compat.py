@@ -18,7 +18,7 @@ import pytest
 
 from query_api.influxql import MemorySource, encode_json, execute_influxql
 from tests.influxql_compat.compare import assert_matches
-from tests.influxql_compat.loader import fixture_source
+from tests.influxql_compat.loader import MemoryWrites, fixture_source
 from tests.influxql_compat.queries import QUERIES, Q
 from tests.influxql_compat.server import InfluxDB1
 
@@ -40,6 +40,37 @@ def test_query_matches_influxdb1(case: Q, influxdb1: InfluxDB1, influent_source:
                                         now_ns=time.time_ns(), epoch=case.epoch,
                                         params=case.params))
     assert_matches(case, expected_bytes, encode_json(ours))
+
+
+INTO_CASES = [
+    ("SELECT mean(usage_user) AS m, max(procs) INTO intodb..m5 FROM cpu WHERE time >= "
+     "'2009-11-10T20:00:00Z' AND time < '2009-11-10T22:00:00Z' GROUP BY time(30m), host", "m5"),
+    ("SELECT usage_user, region INTO intodb..raw FROM cpu WHERE time < '2009-11-10T20:40:00Z' "
+     "GROUP BY host", "raw"),
+    ("SELECT * INTO intodb..:MEASUREMENT FROM weather, status GROUP BY *", "weather"),
+    ("SELECT derivative(mean(usage_user)) INTO intodb.autogen.d FROM cpu WHERE host = 'a' AND "
+     "time >= '2009-11-10T20:00:00Z' AND time < '2009-11-10T22:00:00Z' GROUP BY time(30m)", "d"),
+    ("SELECT top(usage_user, host, 2), region INTO intodb..t FROM cpu", "t"),
+    ("SELECT mean(usage_user) INTO intodb..nothing FROM cpu WHERE time > '2010-01-01T00:00:00Z' "
+     "GROUP BY time(1h)", "nothing"),
+]
+
+
+@pytest.mark.parametrize("query,target", INTO_CASES, ids=[t for _, t in INTO_CASES])
+def test_select_into_matches_influxdb1(query: str, target: str, influxdb1: InfluxDB1,
+                                       influent_source: MemorySource):
+    """The INTO answer and what a read of the target returns afterwards."""
+    status, _ = influxdb1.request("POST", "/query", {"q": 'CREATE DATABASE "intodb"'})
+    assert status == 200
+    influent_source.add_database("intodb")
+    _, expected = influxdb1.request("POST", "/query", {"q": query, "db": "compat"})
+    ours = asyncio.run(execute_influxql(query, "compat", influent_source, now_ns=time.time_ns(),
+                                        writes=MemoryWrites(influent_source)))
+    assert encode_json(ours).decode() == expected.decode()
+    read = f"SELECT * FROM intodb..{target} GROUP BY *"
+    _, expected = influxdb1.request("GET", "/query", {"q": read, "db": "compat"})
+    ours = asyncio.run(execute_influxql(read, "compat", influent_source, now_ns=time.time_ns()))
+    assert encode_json(ours).decode() == expected.decode()
 
 
 @pytest.mark.parametrize("query", [

@@ -1,7 +1,8 @@
 """``SELECT ... INTO``: the statement's rows become line protocol written like any other write.
 
 As in InfluxDB 1.x: each output row is a point at the row's time; the series' GROUP BY tags
-are its tags; every other output column is a field (selected tags too); null values are left
+are its tags, and so are the tag arguments of ``top``/``bottom``; every other output column is
+a field (selected tags too); null values are left
 out and rows without any value are not written; ``INTO :MEASUREMENT`` keeps each row's source
 measurement. The answer is one row ``result | written`` at time 0.
 
@@ -61,13 +62,33 @@ def _field_text(name: str, column: pa.Array) -> pa.Array | None:
     return pc.binary_join_element_wise(key, values, suffix, "")
 
 
-def series_lines(s: Series, measurement: str) -> tuple[pa.Array, int]:
-    """The series' rows as line protocol lines (no newline) and how many there are."""
+def _escape_tag_values(column: pa.Array) -> pa.Array:
+    text = column.cast(pa.string())
+    for char in ("\\", ",", "=", " "):
+        text = pc.replace_substring(text, char, "\\" + char)
+    return text
+
+
+def series_lines(s: Series, measurement: str, tag_columns: frozenset[str] = frozenset()
+                 ) -> tuple[pa.Array, int]:
+    """The series' rows as line protocol lines (no newline) and how many there are.
+    ``tag_columns`` are output columns written as tags (top/bottom's tag arguments)."""
     tags = "".join(f",{_escape_key(k)}={_escape_key(v)}"
                    for k, v in sorted((s.tags or {}).items()) if v != "")
-    prefix = _escape_measurement(measurement) + tags + " "
+    prefix = _escape_measurement(measurement) + tags
+    row_tags = []
+    for i, name in enumerate(s.columns):
+        if i and name in tag_columns:
+            values = _escape_tag_values(s.table.column(i).combine_chunks())
+            values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+            row_tags.append(pc.binary_join_element_wise(f",{_escape_key(name)}=", values, "")
+                            .fill_null(""))
+    if row_tags:
+        prefix = pc.binary_join_element_wise(prefix, *row_tags, "")
+    prefix = pc.binary_join_element_wise(prefix, " ", "") if row_tags else prefix + " "
     fields = [f for f in (_field_text(name, s.table.column(i).combine_chunks())
-                          for i, name in enumerate(s.columns) if i > 0) if f is not None]
+                          for i, name in enumerate(s.columns) if i > 0 and name not in tag_columns)
+              if f is not None]
     if not fields or s.table.num_rows == 0:
         return pa.array([], pa.string()), 0
     # ",name=value" or "" per field, concatenated, then the leading comma dropped
@@ -81,14 +102,15 @@ def series_lines(s: Series, measurement: str) -> tuple[pa.Array, int]:
     return lines, len(lines)
 
 
-def to_line_protocol(result: StatementResult, target: ast.IntoTarget) -> tuple[bytes, int]:
+def to_line_protocol(result: StatementResult, target: ast.IntoTarget,
+                     tag_columns: frozenset[str] = frozenset()) -> tuple[bytes, int]:
     """All points of ``result`` as one line protocol body, and the number of points."""
     parts: list[pa.Array] = []
     count = 0
     for s in result.series:
         if not s.has_time:
             continue
-        lines, n = series_lines(s, target.name or s.name or "")
+        lines, n = series_lines(s, target.name or s.name or "", tag_columns)
         if n:
             parts.append(lines)
             count += n
@@ -113,6 +135,16 @@ def written_result(count: int) -> StatementResult:
                                           table=table)])
 
 
+def selector_tags(stmt: ast.SelectStatement) -> frozenset[str]:
+    """Columns 1.x writes as tags: the tag arguments of top()/bottom()."""
+    names = set()
+    for f in stmt.fields:
+        expr = ast.strip_parens(f.expr)
+        if isinstance(expr, ast.Call) and expr.name in ("top", "bottom"):
+            names.update(a.name for a in expr.args[1:-1] if isinstance(a, ast.VarRef))
+    return frozenset(names)
+
+
 async def run_into(stmt: ast.SelectStatement, db: str | None, source, now_ns: int,
                    rp: str | None, hook: WriteHook | None, run_select) -> StatementResult:
     """Run the SELECT, write its points into the target, answer how many were written."""
@@ -130,7 +162,7 @@ async def run_into(stmt: ast.SelectStatement, db: str | None, source, now_ns: in
         return StatementResult(error="database name required")
     if target.retention_policy and target.retention_policy not in ("autogen", "default"):
         to_db = f"{to_db}/{target.retention_policy}"
-    body, count = to_line_protocol(result, target)
+    body, count = to_line_protocol(result, target, selector_tags(stmt))
     if count:
         try:
             await hook.write_lines(to_db, body)

@@ -34,3 +34,14 @@ def fixture_source() -> MemorySource:
     load_lp(source, "compat", (HERE / "data.lp").read_bytes())
     load_lp(source, "other", (HERE / "other.lp").read_bytes())
     return source
+
+
+class MemoryWrites:
+    """``SELECT ... INTO`` points into a :class:`MemorySource` (each target measurement is
+    written once by the suite, so a write replaces the measurement's table)."""
+
+    def __init__(self, source: MemorySource):
+        self.source = source
+
+    async def write_lines(self, db: str, lines: bytes) -> None:
+        load_lp(self.source, db, lines)
