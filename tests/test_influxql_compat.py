@@ -57,20 +57,24 @@ INTO_CASES = [
 
 
 @pytest.mark.parametrize("query,target", INTO_CASES, ids=[t for _, t in INTO_CASES])
-def test_select_into_matches_influxdb1(query: str, target: str, influxdb1: InfluxDB1,
-                                       influent_source: MemorySource):
-    """The INTO answer and what a read of the target returns afterwards."""
+def test_select_into_matches_influxdb1(query: str, target: str, influxdb1: InfluxDB1):
+    """The INTO answer and what a read of the target returns afterwards (a database of its
+    own on both sides, dropped afterwards: the other tests list databases)."""
+    source = fixture_source()
+    source.add_database("intodb")
     status, _ = influxdb1.request("POST", "/query", {"q": 'CREATE DATABASE "intodb"'})
     assert status == 200
-    influent_source.add_database("intodb")
-    _, expected = influxdb1.request("POST", "/query", {"q": query, "db": "compat"})
-    ours = asyncio.run(execute_influxql(query, "compat", influent_source, now_ns=time.time_ns(),
-                                        writes=MemoryWrites(influent_source)))
-    assert encode_json(ours).decode() == expected.decode()
-    read = f"SELECT * FROM intodb..{target} GROUP BY *"
-    _, expected = influxdb1.request("GET", "/query", {"q": read, "db": "compat"})
-    ours = asyncio.run(execute_influxql(read, "compat", influent_source, now_ns=time.time_ns()))
-    assert encode_json(ours).decode() == expected.decode()
+    try:
+        _, expected = influxdb1.request("POST", "/query", {"q": query, "db": "compat"})
+        ours = asyncio.run(execute_influxql(query, "compat", source, now_ns=time.time_ns(),
+                                            writes=MemoryWrites(source)))
+        assert encode_json(ours).decode() == expected.decode()
+        read = f"SELECT * FROM intodb..{target} GROUP BY *"
+        _, expected = influxdb1.request("GET", "/query", {"q": read, "db": "compat"})
+        ours = asyncio.run(execute_influxql(read, "compat", source, now_ns=time.time_ns()))
+        assert encode_json(ours).decode() == expected.decode()
+    finally:
+        influxdb1.request("POST", "/query", {"q": 'DROP DATABASE "intodb"'})
 
 
 @pytest.mark.parametrize("query", [

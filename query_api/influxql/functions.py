@@ -4,8 +4,10 @@ argument rules and (for the functions computed outside SQL) its implementation.
 Adding a function means adding an entry here:
 
 * **aggregates/selectors** reduce the points of a (series, window) to one value; the planner
-  validates them from :data:`REGISTRY` and :mod:`query_api.influxql.select` runs them (most as
-  one SQL over the scan, ``integral`` through :func:`integral_contributions`);
+  validates them from :data:`REGISTRY`; those with a ``sql`` builder are one DataFusion
+  aggregate, the rest (median, percentile, mode, distinct, selectors that report their
+  point) have their SQL in :mod:`query_api.influxql.select` and ``integral`` its arithmetic
+  in :func:`integral_contributions`;
 * **multi-point selectors** (``top``, ``bottom``, ``sample``) return several points per
   window with their own times;
 * **transformations** (``derivative`` ...) map the stream of one series' points -- raw, or the
@@ -42,6 +44,29 @@ class Function:
     min_args: int
     max_args: int
     numeric: bool = False   # reads numbers only (``f(*)`` skips other fields)
+    #: a plain DataFusion aggregate over the quoted value column (None: computed elsewhere)
+    sql: Callable[[str], str] | None = None
+    #: "float"/"integer" when the result type is not the field's
+    result: str | None = None
+
+
+#: the aggregates that are one DataFusion aggregate per (series, window)
+_AGGREGATE_SQL: dict[str, Callable[[str], str]] = {
+    "count": lambda v: f"count({v})",
+    "sum": lambda v: f"sum({v})",
+    "mean": lambda v: f"avg(CAST({v} AS DOUBLE))",
+    "spread": lambda v: f"max({v}) - min({v})",
+    "stddev": lambda v: f"stddev_samp(CAST({v} AS DOUBLE))",
+}
+#: selectors as plain aggregates, when the selected point's time and fields are not needed
+SELECTOR_SQL: dict[str, Callable[[str], str]] = {
+    "min": lambda v: f"min({v})",
+    "max": lambda v: f"max({v})",
+    "first": lambda v: f'first_value({v} ORDER BY "__time" ASC, {v} DESC)',
+    "last": lambda v: f'first_value({v} ORDER BY "__time" DESC, {v} DESC)',
+}
+_RESULT = {"count": "integer", "mean": "float", "median": "float", "stddev": "float",
+           "integral": "float"}
 
 
 # ---- transformations ---------------------------------------------------------------------
@@ -268,11 +293,13 @@ def _entries() -> dict[str, Function]:
         arity = (1, 2) if name == "integral" else (1, 1)
         out[name] = Function(name, "aggregate", *arity,
                              numeric=name in ("sum", "mean", "median", "spread", "stddev",
-                                              "integral"))
+                                              "integral"),
+                             sql=_AGGREGATE_SQL.get(name), result=_RESULT.get(name))
     for name in ("first", "last", "min", "max", "percentile"):
         arity = (2, 2) if name == "percentile" else (1, 1)
         out[name] = Function(name, "selector", *arity,
-                             numeric=name in ("min", "max", "percentile"))
+                             numeric=name in ("min", "max", "percentile"),
+                             sql=SELECTOR_SQL.get(name))
     out["top"] = Function("top", "multi", 2, 99, numeric=True)
     out["bottom"] = Function("bottom", "multi", 2, 99, numeric=True)
     out["sample"] = Function("sample", "multi", 2, 2)

@@ -24,6 +24,7 @@ from query_api.influxql import ast
 from query_api.influxql.arrowutil import arange, arrow_type, run_starts
 from query_api.influxql.conditions import compile_condition, quote_ident
 from query_api.influxql.expressions import evaluate
+from query_api.influxql.functions import REGISTRY, SELECTOR_SQL
 from query_api.influxql.fill import fill_column
 from query_api.influxql.planner import CallSpec, OutputColumn, SelectPlan
 from query_api.influxql.series_calls import integral_table, multi_point_table
@@ -213,15 +214,13 @@ def _call_sql(call: CallSpec, value: str, keys: list[str], aux: list[str], point
     v = f'"{value}"'
     f = call.func
     base = f"FROM scan WHERE {v} IS NOT NULL"
-    simple = {"count": f"count({v})", "sum": f"sum({v})", "mean": f"avg(CAST({v} AS DOUBLE))",
-              "spread": f"max({v}) - min({v})", "stddev": f"stddev_samp(CAST({v} AS DOUBLE))"}
+    entry = REGISTRY[f]
+    simple = {f: entry.sql(v)} if entry.sql is not None and entry.kind == "aggregate" else {}
     if call.count_distinct:
         return f"SELECT {k}, count(DISTINCT {v}) AS __val {base} GROUP BY {k}"
-    if not point:
+    if not point and f in SELECTOR_SQL:
         # the selected point's time and fields are not needed: plain (ordered) aggregates
-        simple.update({"min": f"min({v})", "max": f"max({v})",
-                       "first": f"first_value({v} ORDER BY \"__time\" ASC, {v} DESC)",
-                       "last": f"first_value({v} ORDER BY \"__time\" DESC, {v} DESC)"})
+        simple = {f: SELECTOR_SQL[f](v)}
     if f in simple:
         return f"SELECT {k}, {simple[f]} AS __val {base} GROUP BY {k}"
     part = f"PARTITION BY {k}"
@@ -596,8 +595,7 @@ def _active_mask(frame: pa.Table, res: pa.Table, gcols: list[str], start_w: int 
 
 def _call_type(call: CallSpec, kinds: dict[str, str]) -> pa.DataType:
     """The Arrow type of a call's values (for calls with no rows in a measurement)."""
-    if call.func == "count" or call.count_distinct:
+    if call.count_distinct:
         return pa.int64()
-    if call.func in ("mean", "median", "stddev", "integral"):
-        return pa.float64()
-    return arrow_type(kinds.get(call.field, "float"))
+    result = REGISTRY[call.func].result
+    return arrow_type(result or kinds.get(call.field, "float"))
