@@ -6,8 +6,8 @@ catalog); the workers run the stored queries (agents/continuous_queries.py) by s
 
 Timing, as InfluxDB 1.x: a continuous query runs every ``EVERY`` (default: its GROUP BY
 interval), at instants aligned to the epoch; a run at instant ``t`` recomputes the windows from
-``t - FOR`` (default: the larger of the interval and EVERY), truncated to the interval, up to the window holding ``t``
-(excluded, it is not complete yet).
+``t - FOR`` (default: the larger of the interval and EVERY), truncated to the interval, up
+to the window holding ``t`` (excluded, it is not complete yet).
 """
 from __future__ import annotations
 

@@ -466,7 +466,6 @@ def plan_select(stmt: ast.SelectStatement, schema: Schema, now_ns: int) -> Selec
     aux_refs = [r for f in fields for r in _refs_outside_calls(f.expr)]
     _check_math(fields)
     multi = [c for c in top_calls if c.name in MULTI]
-    transforms_in = [c for c in top_calls if c.name in TRANSFORMS]
     if multi and len(top_calls) > 1:
         raise PlanError(f"selector function {multi[0].name}() cannot be combined with other "
                         "functions")
