@@ -124,7 +124,8 @@ def elapsed(values, times, unit, n):
     mask = np.zeros(len(values), dtype=bool)
     if len(v) < 2:
         return np.empty(0, np.int64), mask
-    gaps = np.abs(t[1:] - t[:-1]) // unit
+    steps = t[1:] - t[:-1]  # negative under ORDER BY time DESC, as in 1.x
+    gaps = np.sign(steps) * (np.abs(steps) // unit)  # Go's truncating division
     mask[idx[1:]] = True
     return gaps.astype(np.int64), mask
 

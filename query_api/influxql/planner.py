@@ -394,7 +394,12 @@ def _transform(call: ast.Call, index: int, interval: int, schema: Schema
             raise PlanError(f"unsupported {name} iterator type: {_GO_ITERATOR[kind]}")
         return TransformSpec(key, name, inner.name, True, unit, n), None
     if isinstance(inner, ast.Call):
-        if inner.name not in FUNCTIONS or inner.name in MULTI:
+        if inner.name in MULTI:
+            raise PlanError(f"selector function {inner.name}() cannot be combined with other "
+                            "functions")
+        if inner.name == "distinct":  # several points per window (see docs/influxql.md)
+            raise PlanError(f"distinct() inside {name}() is not supported")
+        if inner.name not in FUNCTIONS:
             raise PlanError(f"undefined function {inner.name}()" if inner.name not in
                             functions.REGISTRY else f"expected field argument in {name}()")
         if not interval:
@@ -446,6 +451,8 @@ def plan_select(stmt: ast.SelectStatement, schema: Schema, now_ns: int) -> Selec
     fill = stmt.fill
     if not aggregate:
         _check_math(fields)
+        if any(not any(isinstance(n, ast.VarRef) for n in ast.walk(f.expr)) for f in fields):
+            raise PlanError("field must contain at least one variable")
         if interval:
             raise PlanError("GROUP BY requires at least one aggregate function")
         if stmt.fill_given:

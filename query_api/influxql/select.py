@@ -337,7 +337,7 @@ def _multi_result(plan: SelectPlan, scan: _Scan) -> MeasurementResult | None:
         return None
     aux = [f'"{scan.aux_of[a]}"' for a in plan.aux]
     table = multi_point_table(scan.table, call, scan.value_of[call.field], scan.keys, aux,
-                              [f'"{scan.aux_of[t]}"' for t in call.tags])
+                              [f'"{scan.aux_of[t]}"' for t in call.tags], plan.descending)
     if table.num_rows == 0:
         return None
     columns = {call.key: table.column("__val").combine_chunks()}
@@ -349,8 +349,6 @@ def _multi_result(plan: SelectPlan, scan: _Scan) -> MeasurementResult | None:
         out.append(evaluate(col.expr, columns, table.num_rows))
         names.append(_o(i))
     result = pa.table(out, names=names)
-    if plan.descending:
-        result = result.take(_reverse(result.num_rows))
     return _split(_limit_series(result, plan), plan)
 
 

@@ -57,7 +57,8 @@ def integral_table(scan: pa.Table, value: str, gcols: list[str], interval: int,
 
 
 def multi_point_table(scan: pa.Table, call: CallSpec, value: str, keys: list[str],
-                      aux: list[str], tag_cols: list[str]) -> pa.Table:
+                      aux: list[str], tag_cols: list[str], descending: bool = False
+                      ) -> pa.Table:
     """(keys, ``__val``, ``__pt``, aux...) of top/bottom/sample, sorted by series, window and
     point time. ``tag_cols`` (scan names of top/bottom's tag arguments) keep each tag value's
     best point before ranking, as 1.x does."""
@@ -82,8 +83,11 @@ def multi_point_table(scan: pa.Table, call: CallSpec, value: str, keys: list[str
                   f"{order}) AS __best {base}) WHERE __best = 1")
     ranked = (f"SELECT {k}, {v} AS __val, \"__time\" AS __pt{extra}, row_number() OVER "
               f"(PARTITION BY {k} ORDER BY {order}) AS __rn FROM ({source})")
+    # ORDER BY time DESC reverses series and windows; points inside a window stay ascending
+    direction = " DESC" if descending else ""
+    order_keys = ", ".join(f"{key}{direction}" for key in keys)
     query = (f"SELECT {k}, __val, __pt{''.join(', ' + a for a in aux)} FROM ({ranked}) "
-             f"WHERE __rn <= {call.n} ORDER BY {k}, __pt, __rn")
+             f"WHERE __rn <= {call.n} ORDER BY {order_keys}, __pt, __rn")
     table = ctx.sql(query).to_arrow_table()
     for i, f in enumerate(table.schema):
         if pa.types.is_string_view(f.type) or pa.types.is_large_string(f.type):

@@ -4,7 +4,7 @@ The inner statement runs first (recursively, so subqueries nest); each measureme
 result becomes an Arrow table -- ``time``, the inner GROUP BY tags as tags, the inner output
 columns as fields (rows whose values are all null are no points, as in 1.x) -- in a
 :class:`MemorySource`, and the outer statement runs over that source. As in 1.x, an outer
-time range also bounds the inner statement.
+time range also bounds the inner statement, and the outer GROUP BY tags group it too.
 """
 from __future__ import annotations
 
@@ -41,7 +41,15 @@ def _bounded(inner: ast.SelectStatement, outer: ast.SelectStatement, now_ns: int
             continue
         term = ast.BinaryExpr(op, ast.VarRef("time"), ast.IntegerLit(bound))
         cond = term if cond is None else ast.BinaryExpr("AND", ast.ParenExpr(cond), term)
-    return replace(inner, condition=cond)
+    dims = list(inner.dimensions)
+    has_all = any(isinstance(ast.strip_parens(d), ast.Wildcard) for d in dims)
+    named = {ast.strip_parens(d).name for d in dims if isinstance(ast.strip_parens(d), ast.VarRef)}
+    for d in outer.dimensions:  # 1.x groups the inner statement by the outer GROUP BY tags
+        d = ast.strip_parens(d)
+        if isinstance(d, ast.VarRef) and not has_all and d.name not in named:
+            dims.append(d)
+            named.add(d.name)
+    return replace(inner, condition=cond, dimensions=tuple(dims))
 
 
 def _kind(type_: pa.DataType) -> str:

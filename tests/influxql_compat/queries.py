@@ -21,7 +21,11 @@ Left out on purpose (documented in docs/influxql.md):
   marks the following statements ``not executed``;
 * ``sample`` with fewer than N points per window (1.x seeds it from the clock);
 * ``abs`` of integers (1.6 returns them unchanged, a 1.x bug);
-* subqueries over several measurements (1.x merges them into one output series);
+* subqueries over several measurements (1.x merges them into one output series), and grouping
+  an outer query by a tag its ``SELECT *`` subquery turned into a field;
+* ``top``/``bottom`` with LIMIT (1.x applies the LIMIT to the points before selecting),
+  ``integral`` under ORDER BY time DESC (1.x answers negative areas and duplicate windows), and
+  ``distinct()`` inside a transformation (refused by influent);
 * ``integral`` over several series merged into one output series (1.x feeds their interleaved
   points into one integral) and ``mode`` with several equally frequent values (1.x's choice
   depends on its sort);
@@ -519,4 +523,39 @@ QUERIES: list[Q] = [
     Q('SELECT mean(m) FROM (SELECT max(usage_user) AS m FROM cpu'),
     Q(f"SELECT abs(m - 50) FROM (SELECT mean(usage_user) AS m FROM cpu WHERE host = 'b' AND {R} GROUP BY time(1h))"),
     Q(f'SELECT moving_average(m, 2) FROM (SELECT mean(usage_user) AS m FROM cpu WHERE {R} GROUP BY time(30m), host) GROUP BY host'),
+    # ---- more: ORDER BY DESC, tz, several measurements, literals, subqueries grouped by the outer tags
+    Q(f'SELECT top(usage_user, 3) FROM cpu WHERE {R} ORDER BY time DESC'),
+    Q(f'SELECT bottom(usage_user, 2), usage_system FROM cpu WHERE {R} GROUP BY time(1h) ORDER BY time DESC'),
+    Q(f'SELECT top(usage_user, 3), usage_system, region FROM cpu WHERE {R}'),
+    Q(f'SELECT top(usage_user, 2) FROM cpu WHERE {R} GROUP BY time(1h) fill(0)'),
+    Q(f'SELECT bottom(procs, host, 2) FROM cpu WHERE {R} GROUP BY time(2h)'),
+    Q(f"SELECT derivative(mean(usage_user)) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')"),
+    Q(f"SELECT elapsed(usage_user, 1m) FROM cpu WHERE host = 'a' AND {R} ORDER BY time DESC"),
+    Q(f"SELECT moving_average(usage_user, 3) FROM cpu WHERE host = 'a' AND {R} ORDER BY time DESC"),
+    Q(f"SELECT cumulative_sum(usage_user) FROM cpu WHERE host = 'a' AND {R} ORDER BY time DESC"),
+    Q(f"SELECT non_negative_difference(usage_user) FROM cpu WHERE host = 'a' AND {R}"),
+    Q(f"SELECT cumulative_sum(mean(usage_user)) FROM cpu WHERE host = 'a' AND {R} GROUP BY time(20m) fill(previous)"),
+    Q(f"SELECT cumulative_sum(mean(usage_user)) FROM cpu WHERE host = 'a' AND {R} GROUP BY time(20m) fill(linear)"),
+    Q(f'SELECT derivative(usage_user) FROM cpu, mem WHERE {R} GROUP BY host'),
+    Q('SELECT derivative(*) FROM mem'),
+    Q("SELECT difference(/used|free/) FROM mem WHERE host = 'a'"),
+    Q(f'SELECT mean(usage_user), derivative(mean(usage_user)), cumulative_sum(count(procs)) FROM cpu WHERE {R} GROUP BY time(40m), host'),
+    Q(f'SELECT derivative(mean(usage_user), 1m), moving_average(mean(usage_user), 2) FROM cpu WHERE {R} GROUP BY time(20m), host SLIMIT 1 SOFFSET 1'),
+    Q(f'SELECT mode(msg) FROM status WHERE {R} GROUP BY time(1h)'),
+    Q(f"SELECT mode(procs) FROM cpu WHERE host = 'b' AND {R} GROUP BY time(30m)"),
+    Q(f"SELECT sample(usage_user, 50), host FROM cpu WHERE host = 'b' AND {R} GROUP BY time(1h)"),
+    Q("SELECT round(usage_user), floor(usage_user) FROM cpu WHERE host = 'c'"),
+    Q(f"SELECT sqrt(usage_user) FROM cpu WHERE host = 'a' AND {R} LIMIT 3"),
+    Q("SELECT pow(2, 3), sqrt(4) FROM cpu WHERE host = 'd'"),
+    Q("SELECT abs(-usage_user) FROM cpu WHERE host = 'd'"),
+    Q(f'SELECT floor(mean(usage_user)) FROM cpu WHERE {R} GROUP BY time(1h) fill(linear)'),
+    Q(f'SELECT derivative(mean(usage_user)) FROM cpu WHERE {R} AND usage_user > 50 GROUP BY time(1h)'),
+    Q(f"SELECT derivative(max(usage_user)) AS d, max(usage_user) AS m FROM cpu WHERE host = 'a' AND {R} GROUP BY time(30m) fill(none)"),
+    Q(f'SELECT difference(last(usage_user)) FROM cpu WHERE {R} GROUP BY time(1h), host fill(none) LIMIT 2'),
+    Q(f'SELECT derivative(percentile(usage_user, 90)) FROM cpu WHERE {R} GROUP BY time(1h)'),
+    Q(f'SELECT derivative(top(usage_user, 2)) FROM cpu WHERE {R} GROUP BY time(1h)'),
+    Q(f'SELECT top(usage_user, 2) + 1 FROM cpu WHERE {R}'),
+    Q(f'SELECT top(usage_user, host, 2) FROM cpu WHERE {R} GROUP BY host'),
+    Q(f'SELECT max(usage_user) FROM (SELECT usage_user FROM cpu WHERE {R}) GROUP BY host'),
+    Q(f'SELECT * FROM (SELECT top(usage_user, 3) FROM cpu WHERE {R})'),
 ]
