@@ -4,7 +4,7 @@ Each stored continuous query (persist/continuous_queries.py) is one supervised u
 scheduled triggers are: every worker computes the same instants (multiples of the query's
 EVERY since the epoch); the first to claim an instant in Redis runs it, so each run happens
 once however many workers there are. A run sends one ``SELECT ... INTO`` over the run's time
-range (query_api/influxql/continuous.py) to the query API, whose points go through the writes
+range (persist/continuous_queries.py) to the query API, whose points go through the writes
 topic like any other write; re-running a window overwrites its points (same series and time),
 so late data is folded in by the next runs that still cover its window.
 """
@@ -20,9 +20,8 @@ import httpx
 from agents.group_consumer import Backoff
 from agents.supervisor import Supervisor, Unit
 from influent.config import Settings
-from persist.continuous_queries import ContinuousQuery, ContinuousQueryStore
+from persist.continuous_queries import ContinuousQuery, ContinuousQueryStore, run_statement_text
 from persist.engine_catalog import EngineCatalog
-from query_api.influxql.continuous import run_statement_text
 
 log = logging.getLogger("influent.continuous_queries")
 

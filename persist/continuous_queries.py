@@ -73,3 +73,22 @@ class ContinuousQueryStore:
         raw = await self.redis.hgetall(self.key)
         return sorted((ContinuousQuery.from_json(v) for v in raw.values()),
                       key=lambda c: (c.database, c.name))
+
+
+# ---- timing of one run (pure) ------------------------------------------------------------
+
+
+def run_range(cq: ContinuousQuery, instant_ns: int) -> tuple[int, int]:
+    """[start, end) in ns of the windows a run at ``instant_ns`` recomputes."""
+    def truncate(t: int) -> int:
+        return t - (t - cq.offset_ns) % cq.interval_ns
+
+    return truncate(instant_ns - cq.for_ns), truncate(instant_ns)
+
+
+def run_statement_text(cq: ContinuousQuery, instant_ns: int) -> str:
+    """The ``SELECT ... INTO`` one run executes: the stored SELECT as a subquery bounded by the
+    run's range (an outer time range bounds its subquery), its points written unchanged."""
+    start, end = run_range(cq, instant_ns)
+    return (f"SELECT * {cq.into_text} FROM ({cq.source_text}) "
+            f"WHERE time >= {start} AND time < {end} GROUP BY *")

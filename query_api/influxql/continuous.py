@@ -1,8 +1,9 @@
-"""CREATE / DROP / SHOW CONTINUOUS QUERIES and the time range of one continuous query run.
+"""CREATE / DROP / SHOW CONTINUOUS QUERIES.
 
 The statements only talk to a :class:`ContinuousQueryHook` (the query API's, over the
 catalog); the workers run the stored queries (agents/continuous_queries.py) by sending
-:func:`run_statement_text` to the query API, so a run is an ordinary ``SELECT ... INTO``.
+``run_statement_text`` (persist/continuous_queries.py, shared by both) to the query API, so a
+run is an ordinary ``SELECT ... INTO``.
 
 Timing, as InfluxDB 1.x: a continuous query runs every ``EVERY`` (default: its GROUP BY
 interval), at instants aligned to the epoch; a run at instant ``t`` recomputes the windows from
@@ -16,7 +17,10 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from persist.continuous_queries import ContinuousQuery
+from persist.continuous_queries import ContinuousQuery, run_range, run_statement_text
+
+__all__ = ["CQ_STATEMENTS", "ContinuousQueryHook", "continuous_query_of", "run_range",
+           "run_statement_text", "run_continuous_query_statement"]
 from query_api.influxql import ast
 from query_api.influxql.planner import PlanError, Schema, plan_select
 from query_api.influxql.results import Series, StatementResult
@@ -61,22 +65,6 @@ def _duration(ns: int) -> str:
         if ns % size == 0:
             return f"{ns // size}{unit}"
     return f"{ns}ns"
-
-
-def run_range(cq: ContinuousQuery, instant_ns: int) -> tuple[int, int]:
-    """[start, end) in ns of the windows a run at ``instant_ns`` recomputes."""
-    def truncate(t: int) -> int:
-        return t - (t - cq.offset_ns) % cq.interval_ns
-
-    return truncate(instant_ns - cq.for_ns), truncate(instant_ns)
-
-
-def run_statement_text(cq: ContinuousQuery, instant_ns: int) -> str:
-    """The ``SELECT ... INTO`` one run executes: the stored SELECT as a subquery bounded by the
-    run's range (an outer time range bounds its subquery), its points written unchanged."""
-    start, end = run_range(cq, instant_ns)
-    return (f"SELECT * {cq.into_text} FROM ({cq.source_text}) "
-            f"WHERE time >= {start} AND time < {end} GROUP BY *")
 
 
 async def run_continuous_query_statement(stmt: ast.Statement, db: str | None,
