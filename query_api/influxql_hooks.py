@@ -10,7 +10,8 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 
 from influent.config import Settings
-from persist.catalog import Catalog, validate_db_name
+from influent.model import MAX_MESSAGE_BYTES, validate_db_name
+from persist.catalog import Catalog
 from persist.continuous_queries import ContinuousQuery, ContinuousQueryStore
 from query_api.writes import check_write
 from topics.line_protocol import parse_lp
@@ -42,7 +43,24 @@ class IntoWrites:
             raise ValueError(f"partial write: {first.reason} (line {first.line}); "
                              f"dropped={len(checked.errors)}")
         headers = [("db", db.encode()), ("precision", b"ns")]
-        await self.producer.send_and_wait(self.settings.writes_topic, lines, headers=headers)
+        for chunk in message_chunks(lines, MAX_MESSAGE_BYTES // 2):
+            await self.producer.send_and_wait(self.settings.writes_topic, chunk, headers=headers)
+
+
+def message_chunks(lines: bytes, limit: int) -> list[bytes]:
+    """``lines`` cut at line ends into pieces of at most ``limit`` bytes (a longer single line
+    stays whole: the ingest side reports it)."""
+    chunks, start = [], 0
+    while len(lines) - start > limit:
+        cut = lines.rfind(b"\n", start, start + limit)
+        cut = lines.find(b"\n", start + limit) if cut < 0 else cut
+        if cut < 0:
+            break
+        chunks.append(lines[start:cut + 1])
+        start = cut + 1
+    if start < len(lines):
+        chunks.append(lines[start:])
+    return chunks
 
 
 class ContinuousQueryStatements:

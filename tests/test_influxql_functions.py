@@ -139,3 +139,13 @@ def test_continuous_queries_need_into_and_group_by_time(query):
 def test_stored_continuous_query_round_trips():
     cq = ContinuousQuery("db", "c", "q", "SELECT 1", "INTO x", 1, 0, 2, 3, 4)
     assert ContinuousQuery.from_json(cq.to_json()) == cq
+
+
+def test_into_writes_are_cut_at_line_ends_under_the_message_limit():
+    from query_api.influxql_hooks import message_chunks
+
+    body = b"".join(b"m v=%di %d\n" % (i, i) for i in range(1000))
+    chunks = message_chunks(body, 100)
+    assert b"".join(chunks) == body
+    assert all(len(c) <= 100 and c.endswith(b"\n") for c in chunks)
+    assert message_chunks(b"x" * 300 + b"\n", 100) == [b"x" * 300 + b"\n"]
