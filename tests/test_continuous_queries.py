@@ -107,3 +107,10 @@ def test_continuous_query_downsamples_tsbs_and_follows_new_data(stack):
     assert ["cpu_5m", CREATE] not in [v for s in _series(_query(settings, "SHOW CONTINUOUS "
                                                                 "QUERIES"))
                                       for v in s.get("values", [])]
+
+    # deleting the database deletes its continuous queries
+    assert _query(settings, CREATE, method="POST") == {"results": [{"statement_id": 0}]}
+    resp = httpx.delete(f"{settings.http_url}/api/v3/configure/database",
+                        params={"db": "tsbs"}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    assert all("values" not in s for s in _series(_query(settings, "SHOW CONTINUOUS QUERIES")))

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from influent.model import TAG, validate_db_name
 from persist.catalog import Catalog, schema_conflicts
+from persist.continuous_queries import ContinuousQueryStore
 from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
 from persist.visibility import parse_duration
 from query_api.formats import CONTENT_TYPES, pick_format, render
@@ -67,6 +68,7 @@ class ConfigureRoutes:
         if not db or not await catalog.has_database(db):
             return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
         await remove_objects(request, await catalog.delete_database(db, int(time.time() * 1000)))
+        await ContinuousQueryStore(catalog.redis, catalog.ns).drop_database(db)
         return Response(status_code=200)
 
     async def delete_table(self, request: Request, db: str = "", table: str = "") -> Response:
