@@ -1,25 +1,27 @@
 """The query API's side of InfluxQL statements that change state: ``SELECT ... INTO`` writes
 and CREATE / DROP / SHOW CONTINUOUS QUERIES.
 
-INTO points are checked against the catalog's column types like an HTTP write (bad lines go
-to the rejected topic with source ``influxql``) and produced to the writes topic with the
-same headers, so ingest, deduplication and persistence treat them as any other write.
+INTO points go through the write admission like an HTTP write (bad lines go to the rejected
+topic with source ``influxql``) and are produced to the writes topic with the same headers,
+so ingest, deduplication and persistence treat them as any other write.
 """
 from __future__ import annotations
+
+import time
 
 from aiokafka import AIOKafkaProducer
 
 from influent.config import Settings
-from influent.model import MAX_MESSAGE_BYTES, validate_db_name
+from influent.model import MAX_MESSAGE_BYTES
+from persist.admission import WriteRequest, admit
 from persist.catalog import Catalog
 from persist.continuous_queries import ContinuousQuery, ContinuousQueryStore
-from query_api.writes import check_write
-from topics.line_protocol import parse_lp
 from topics.wire import RejectedLine, now
 
 
 class IntoWrites:
-    """:class:`query_api.influxql.into.WriteHook` over the writes topic."""
+    """:class:`query_api.influxql.into.WriteHook` over the writes topic, through the write
+    admission (persist/admission.py) like every other write."""
 
     def __init__(self, settings: Settings, catalog: Catalog, producer: AIOKafkaProducer):
         self.settings = settings
@@ -27,24 +29,27 @@ class IntoWrites:
         self.producer = producer
 
     async def write_lines(self, db: str, lines: bytes) -> None:
-        reason = validate_db_name(db)
-        if reason:
-            raise ValueError(reason)
-        result = parse_lp(lines, precision="ns")
-        schemas = {name: await self.catalog.table_schema(db, name) for name in result.tables}
-        checked = check_write(result, schemas, lines)
-        for err in checked.errors:
+        request = WriteRequest(body=lines, database=db, precision="ns",
+                               default_time_ns=time.time_ns(),
+                               max_body_bytes=max(len(lines), self.settings.max_body_bytes))
+        [admission] = await admit([request], self.catalog)
+        if admission.refusal is not None:
+            raise ValueError(admission.refusal.reason)
+        for err in admission.rejected:
             record = RejectedLine(db, err.line, err.original, err.reason, "influxql", -1, -1, now())
             await self.producer.send(self.settings.rejected_topic, record.to_json(),
                                      key=db.encode())
-        if checked.errors:
+        if admission.tables:
+            headers = [("db", db.encode()), ("precision", admission.precision.encode()),
+                       ("content-type", b"text/plain")]
+            for chunk in message_chunks(admission.accepted_body(), MAX_MESSAGE_BYTES // 2):
+                await self.producer.send_and_wait(self.settings.writes_topic, chunk,
+                                                  headers=headers)
+        if admission.rejected:  # as 1.x: the other points are written, the statement fails
             await self.producer.flush()
-            first = checked.errors[0]
-            raise ValueError(f"partial write: {first.reason} (line {first.line}); "
-                             f"dropped={len(checked.errors)}")
-        headers = [("db", db.encode()), ("precision", b"ns")]
-        for chunk in message_chunks(lines, MAX_MESSAGE_BYTES // 2):
-            await self.producer.send_and_wait(self.settings.writes_topic, chunk, headers=headers)
+            first = admission.rejected[0]
+            raise ValueError(f"partial write: {first.reason} (line {first.line}) "
+                             f"dropped={len(admission.rejected)}")
 
 
 def message_chunks(lines: bytes, limit: int) -> list[bytes]:
