@@ -108,6 +108,13 @@ def test_continuous_query_downsamples_tsbs_and_follows_new_data(stack):
                                                                 "QUERIES"))
                                       for v in s.get("values", [])]
 
+    # INTO goes through the write admission: integers into the float field are refused
+    conflict = _query(settings, f"SELECT max(usage_user) AS usage_user INTO cpu_5m FROM cpu "
+                                f"WHERE time >= {start} AND time < {end} GROUP BY time(5m), *",
+                      method="POST")
+    error = conflict["results"][0].get("error", "")
+    assert error.startswith("partial write:") and "dropped=" in error, conflict
+
     # deleting the database deletes its continuous queries
     assert _query(settings, CREATE, method="POST") == {"results": [{"statement_id": 0}]}
     resp = httpx.delete(f"{settings.http_url}/api/v3/configure/database",
