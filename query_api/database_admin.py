@@ -10,6 +10,7 @@ import asyncio
 import time
 
 from persist.catalog import Catalog, validate_db_name
+from persist.continuous_queries import ContinuousQueryStore
 from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore
 
@@ -39,6 +40,7 @@ class CatalogDatabaseAdmin:
             return
         paths = await self.catalog.delete_database(db, int(time.time() * 1000))
         await self._set_retention(db, None)
+        await ContinuousQueryStore(self.catalog.redis, self.catalog.ns).drop_database(db)
         await self._remove(paths)
 
     async def _set_retention(self, db: str, period_ns: int | None) -> None:

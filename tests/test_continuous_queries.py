@@ -121,3 +121,11 @@ def test_continuous_query_downsamples_tsbs_and_follows_new_data(stack):
                         params={"db": "tsbs"}, timeout=60)
     assert resp.status_code == 200, resp.text
     assert all("values" not in s for s in _series(_query(settings, "SHOW CONTINUOUS QUERIES")))
+
+    # and so does InfluxQL's DROP DATABASE
+    assert _query(settings, "CREATE DATABASE tsbs", method="POST") == {
+        "results": [{"statement_id": 0}]}
+    assert _query(settings, CREATE, method="POST") == {"results": [{"statement_id": 0}]}
+    assert _query(settings, "DROP DATABASE tsbs", method="POST") == {
+        "results": [{"statement_id": 0}]}
+    assert all("values" not in s for s in _series(_query(settings, "SHOW CONTINUOUS QUERIES")))
