@@ -27,7 +27,8 @@ def compact_settings(kafka_bootstrap, redis_url, tmp_path) -> Settings:
                     topic_prefix=unique("c") + ".", partitions=2,
                     http_bind=f"127.0.0.1:{free_port()}", default_db="d", persist_max_rows=20,
                     persist_max_age=3600, tick_interval=1.0, compact_min_files=4,
-                    compact_interval=1.0, compact_grace=1.0)
+                    compact_interval=1.0, compact_grace=1.0,
+                    ingest_max_rows=1)  # one message per ingest batch: each message one file
 
 
 def messages(n: int) -> list[bytes]:
