@@ -11,7 +11,6 @@ Routes use ``app.state.catalog`` and ``app.state.engine.store``.
 """
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -20,18 +19,11 @@ from persist.lifecycle_catalog import LifecycleCatalog
 from persist.visibility import parse_duration
 from query_api.deletes import DeleteError, DeleteService, parse_v2_predicate
 from query_api.influxql.timeutil import InvalidTime, parse_time_literal
+from query_api.routes.common import json_body
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-async def _body(request: Request) -> dict:
-    try:
-        body = orjson.loads(await request.body() or b"{}")
-    except orjson.JSONDecodeError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def deletes_of(request_or_app) -> DeleteService:
@@ -60,7 +52,7 @@ def lifecycle_router() -> APIRouter:
 
     @router.post("/api/v2/delete")
     async def delete_v2(request: Request, bucket: str = "", org: str = "") -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         db = (bucket or body.get("bucket") or "").split("/")[0]
         if not db:
             return _error(400, "bucket is required")
@@ -84,7 +76,7 @@ def lifecycle_router() -> APIRouter:
 
     @router.put("/api/v3/configure/database")
     async def update_database(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         return await set_retention(request.app, body.get("db") or "", None,
                                    body.get("retention_period"))
 
@@ -100,7 +92,7 @@ def lifecycle_router() -> APIRouter:
 
     @router.put("/api/v3/configure/table")
     async def update_table(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         return await set_retention(request.app, body.get("db") or "", body.get("table") or "",
                                    body.get("retention_period"))
 
