@@ -143,7 +143,7 @@ class Persister:
             source_partition=partition, min_offset=min(offsets), max_offset=max(offsets),
             max_write_ts=0, max_write_seq=0, columns=schema.columns, created_at=time.time(),
             tombstone_seq=seq)
-        fid = file_id(partition, meta.min_offset, meta.max_offset)
+        fid = file_id(partition, meta.min_offset)
         meta = replace(meta, file_id=fid, path=object_path(db, table, pk, fid))
 
         def write() -> ParquetFileMeta:

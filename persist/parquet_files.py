@@ -18,9 +18,12 @@ META_KEY = b"influent"
 ROW_GROUP_ROWS = 128 * 1024
 
 
-def file_id(source_partition: int, min_offset: int, max_offset: int) -> str:
-    """Deterministic from the source offsets: a retried persist writes the same object."""
-    return f"p{source_partition:04d}-{min_offset:020d}-{max_offset:020d}"
+def file_id(source_partition: int, first_offset: int) -> str:
+    """Named by the first source offset a persist covers, so that a retried persist writes the
+    same object: a retry after a crash starts at the same first unpersisted offset, but may
+    cover more entries than the attempt it repeats (a batch arrived meanwhile), so the last
+    offset is not part of the name -- it would leave the interrupted attempt's object behind."""
+    return f"p{source_partition:04d}-{first_offset:020d}"
 
 
 def object_path(database: str, table: str, partition_key: str, fid: str) -> str:

@@ -29,7 +29,7 @@ async def write_files(catalog: Catalog, store: LocalStore, db: str) -> None:
         times = [BASE + (2 * i) * SEC, BASE + (2 * i + 1) * SEC]
         batch = pa.table({"host": ["a", "b"], "time": pa.array(times, pa.timestamp("ns")),
                           "v": [float(i), 1.0]})
-        fid = file_id(0, i, i)
+        fid = file_id(0, i)
         path = object_path(db, "cpu", "2023-11-14", fid)
         full = Path(store.local_path(path))
         full.parent.mkdir(parents=True, exist_ok=True)

@@ -148,8 +148,8 @@ def test_parquet_file_is_deduplicated_sorted_and_self_describing():
         {"host": "a", "a": 3.0, "b": None, "time": 1000, ORDER_TS: 1, ORDER_SEQ: 3},
         {"host": "a", "a": None, "b": 4, "time": 1000, ORDER_TS: 1, ORDER_SEQ: 4},
     ])
-    fid = file_id(3, 10, 12)
-    assert fid == file_id(3, 10, 12) and fid != file_id(3, 10, 13)
+    fid = file_id(3, 10)
+    assert fid == file_id(3, 10) and fid != file_id(3, 11) and fid != file_id(4, 10)
     meta = ParquetFileMeta(database="db", table="t", partition_key="1970-01-01",
                            path=object_path("db", "t", "1970-01-01", fid), file_id=fid, size=0, rows=0,
                            min_time=0, max_time=0, source_topic="w", source_partition=3, min_offset=10,
@@ -160,7 +160,7 @@ def test_parquet_file_is_deduplicated_sorted_and_self_describing():
     assert [(r["host"], r["a"], r["b"]) for r in table.to_pylist()] == [("a", 3.0, 4), ("a", 2.0, 2), ("b", 1.0, 1)]
     assert pa.types.is_dictionary(table.schema.field("host").type)
     assert done.rows == 3 and done.min_time == 1000 and done.max_time == 3000 and done.size == len(data)
-    assert read_meta(data).path == "db/t/1970-01-01/p0003-00000000000000000010-00000000000000000012.parquet"
+    assert read_meta(data).path == "db/t/1970-01-01/p0003-00000000000000000010.parquet"
     md = pq.ParquetFile(pa.BufferReader(data)).metadata
     assert md.row_group(0).column(0).statistics is not None
     assert md.row_group(0).column(0).compression == "ZSTD"
