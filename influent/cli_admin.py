@@ -7,7 +7,7 @@ import json
 
 import click
 
-from influent.cli_engine import _call, _table
+from influent.cli_engine import _arguments, _call, _table
 
 FIELD_TYPES = ("utf8", "int64", "uint64", "float64", "bool")
 
@@ -172,16 +172,6 @@ def token_delete(ctx: click.Context, name: str) -> None:
 # ---- plugins: upload and dry runs ------------------------------------------------------------
 
 
-def _arguments(pairs: tuple[str, ...]) -> dict[str, str] | None:
-    args = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--input-arguments")
-        args[key] = value
-    return args or None
-
-
 def _print_dry_run(result: dict) -> None:
     click.echo(json.dumps(result, indent=2))
     if result.get("errors"):
@@ -222,7 +212,7 @@ def test_wal_plugin(ctx: click.Context, filename: str, database: str, input_lp: 
                     pairs: tuple[str, ...]) -> None:
     """Call process_writes of FILENAME (uploaded, or in the plugin directory) once."""
     body = {"filename": filename, "database": database, "input_lp": input_lp,
-            "input_arguments": _arguments(pairs)}
+            "input_arguments": _arguments(pairs, "--input-arguments")}
     _print_dry_run(_call(ctx, "POST", "/api/v3/plugin_test/wal", json=body).json())
 
 
@@ -236,5 +226,5 @@ def test_schedule_plugin(ctx: click.Context, filename: str, database: str, sched
                          pairs: tuple[str, ...]) -> None:
     """Call process_scheduled_call of FILENAME once."""
     body = {"filename": filename, "database": database, "schedule": schedule,
-            "input_arguments": _arguments(pairs)}
+            "input_arguments": _arguments(pairs, "--input-arguments")}
     _print_dry_run(_call(ctx, "POST", "/api/v3/plugin_test/schedule", json=body).json())

@@ -88,12 +88,13 @@ def subscription_delete(ctx: click.Context, db: str, name: str) -> None:
 TRIGGER_PATH = "/api/v3/configure/processing_engine_trigger"
 
 
-def _arguments(pairs: tuple[str, ...]) -> dict[str, str] | None:
+def _arguments(pairs: tuple[str, ...], option: str = "--arg") -> dict[str, str] | None:
+    """KEY=VALUE options as a dict (None when there are none)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--arg")
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint=option)
         out[key] = value
     return out or None
 

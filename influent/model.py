@@ -28,6 +28,20 @@ ARROW_TYPES: dict[FieldType, pa.DataType] = {
 TAG_ARROW_TYPE = pa.string()
 TIME_ARROW_TYPE = pa.timestamp("ns")
 
+
+def field_type_of(arrow_type: pa.DataType) -> FieldType:
+    """The field type a column of ``arrow_type`` is written as (any float, signed or unsigned
+    integer width; everything else is a string)."""
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    if pa.types.is_unsigned_integer(arrow_type):
+        return "uinteger"
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    return "string"
+
 # ---- reserved names -----------------------------------------------------------------------
 #: The column that holds each row's timestamp; no tag or field may use the name.
 TIME_COLUMN = TIME

@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from influent.model import field_type_of
 from persist.catalog import TableSchema
 from query_api.influxql import ast
 from query_api.influxql.conditions import split_condition
@@ -52,17 +53,6 @@ def _bounded(inner: ast.SelectStatement, outer: ast.SelectStatement, now_ns: int
     return replace(inner, condition=cond, dimensions=tuple(dims))
 
 
-def _kind(type_: pa.DataType) -> str:
-    if pa.types.is_floating(type_):
-        return "float"
-    if pa.types.is_unsigned_integer(type_):
-        return "uinteger"
-    if pa.types.is_integer(type_):
-        return "integer"
-    if pa.types.is_boolean(type_):
-        return "boolean"
-    return "string"
-
 
 def _series_table(s: Series, tag_names: list[str]) -> pa.Table:
     table = s.table
@@ -99,7 +89,7 @@ def result_source(result: StatementResult) -> MemorySource:
                 present = valid if present is None else pc.or_(present, valid)
             table = table.filter(present)
         kinds = {"time": "time", **{t: "tag" for t in tag_names}}
-        kinds.update({f: _kind(table.schema.field(f).type) for f in fields})
+        kinds.update({f: field_type_of(table.schema.field(f).type) for f in fields})
         source.add_table(SUBQUERY_DB, name, table, TableSchema(kinds))
     return source
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from influent.model import TAG
+from influent.model import TAG, field_type_of
 from topics.line_protocol.parser import escape_name  # the rules serialize_point uses
 from topics.wire import INTERNAL_COLUMNS
 
@@ -53,17 +53,6 @@ def _field_values(col: pa.Array, kind: str) -> pa.Array:
     return pc.binary_join_element_wise('"', quoted, '"', "")
 
 
-def _kind_of(t: pa.DataType) -> str:
-    if pa.types.is_floating(t):
-        return "float"
-    if pa.types.is_unsigned_integer(t):
-        return "uinteger"
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    return "string"
-
 
 def render_lines(measurement: str, batch: pa.RecordBatch | pa.Table,
                  columns: Mapping[str, str]) -> pa.Array:
@@ -92,7 +81,7 @@ def render_lines(measurement: str, batch: pa.RecordBatch | pa.Table,
     present = pa.repeat(pa.scalar(False, pa.bool_()), n)
     for name in fields:
         col = _plain(batch.column(name))
-        kind = columns.get(name) or _kind_of(col.type)
+        kind = columns.get(name) or field_type_of(col.type)
         piece = pc.binary_join_element_wise("," + _key(name) + "=",
                                             _field_values(col, kind), "")
         present = pc.or_(present, pc.is_valid(col))
