@@ -29,8 +29,10 @@ default ``512m``).
 Modules, by job: :mod:`~influent.devstack.install` (prerequisites, the broker jars, the JVM
 class-data archive), :mod:`~influent.devstack.processes` (spawning, waiting, stopping, ports,
 health probes), :mod:`~influent.devstack.services` (each service's start-up),
-:mod:`~influent.devstack.stack` (``influent dev up|down|status``), :mod:`~influent.devstack.cli`
-(the click commands).
+:mod:`~influent.devstack.stack` (``influent dev up|down|status``),
+:mod:`~influent.devstack.supervisor` (restarting what exits, with backoff),
+:mod:`~influent.devstack.supervisor_files` (its pid and status files),
+:mod:`~influent.devstack.cli` (the click commands).
 """
 from __future__ import annotations
 
@@ -43,8 +45,8 @@ from influent.devstack.processes import (DevstackError, MissingPrerequisite, Por
 from influent.devstack.services import (launch_kafka, launch_redis, launch_s3, start_kafka,
                                         start_redis, start_s3, launch_worker, launch_api,
                                         start_worker, start_api)
-from influent.devstack.stack import (StackLayout, STACK, dev_up, run_foreground, dev_down,
-                                     dev_status)
+from influent.devstack.stack import (StackLayout, STACK, dev_up, dev_down, dev_status)
+from influent.devstack.supervisor import Backoff, Supervisor, supervise, spawn_supervisor
 from influent.devstack.cli import (dev)
 
 __all__ = ["KAFKA_VERSION", "ensure_debian_package", "DevstackError", "MissingPrerequisite", "PortInUse",
@@ -52,5 +54,5 @@ __all__ = ["KAFKA_VERSION", "ensure_debian_package", "DevstackError", "MissingPr
            "kafka_classpath", "free_port", "free_ports", "port_in_use", "kafka_metadata",
            "redis_ping", "http_status", "launch_kafka", "launch_redis", "launch_s3", "wait_ready",
            "start_kafka", "start_redis", "start_s3", "launch_worker", "launch_api", "start_worker",
-           "start_api", "stop", "StackLayout", "STACK", "dev_up", "run_foreground", "dev_down",
-           "dev_status", "dev"]
+           "start_api", "stop", "StackLayout", "STACK", "dev_up", "dev_down",
+           "dev_status", "Backoff", "Supervisor", "supervise", "spawn_supervisor", "dev"]

@@ -1,0 +1,152 @@
+"""The supervised dev stack: ``influent dev up`` restarts a service that exits or is killed
+(with backoff), counts it in ``influent dev status``, and a clean stop restarts nothing."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import redis
+
+from influent import devstack
+from influent.config import Settings
+from influent.devstack.supervisor import Backoff
+from influent.devstack.supervisor_files import read_status, supervisor_pid
+from tests.harness import ROOT, cli_env, count, produce, unique, wait_for
+
+
+def test_backoff_doubles_up_to_its_maximum() -> None:
+    backoff = Backoff(initial=0.5, maximum=4.0)
+    assert [backoff.delay(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert Backoff().delay(1000) == Backoff().maximum
+
+
+def _pid_of(settings: Settings, name: str) -> int | None:
+    """The live pid the stack's pid file names for ``name``."""
+    status = devstack.dev_status(settings)[name]
+    return int(status["pid"]) if status["state"] == "running" else None
+
+
+def _kill_and_wait_for_new_pid(settings: Settings, name: str, within: float = 10.0) -> int:
+    old = _pid_of(settings, name)
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    new = wait_for(lambda: (pid := _pid_of(settings, name)) not in (None, old) and pid,
+                   timeout=within, interval=0.05, what=f"a new {name} process")
+    assert new != old
+    return new
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "influent.cli", "dev", *args], cwd=ROOT,
+                          env=cli_env(settings), capture_output=True, text=True, timeout=300)
+
+
+def test_background_supervisor_restarts_redis_on_its_data_and_down_stops_it(
+        tmp_path: Path) -> None:
+    """``influent dev up`` (background) leaves a supervisor behind: a SIGKILLed Redis comes
+    back on its AOF; ``influent dev down`` stops the supervisor first, so nothing restarts."""
+    (redis_port,) = devstack.free_ports(1)
+    settings = Settings(state_dir=tmp_path / "state", redis_url=f"redis://127.0.0.1:{redis_port}/0")
+    try:
+        up = _cli(settings, "up", "--services", "redis")
+        assert up.returncode == 0, up.stdout + up.stderr
+        layout = devstack.StackLayout.of(settings)
+        supervisor = supervisor_pid(layout)
+        assert supervisor is not None and "supervised by pid" in up.stdout
+        client = redis.Redis.from_url(settings.redis_url)
+        client.set("kept", b"1")
+        client.close()
+
+        _kill_and_wait_for_new_pid(settings, "redis")
+        wait_for(lambda: devstack.dev_status(settings)["redis"]["healthy"], timeout=60,
+                 what="the restarted redis to answer")
+        client = redis.Redis.from_url(settings.redis_url)
+        assert client.get("kept") == b"1"  # the AOF survived the restart
+        client.close()
+        status = _cli(settings, "status")
+        assert "restarts 1 (last: gone)" in status.stdout, status.stdout
+
+        down = _cli(settings, "down")
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert f"supervisor stopped (pid {supervisor})" in down.stdout
+        assert supervisor_pid(layout) is None
+        assert devstack.dev_status(settings)["redis"]["state"] == "stopped"
+        assert read_status(layout)["redis"]["restarts"] == 1  # the stop was no crash
+        log = (layout.logs / "supervisor.log").read_text()
+        assert "redis restarted (restart 1" in log and "restart 2" not in log
+    finally:
+        _cli(settings, "down")
+
+
+def _write_lp(settings: Settings, db: str, lines: list[str]) -> None:
+    resp = httpx.post(f"{settings.http_url}/api/v3/write_lp", params={"db": db},
+                      content="\n".join(lines).encode(), timeout=60)
+    assert resp.status_code == 204, resp.text
+
+
+def _lines(table: str, start: int, n: int) -> list[str]:
+    return [f"{table},host=h{i % 3} v={i}i {1_700_000_000_000_000_000 + i}"
+            for i in range(start, start + n)]
+
+
+def test_make_run_restarts_a_killed_worker_and_api_and_keeps_the_gap(tmp_path: Path) -> None:
+    """``make run`` (``influent dev up --foreground``): kill -9 of the worker or the API brings
+    a new one within 10 s, the writes of the gap become visible, status counts the restarts,
+    and Ctrl-C stops everything without a restart."""
+    kafka, controller, redis_port, http, web = devstack.free_ports(5)
+    settings = Settings(state_dir=tmp_path / "state", kafka_bootstrap=f"127.0.0.1:{kafka}",
+                        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+                        http_bind=f"127.0.0.1:{http}", worker_web_port=web, partitions=2,
+                        tick_interval=1.0)
+    out = open(tmp_path / "make-run.out", "w+")
+    up = subprocess.Popen([sys.executable, "-m", "influent.cli", "dev", "up", "--foreground",
+                           "--controller-port", str(controller)], cwd=ROOT,
+                          env=cli_env(settings), stdout=out, stderr=subprocess.STDOUT,
+                          start_new_session=True)
+    db, table = unique("sup"), "cpu"
+    try:
+        wait_for(lambda: all(e["healthy"] for e in devstack.dev_status(settings).values()),
+                 timeout=400, interval=1.0, what="the whole stack to be healthy")
+        _write_lp(settings, db, _lines(table, 0, 50))
+        wait_for(lambda: count(settings, db, table) == 50, timeout=120, what="50 rows")
+
+        _kill_and_wait_for_new_pid(settings, "worker")
+        _write_lp(settings, db, _lines(table, 50, 50))  # written while no worker runs
+        wait_for(lambda: count(settings, db, table) == 100, timeout=240,
+                 what="the writes of the worker's gap")
+
+        _kill_and_wait_for_new_pid(settings, "api")
+        asyncio.run(produce(settings, ["\n".join(_lines(table, 100, 50)).encode()], db))
+        wait_for(lambda: devstack.dev_status(settings)["api"]["healthy"], timeout=120,
+                 what="the restarted API to answer")
+        wait_for(lambda: count(settings, db, table) == 150, timeout=240,
+                 what="the writes of the API's gap")
+
+        status = _cli(settings, "status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        lines = {line.split()[0]: line for line in status.stdout.splitlines()}
+        assert "restarts 1 (last: killed by SIGKILL)" in lines["worker"], status.stdout
+        assert "restarts 1 (last: killed by SIGKILL)" in lines["api"], status.stdout
+        assert "restarts 0" in lines["kafka"] and "restarts 0" in lines["redis"]
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=240) == 0
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(timeout=240)
+    out.seek(0)
+    text = out.read()
+    stopping = text.index("stopping ...")
+    assert "restarted" not in text[stopping:], text[stopping:]
+    layout = devstack.StackLayout.of(settings)
+    counters = json.loads((layout.root / "supervisor.json").read_text())["services"]
+    assert {name: c["restarts"] for name, c in counters.items()} == {
+        "kafka": 0, "redis": 0, "worker": 1, "api": 1}
+    assert all(e["state"] == "stopped" for e in devstack.dev_status(settings).values())
