@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import redis
 
 from influent import devstack
 from influent.config import Settings
-from influent.devstack.supervisor import Backoff
+from influent.devstack.supervisor import Backoff, Supervisor
 from influent.devstack.supervisor_files import read_status, supervisor_pid
 from tests.harness import ROOT, cli_env, count, produce, unique, wait_for
 
@@ -150,3 +152,47 @@ def test_make_run_restarts_a_killed_worker_and_api_and_keeps_the_gap(tmp_path: P
     assert {name: c["restarts"] for name, c in counters.items()} == {
         "kafka": 0, "redis": 0, "worker": 1, "api": 1}
     assert all(e["state"] == "stopped" for e in devstack.dev_status(settings).values())
+
+
+def test_restarts_back_off_while_a_service_cannot_start(tmp_path: Path) -> None:
+    """Each failed restart doubles the wait (up to the maximum); once the service can start
+    again it is restarted on its data and counted once."""
+    (port,) = devstack.free_ports(1)
+    settings = Settings(state_dir=tmp_path / "state", redis_url=f"redis://127.0.0.1:{port}/0")
+    lines: list[str] = []
+    result = devstack.dev_up(settings, ["redis"], foreground=True, echo=lines.append)
+    supervisor = Supervisor(settings, result, backoff=Backoff(initial=0.2, maximum=0.8),
+                            echo=lines.append)
+    watched = supervisor.watched[0]
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    def polled(condition):
+        return lambda: (supervisor.poll(), condition())[1]
+
+    try:
+        client = redis.Redis.from_url(settings.redis_url)
+        client.set("kept", b"1")
+        client.close()
+        os.kill(watched.service.pid, signal.SIGKILL)
+        wait_for(polled(lambda: watched.restart_at is not None), timeout=30,
+                 what="the exit to be noticed")
+        blocker.bind(("127.0.0.1", port))  # the next relaunches find the port taken
+        blocker.listen()
+        wait_for(polled(lambda: sum("could not be started" in line for line in lines) >= 4),
+                 timeout=60, what="four failed relaunches")
+        delays = [float(m) for m in re.findall(r"restart 1 in (\d+\.\d)s", "\n".join(lines))]
+        assert delays[:5] == [0.2, 0.4, 0.8, 0.8, 0.8]
+        assert watched.restarts == 0
+        blocker.close()
+        wait_for(polled(lambda: watched.state == "running"), timeout=60,
+                 what="redis restarted and answering")
+        assert watched.restarts == 1 and "redis is healthy again" in lines[-1]
+        client = redis.Redis.from_url(settings.redis_url)
+        assert client.get("kept") == b"1"
+        client.close()
+        assert read_status(devstack.StackLayout.of(settings))["redis"]["restarts"] == 1
+    finally:
+        blocker.close()
+        for service, _ in supervisor.started():
+            devstack.stop(service)
+        devstack.dev_down(settings, echo=lines.append)
