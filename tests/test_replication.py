@@ -68,23 +68,26 @@ def _message(table: str, index: int) -> bytes:
 
 
 async def _ingest(settings: Settings, db: str, table: str, kill_at: int, kill) -> None:
-    """Send MESSAGES writes (acks=all) one after another, calling ``kill`` before message
-    ``kill_at``; a send that fails is sent again, as an at-least-once client does."""
+    """Send MESSAGES writes (acks=all) one after another, round robin over every partition
+    (also those the killed broker led: with one replica they would stay unwritable), calling
+    ``kill`` before message ``kill_at``; a send that fails is sent again, as an at-least-once
+    client does."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                max_request_size=MAX_MESSAGE_BYTES, request_timeout_ms=20_000,
+                                max_request_size=MAX_MESSAGE_BYTES, request_timeout_ms=10_000,
                                 retry_backoff_ms=200)
     await producer.start()
     try:
         for index in range(MESSAGES):
             if index == kill_at:
                 await kill()
-            for attempt in range(30):
+            for attempt in range(20):
                 try:
                     await (await producer.send(settings.writes_topic, _message(table, index),
+                                               partition=index % settings.partitions,
                                                headers=[("db", db.encode())]))
                     break
                 except KafkaError:
-                    if attempt == 29:
+                    if attempt == 19:
                         raise
                     await asyncio.sleep(0.5)
     finally:

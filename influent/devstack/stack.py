@@ -181,7 +181,7 @@ def dev_up(
     reused; state under ``settings.state_dir`` is kept between runs. On any failure the
     services started by this call are stopped again (reverse order) before the error
     propagates. ``foreground`` ties the children's lives to this process (see
-    :func:`run_foreground`); otherwise they are detached and outlive it.
+    :func:`~influent.devstack.supervisor.supervise`); otherwise they are detached and outlive it.
     """
     unknown = set(services) - set(STACK)
     if unknown:
