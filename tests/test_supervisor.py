@@ -19,7 +19,8 @@ from influent import devstack
 from influent.config import Settings
 from influent.devstack.supervisor import Backoff, Supervisor
 from influent.devstack.supervisor_files import read_status, supervisor_pid
-from tests.harness import ROOT, cli_env, count, produce, unique, wait_for
+from tests.harness import ROOT, cli_env, count, produce, read_topic, unique, wait_for
+from topics.admin import ensure_topics
 
 
 def test_backoff_doubles_up_to_its_maximum() -> None:
@@ -195,4 +196,36 @@ def test_restarts_back_off_while_a_service_cannot_start(tmp_path: Path) -> None:
         blocker.close()
         for service, _ in supervisor.started():
             devstack.stop(service)
+        devstack.dev_down(settings, echo=lines.append)
+
+
+def test_a_killed_kafka_broker_is_restarted_on_its_kept_log(tmp_path: Path) -> None:
+    """kill -9 of the dev stack's broker: the supervisor starts it again on the same data
+    folder (not reformatted), and a message acknowledged before the kill is still there."""
+    kafka, controller = devstack.free_ports(2)
+    settings = Settings(state_dir=tmp_path / "state", kafka_bootstrap=f"127.0.0.1:{kafka}",
+                        partitions=1)
+    lines: list[str] = []
+    result = devstack.dev_up(settings, ["kafka"], controller_port=controller, foreground=True,
+                             echo=lines.append)
+    supervisor = Supervisor(settings, result, controller_port=controller, echo=lines.append)
+    watched = supervisor.watched[0]
+    try:
+        cluster_id = (tmp_path / "state" / "kafka" / "cluster.id").read_text()
+        asyncio.run(ensure_topics(settings))
+        asyncio.run(produce(settings, [b"cpu v=1i 1"], "kept"))
+        old = watched.service.pid
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: (supervisor.poll(), watched.restarts == 1
+                          and watched.state == "running")[1], timeout=180, interval=0.2,
+                 what="the broker restarted and serving")
+        assert watched.service.pid != old
+        assert (tmp_path / "state" / "kafka" / "cluster.id").read_text() == cluster_id
+        records = asyncio.run(read_topic(settings, settings.writes_topic, until_count=1,
+                                         timeout=60))
+        assert [r.value for r in records] == [b"cpu v=1i 1"]
+        assert any("kafka (pid" in line and "killed by SIGKILL" in line for line in lines)
+    finally:
+        for service, _ in supervisor.started():
+            devstack.stop(service, 30.0)
         devstack.dev_down(settings, echo=lines.append)
