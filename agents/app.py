@@ -43,7 +43,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         table_standby_replicas=0,
         producer_acks=-1,
         producer_max_request_size=MAX_MESSAGE_BYTES,
@@ -58,7 +58,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
         consumer_auto_offset_reset="earliest",
     )
     topics = declare_topics(app, settings)
-    buffers = buffers_table(app, settings.partitions)
+    buffers = buffers_table(app, settings.partitions, settings.topic_replica_configs)
+    # Faust's leader topic (it creates it itself) gets the same min.insync.replicas.
+    app._leader_assignor._leader_topic.config = dict(settings.topic_replica_configs)
 
     from agents.compaction import register_compaction
     from agents.ingest import register_ingest  # local imports: agents register on this app

@@ -137,7 +137,9 @@ class Delivery:
         try:
             if topic not in set(await admin.list_topics()):
                 try:
-                    await admin.create_topics([NewTopic(topic, self.settings.partitions, 1)])
+                    await admin.create_topics([NewTopic(
+                        topic, self.settings.partitions, self.settings.replication_factor,
+                        topic_configs=self.settings.topic_replica_configs)])
                     log.info("created subscription topic %s", topic)
                 except TopicAlreadyExistsError:
                     pass

@@ -34,6 +34,11 @@ class Settings:
     http_bind: str = "127.0.0.1:8181"
     topic_prefix: str = "influent."
     partitions: int = 8
+    # replicas of every topic the project creates (data topics, changelogs, Faust's internal
+    # topics, subscription topics) and the in-sync replicas an acks=all write needs; 1 and 1 for
+    # the single local broker, 3 and 2 for a three-broker cluster (docker-compose.yml)
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
     default_db: str = "default"
     token: str = ""
     store: str = "rocksdb"  # buffer table store: rocksdb | memory
@@ -85,6 +90,11 @@ class Settings:
     # ---- derived values -----------------------------------------------------------------
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def topic_replica_configs(self) -> dict[str, str]:
+        """Topic configs every created topic carries: its ``min.insync.replicas``."""
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
     @property
     def writes_topic(self) -> str:

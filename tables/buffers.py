@@ -70,12 +70,15 @@ class BufferKey:
         return cls(db, table, pk, batch)
 
 
-def buffers_table(app: faust.App, partitions: int) -> faust.Table:
-    """Declare the buffers table: raw bytes in and out, one partition per writes partition."""
+def buffers_table(app: faust.App, partitions: int,
+                  topic_configs: dict[str, str] | None = None) -> faust.Table:
+    """Declare the buffers table: raw bytes in and out, one partition per writes partition;
+    ``topic_configs`` go to its changelog topic (its ``min.insync.replicas``)."""
     return app.Table(
         "buffers",
         default=None,
         partitions=partitions,
+        extra_topic_configs=topic_configs or {},
         key_type=bytes,  # bytes -> Faust's "raw" serializer for the changelog
         value_type=bytes,
         help="Buffered Arrow batches not yet persisted, one entry per applied write.",

@@ -2,7 +2,8 @@
 
 The broker does not auto-create topics (an auto-created topic would get the broker's default
 partition count and break co-partitioning), so every process that starts makes sure the data
-topics exist with ``INFLUENT_PARTITIONS`` partitions. Existing topics are left as they are.
+topics exist with ``INFLUENT_PARTITIONS`` partitions, ``INFLUENT_REPLICATION_FACTOR`` replicas
+and ``INFLUENT_MIN_INSYNC_REPLICAS``. Existing topics are left as they are.
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0) -> list[str]:
             await asyncio.sleep(0.5)
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(name, settings.partitions, 1, topic_configs=cfg)
+        wanted = [NewTopic(name, settings.partitions, settings.replication_factor,
+                           topic_configs={**settings.topic_replica_configs, **cfg})
                   for name, cfg in topic_specs(settings).items() if name not in existing]
         if wanted:
             try:

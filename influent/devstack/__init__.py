@@ -7,7 +7,8 @@ Services
 --------
 * **Kafka** -- the Apache Kafka broker jars from Maven Central (``infra/kafka/pom.xml``, resolved
   once by ``mvn`` into ``${XDG_CACHE_HOME:-~/.cache}/influent/kafka-<version>/lib``), one
-  single-node KRaft broker+controller on 127.0.0.1 (:func:`start_kafka`).
+  single-node KRaft broker+controller on 127.0.0.1 (:func:`start_kafka`), or a cluster of N
+  such nodes sharing a cluster id and a controller quorum (:func:`start_kafka_cluster`).
 * **Redis** -- Debian's ``redis-server`` with AOF on (:func:`start_redis`);
   :func:`ensure_redis_installed` installs it with ``apt-get`` when it is missing.
 * **S3** -- moto's server from the current virtualenv (:func:`start_s3`).
@@ -29,8 +30,10 @@ default ``512m``).
 Modules, by job: :mod:`~influent.devstack.install` (prerequisites, the broker jars, the JVM
 class-data archive), :mod:`~influent.devstack.processes` (spawning, waiting, stopping, ports,
 health probes), :mod:`~influent.devstack.services` (each service's start-up),
-:mod:`~influent.devstack.stack` (``influent dev up|down|status``), :mod:`~influent.devstack.cli`
-(the click commands).
+:mod:`~influent.devstack.stack` (``influent dev up|down|status``),
+:mod:`~influent.devstack.supervisor` (restarting what exits, with backoff),
+:mod:`~influent.devstack.supervisor_files` (its pid and status files),
+:mod:`~influent.devstack.cli` (the click commands).
 """
 from __future__ import annotations
 
@@ -40,17 +43,20 @@ from influent.devstack.processes import (DevstackError, MissingPrerequisite, Por
                                          ServiceStartError, Service, free_port, free_ports,
                                          port_in_use, kafka_metadata, redis_ping, http_status,
                                          wait_ready, stop)
+from influent.devstack.services import (KafkaNode, KafkaQuorum, launch_kafka_cluster,
+                                        start_kafka_cluster)
 from influent.devstack.services import (launch_kafka, launch_redis, launch_s3, start_kafka,
                                         start_redis, start_s3, launch_worker, launch_api,
                                         start_worker, start_api)
-from influent.devstack.stack import (StackLayout, STACK, dev_up, run_foreground, dev_down,
-                                     dev_status)
+from influent.devstack.stack import (StackLayout, STACK, dev_up, dev_down, dev_status)
+from influent.devstack.supervisor import Backoff, Supervisor, supervise, spawn_supervisor
 from influent.devstack.cli import (dev)
 
-__all__ = ["KAFKA_VERSION", "ensure_debian_package", "DevstackError", "MissingPrerequisite", "PortInUse",
+__all__ = ["KafkaNode", "KafkaQuorum", "launch_kafka_cluster", "start_kafka_cluster",
+           "KAFKA_VERSION", "ensure_debian_package", "DevstackError", "MissingPrerequisite", "PortInUse",
            "ServiceStartError", "Service", "require", "ensure_redis_installed", "kafka_home",
            "kafka_classpath", "free_port", "free_ports", "port_in_use", "kafka_metadata",
            "redis_ping", "http_status", "launch_kafka", "launch_redis", "launch_s3", "wait_ready",
            "start_kafka", "start_redis", "start_s3", "launch_worker", "launch_api", "start_worker",
-           "start_api", "stop", "StackLayout", "STACK", "dev_up", "run_foreground", "dev_down",
-           "dev_status", "dev"]
+           "start_api", "stop", "StackLayout", "STACK", "dev_up", "dev_down",
+           "dev_status", "Backoff", "Supervisor", "supervise", "spawn_supervisor", "dev"]

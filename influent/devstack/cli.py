@@ -11,7 +11,9 @@ import click
 from influent.devstack.processes import DevstackError
 from influent.config import Settings
 from influent.devstack.install import _cds_archive_path, _java, ensure_redis_installed, kafka_classpath, kafka_home
-from influent.devstack.stack import STACK, StackLayout, dev_down, dev_status, dev_up, run_foreground
+from influent.devstack.stack import STACK, StackLayout, dev_down, dev_status, dev_up
+from influent.devstack.supervisor import spawn_supervisor, supervise
+from influent.devstack.supervisor_files import supervisor_pid
 
 # ---- CLI ---------------------------------------------------------------------------------
 
@@ -64,6 +66,10 @@ def dev_up_command(ctx: click.Context, foreground: bool, services: str,
     """Start the stack (reusing running services and kept state)."""
     settings = _settings_from(ctx, state_dir)
     names = _services_option(services)
+    supervisor = supervisor_pid(StackLayout.of(settings))
+    if foreground and supervisor is not None:
+        raise click.ClickException(f"the stack is already supervised in the background by pid "
+                                   f"{supervisor}; `influent dev down` stops it first")
     if foreground:  # SIGTERM during startup also cleans up (the children die with us anyway)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -78,10 +84,41 @@ def dev_up_command(ctx: click.Context, foreground: bool, services: str,
                          ("state", StackLayout.of(settings).root)):
         click.echo(f"{label:<8}{value}")
     if foreground:
-        click.echo("running in the foreground; Ctrl-C stops everything")
-        ctx.exit(run_foreground(settings, result, echo=click.echo))
+        click.echo("running in the foreground, supervised (a service that exits is restarted); "
+                   "Ctrl-C stops everything")
+        ctx.exit(supervise(settings, result, controller_port=controller_port,
+                           echo=_stamped(click.echo)))
+    elif supervisor is not None:
+        click.echo(f"running in the background, supervised by pid {supervisor}; "
+                   f"`influent dev down` stops it")
     else:
-        click.echo("running in the background; `influent dev down` stops it")
+        pid = spawn_supervisor(settings, names, controller_port)
+        click.echo(f"running in the background, supervised by pid {pid} (log "
+                   f"{StackLayout.of(settings).logs / 'supervisor.log'}); "
+                   f"`influent dev down` stops it")
+
+
+def _stamped(echo):
+    """``echo`` with a UTC time stamp before each line (restarts are events worth dating)."""
+    return lambda line: echo(f"{time.strftime('%H:%M:%S', time.gmtime())} {line}")
+
+
+@dev.command("supervise", hidden=True)
+@_services_opt
+@click.option("--controller-port", type=int, default=None)
+@_state_dir_option
+@click.pass_context
+def dev_supervise_command(ctx: click.Context, services: str, controller_port: int | None,
+                          state_dir: str | None) -> None:
+    """Watch the running stack and restart what exits (``influent dev up`` starts this)."""
+    settings = _settings_from(ctx, state_dir)
+    try:
+        result = dev_up(settings, _services_option(services), controller_port=controller_port,
+                        echo=_stamped(click.echo))
+    except DevstackError as exc:
+        raise click.ClickException(str(exc)) from None
+    ctx.exit(supervise(settings, result, controller_port=controller_port, foreground=False,
+                       echo=_stamped(click.echo)))
 
 
 @dev.command("down")
@@ -105,7 +142,10 @@ def dev_status_command(ctx: click.Context, state_dir: str | None) -> None:
         pid = f"pid {entry['pid']}" if "pid" in entry else ""
         health = "healthy" if entry["healthy"] else ("" if state == "stopped" else "not answering")
         all_up &= state != "stopped"
-        click.echo(f"{name:<7} {state:<9} {pid:<11} {entry['endpoint']:<28} {health}")
+        restarts = f"restarts {entry['restarts']}" if entry.get("supervised") else "unsupervised"
+        last = f" (last: {entry['last_exit']})" if entry.get("last_exit") else ""
+        click.echo(f"{name:<7} {state:<9} {pid:<11} {entry['endpoint']:<28} {health:<14} "
+                   f"{restarts}{last}")
     ctx.exit(0 if all_up else 3)
 
 

@@ -1,4 +1,4 @@
-"""Starting each service: the Kafka broker (KRaft, single node), Redis, the S3 server, and
+"""Starting each service: the Kafka broker (KRaft, single node, or a cluster of N), Redis, the S3 server, and
 influent's own worker and API processes."""
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from influent.config import PROJECT_ROOT, Settings
 from influent.devstack.install import KAFKA_LOG4J, _cds_options, _java, _kafka_jvm_options, kafka_classpath, require
-from influent.devstack.processes import MissingPrerequisite, Service, ServiceStartError, _check_port_free, _spawn, http_status, kafka_metadata, redis_ping, wait_ready
+from influent.devstack.processes import MissingPrerequisite, Service, ServiceStartError, _check_port_free, _spawn, free_ports, http_status, kafka_metadata, redis_ping, stop, wait_ready
 
 #: Largest Kafka message the local broker accepts: 16 MiB of payload plus batch overhead.
 KAFKA_MAX_MESSAGE_BYTES = 20 * 1024 * 1024
@@ -26,14 +27,46 @@ def _new_cluster_id() -> str:
             return cid
 
 
-def _kafka_properties(data_dir: Path, port: int, controller_port: int,
+@dataclass(frozen=True)
+class KafkaNode:
+    """One KRaft node (broker and controller) of a cluster on 127.0.0.1: its id and ports."""
+
+    node_id: int
+    port: int
+    controller_port: int
+
+
+@dataclass(frozen=True)
+class KafkaQuorum:
+    """What every node of a cluster shares: the controller voters, the cluster id, and the
+    replication defaults of the broker's own topics (consumer offsets, transactions)."""
+
+    nodes: tuple[KafkaNode, ...]
+    cluster_id: str
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+
+def _kafka_properties(data_dir: Path, node: KafkaNode, quorum: KafkaQuorum | None,
                       auto_create_topics: bool) -> str:
     log_dir = data_dir / "log"
+    port, controller_port = node.port, node.controller_port
+    voters = quorum.voters if quorum else f"{node.node_id}@127.0.0.1:{controller_port}"
+    replicas = str(quorum.replication_factor if quorum else 1)
+    min_isr = str(quorum.min_insync_replicas if quorum else 1)
     props = {
-        # One KRaft node that is both broker and controller, loopback only.
+        # KRaft nodes that are both broker and controller, loopback only (one, by default).
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": voters,
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -46,12 +79,12 @@ def _kafka_properties(data_dir: Path, port: int, controller_port: int,
         "num.io.threads": "4",
         "num.recovery.threads.per.data.dir": "1",
         "background.threads": "4",
-        # Single node: every replication factor and ISR is 1.
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        # Single node: every replication factor and ISR is 1; a cluster uses its quorum's.
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
         # Fewer internal partitions: the first group/transaction coordinator lookup creates
         # these topics, and every test session starts from an empty broker.
         "offsets.topic.num.partitions": "10",
@@ -92,8 +125,12 @@ def launch_kafka(
     auto_create_topics: bool = False,
     die_with_parent: bool = False,
     learn_classes: bool = False,
+    node_id: int = 1,
+    quorum: KafkaQuorum | None = None,
 ) -> Service:
-    """Format (first time only) and start the broker without waiting; see :func:`start_kafka`."""
+    """Format (first time only) and start the broker without waiting; see :func:`start_kafka`.
+    ``quorum`` makes it node ``node_id`` of a cluster (see :func:`launch_kafka_cluster`); its
+    log is then ``kafka-<node_id>.log``."""
     data_dir = Path(data_dir).resolve()
     log_dir = Path(log_dir).resolve()
     _check_port_free(port, "kafka")
@@ -104,12 +141,13 @@ def launch_kafka(
         raise MissingPrerequisite(f"{KAFKA_LOG4J} is missing (run from the source tree)")
     data_dir.mkdir(parents=True, exist_ok=True)
     props = data_dir / "server.properties"
-    props.write_text(_kafka_properties(data_dir, port, controller_port, auto_create_topics))
+    node = KafkaNode(node_id, port, controller_port)
+    props.write_text(_kafka_properties(data_dir, node, quorum, auto_create_topics))
     cds_opts, on_stopped = _cds_options(java, learn_classes)
     fmt_cds = [o for o in cds_opts if o.startswith("-XX:SharedArchiveFile=")]
     id_file = data_dir / "cluster.id"
     if not id_file.exists():
-        id_file.write_text(_new_cluster_id() + "\n")
+        id_file.write_text((quorum.cluster_id if quorum else _new_cluster_id()) + "\n")
     if not (data_dir / "log" / "meta.properties").exists():
         log_dir.mkdir(parents=True, exist_ok=True)
         fmt = [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", *fmt_cds,
@@ -125,12 +163,13 @@ def launch_kafka(
                 f"{(proc.stdout + proc.stderr)[-3000:]}"
             )
     cmd = [java, *_kafka_jvm_options(), *cds_opts, "-cp", classpath, "kafka.Kafka", str(props)]
-    service = _spawn("kafka", cmd, log_dir, endpoint=f"127.0.0.1:{port}", marker=str(props),
+    name = f"kafka-{node_id}" if quorum else "kafka"
+    service = _spawn(name, cmd, log_dir, endpoint=f"127.0.0.1:{port}", marker=str(props),
                      cwd=data_dir, die_with_parent=die_with_parent)
 
-    def check() -> bool:
+    def check() -> bool:  # this node is registered and unfenced
         brokers, _controller = kafka_metadata("127.0.0.1", port)
-        return bool(brokers)
+        return node_id in brokers
 
     service.check = check
     service.on_stopped = on_stopped
@@ -162,6 +201,47 @@ def start_kafka(
                            auto_create_topics=auto_create_topics,
                            die_with_parent=die_with_parent, learn_classes=learn_classes)
     return wait_ready(service, timeout)
+
+
+def launch_kafka_cluster(root: Path | str, log_dir: Path | str, nodes: int = 3, *,
+                         replication_factor: int = 3, min_insync_replicas: int = 2,
+                         die_with_parent: bool = False) -> list[Service]:
+    """Start ``nodes`` KRaft brokers (each also a controller voter) sharing one cluster id, on
+    free loopback ports, data in ``<root>/node-<id>``; returns them without waiting (a node
+    answers only once a majority of voters runs, so all start before any is awaited).
+    ``replication_factor``/``min_insync_replicas`` are the brokers' defaults and those of their
+    own internal topics."""
+    root = Path(root).resolve()
+    ports = free_ports(2 * nodes)
+    quorum = KafkaQuorum(tuple(KafkaNode(i + 1, ports[2 * i], ports[2 * i + 1])
+                               for i in range(nodes)),
+                         _new_cluster_id(), replication_factor, min_insync_replicas)
+    services: list[Service] = []
+    try:
+        for node in quorum.nodes:
+            services.append(launch_kafka(root / f"node-{node.node_id}", log_dir, node.port,
+                                         node.controller_port, die_with_parent=die_with_parent,
+                                         node_id=node.node_id, quorum=quorum))
+    except BaseException:
+        for service in services:
+            stop(service, 10.0)
+        raise
+    return services
+
+
+def start_kafka_cluster(root: Path | str, log_dir: Path | str, nodes: int = 3,
+                        timeout: float = 120.0, **options) -> list[Service]:
+    """:func:`launch_kafka_cluster`, then wait until every broker serves (stops them all when
+    one does not). ``",".join(s.endpoint for s in ...)`` is the bootstrap list."""
+    services = launch_kafka_cluster(root, log_dir, nodes, **options)
+    try:
+        for service in services:
+            wait_ready(service, timeout)
+    except BaseException:
+        for service in services:
+            stop(service, 10.0)
+        raise
+    return services
 
 
 def launch_redis(data_dir: Path | str, log_dir: Path | str, port: int, *,

@@ -3,7 +3,6 @@ already running, starting the missing ones in order, stopping and reporting them
 from __future__ import annotations
 
 import os
-import signal
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -12,8 +11,9 @@ from typing import Callable, Sequence
 
 from influent.config import Settings
 from influent.devstack.install import ensure_redis_installed
-from influent.devstack.processes import DevstackError, Service, _check_port_free, _pid_alive, _tail, http_status, kafka_metadata, redis_ping, stop
-from influent.devstack.services import _probe_host, start_api, start_kafka, start_redis, start_worker
+from influent.devstack.processes import DevstackError, Service, _check_port_free, _pid_alive, _tail, http_status, kafka_metadata, redis_ping, stop, wait_ready
+from influent.devstack.services import _probe_host, launch_api, launch_kafka, launch_redis, launch_worker
+from influent.devstack.supervisor_files import read_status, stop_supervisor, supervisor_pid
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", ""})
 
@@ -136,25 +136,34 @@ def _managed(name: str, settings: Settings) -> bool:
     return True
 
 
-def _start(name: str, settings: Settings, controller_port: int | None, *,
-           die_with_parent: bool, timeout: float | None) -> Service:
+def _launch(name: str, settings: Settings, controller_port: int | None, *,
+            die_with_parent: bool) -> Service:
+    """Spawn one service without waiting for it (``service.check`` tells when it answers)."""
     layout = StackLayout.of(settings)
     if name == "kafka":
         _, port = _kafka_address(settings)
-        return start_kafka(layout.kafka, layout.logs, port,
-                           controller_port or port + 1, timeout or 90.0,
-                           die_with_parent=die_with_parent, learn_classes=die_with_parent)
+        return launch_kafka(layout.kafka, layout.logs, port, controller_port or port + 1,
+                            die_with_parent=die_with_parent, learn_classes=die_with_parent)
     if name == "redis":
         ensure_redis_installed()
-        return start_redis(layout.redis, layout.logs, _redis_address(settings)[1],
-                           timeout or 30.0, die_with_parent=die_with_parent)
+        return launch_redis(layout.redis, layout.logs, _redis_address(settings)[1],
+                            die_with_parent=die_with_parent)
     settings = settings.replace(state_dir=layout.root)  # absolute for the children
     if name == "worker":
         _check_port_free(settings.worker_web_port, "worker web")
-        return start_worker(settings, layout.logs, timeout or 120.0,
-                            die_with_parent=die_with_parent)
+        return launch_worker(settings, layout.logs, die_with_parent=die_with_parent)
     _check_port_free(settings.http_port, "query API", _probe_host(settings.http_host))
-    return start_api(settings, layout.logs, timeout or 60.0, die_with_parent=die_with_parent)
+    return launch_api(settings, layout.logs, die_with_parent=die_with_parent)
+
+
+#: Health-wait seconds per service when no ``timeout`` is given.
+START_TIMEOUTS = {"kafka": 90.0, "redis": 30.0, "worker": 120.0, "api": 60.0}
+
+
+def _start(name: str, settings: Settings, controller_port: int | None, *,
+           die_with_parent: bool, timeout: float | None) -> Service:
+    service = _launch(name, settings, controller_port, die_with_parent=die_with_parent)
+    return wait_ready(service, timeout or START_TIMEOUTS[name])
 
 
 def dev_up(
@@ -172,7 +181,7 @@ def dev_up(
     reused; state under ``settings.state_dir`` is kept between runs. On any failure the
     services started by this call are stopped again (reverse order) before the error
     propagates. ``foreground`` ties the children's lives to this process (see
-    :func:`run_foreground`); otherwise they are detached and outlive it.
+    :func:`~influent.devstack.supervisor.supervise`); otherwise they are detached and outlive it.
     """
     unknown = set(services) - set(STACK)
     if unknown:
@@ -228,44 +237,14 @@ def _stop_started(result: list[tuple[Service, bool]], settings: Settings,
             echo(f"{service.name:<7} stopped")
 
 
-def run_foreground(settings: Settings, result: list[tuple[Service, bool]],
-                   echo: Callable[[str], None] = print) -> int:
-    """Wait until SIGINT/SIGTERM (or a service dies), then stop what this run started, in
-    reverse order. Returns the exit code (0, or 1 when a service died on its own)."""
-    code = 0
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        while True:
-            time.sleep(0.5)
-            dead = [s for s, _ in result if not s.alive()]
-            if dead:
-                for s in dead:
-                    echo(f"{s.name} exited unexpectedly; log {s.log_path}:\n{s.log_tail(30)}")
-                code = 1
-                break
-    except KeyboardInterrupt:
-        echo("stopping ...")
-    finally:
-        for sig in previous:  # a second Ctrl-C must not interrupt the cleanup
-            signal.signal(sig, signal.SIG_IGN)
-        try:
-            _stop_started(result, settings, echo)
-            reused = [s.name for s, started in result if not started]
-            if reused:
-                echo(f"left running (started earlier): {', '.join(reused)}; "
-                     f"`influent dev down` stops them")
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    return code
-
-
 def dev_down(settings: Settings, services: Sequence[str] = STACK,
              echo: Callable[[str], None] = print) -> int:
-    """Stop the services named by pid files, in reverse order; returns how many were stopped."""
+    """Stop the stack's supervisor first (so nothing is restarted), then the services named by
+    pid files, in reverse order; returns how many services were stopped."""
     layout = StackLayout.of(settings)
+    supervisor = stop_supervisor(layout)
+    if supervisor is not None:
+        echo(f"supervisor stopped (pid {supervisor})")
     count = 0
     for name in reversed(STACK):
         if name not in services:
@@ -283,8 +262,11 @@ def dev_down(settings: Settings, services: Sequence[str] = STACK,
 
 
 def dev_status(settings: Settings) -> dict[str, dict[str, object]]:
-    """Each service's state: running (pid, healthy?), external or stopped."""
+    """Each service's state: running (pid, healthy?), external or stopped, and how often the
+    supervisor restarted it (``restarts``; ``supervised`` tells whether a supervisor runs)."""
     layout = StackLayout.of(settings)
+    supervised = supervisor_pid(layout) is not None
+    counters = read_status(layout)
     status: dict[str, dict[str, object]] = {}
     for name in STACK:
         entry: dict[str, object] = {"endpoint": _endpoint(name, settings),
@@ -297,5 +279,8 @@ def dev_status(settings: Settings) -> dict[str, dict[str, object]]:
                 entry.update(state="stopped", healthy=False)
             else:
                 entry.update(state="running", pid=service.pid, healthy=_health(name, settings))
+        restarts = counters.get(name, {})
+        entry.update(supervised=supervised, restarts=int(restarts.get("restarts", 0)),
+                     last_exit=str(restarts.get("last_exit", "")))
         status[name] = entry
     return status
