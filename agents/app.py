@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
     topics = declare_topics(app, settings)
     buffers = buffers_table(app, settings.partitions)
 
+    from agents.backpressure import BufferedBytes
     from agents.compaction import register_compaction
     from agents.ingest import register_ingest  # local imports: agents register on this app
     from agents.persist import register_persist
@@ -67,8 +68,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
     from agents.triggers import register_triggers
     from agents.continuous_queries import register_continuous_queries
 
-    stop_ingest = register_ingest(app, settings, topics, buffers)
-    drain_persist = register_persist(app, settings, topics, buffers)
+    pressure = BufferedBytes(settings.ingest_max_buffered_bytes)  # shared: ingest adds, persist takes off
+    stop_ingest = register_ingest(app, settings, topics, buffers, pressure)
+    drain_persist = register_persist(app, settings, topics, buffers, pressure)
 
     async def drain(timeout: float) -> int:
         await stop_ingest()  # nothing new gets buffered while the buffers are persisted
