@@ -33,6 +33,8 @@ from faust.types.tuples import Message
 
 log = logging.getLogger("influent.ingest")
 
+IDLE_FETCH_WAIT_MS = 500
+
 #: Handler of one partition's batch (records in offset order, contiguous from its position).
 BatchHandler = Callable[[int, list[ConsumerRecord]], Awaitable[None]]
 
@@ -100,7 +102,11 @@ class PartitionReader:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest", max_partition_fetch_bytes=self.limits.max_bytes,
                 fetch_max_bytes=self.limits.max_bytes,
-                fetch_max_wait_ms=max(self.limits.max_wait_ms, 1))
+                # how long the broker may hold a fetch while the partitions have nothing new:
+                # it answers as soon as a record arrives, so this costs no latency, and a long
+                # hold spares the broker 50 empty fetches/s per worker (the wait for getmany's
+                # batch is ``max_wait_ms``, below)
+                fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
             await self.consumer.start()
             self._started = True
 
