@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
     # Faust's leader topic (it creates it itself) gets the same min.insync.replicas.
     app._leader_assignor._leader_topic.config = dict(settings.topic_replica_configs)
 
+    from agents.backpressure import BufferedBytes
     from agents.compaction import register_compaction
     from agents.ingest import register_ingest  # local imports: agents register on this app
     from agents.persist import register_persist
@@ -69,8 +70,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Callable[[float], Awaitab
     from agents.triggers import register_triggers
     from agents.continuous_queries import register_continuous_queries
 
-    stop_ingest = register_ingest(app, settings, topics, buffers)
-    drain_persist = register_persist(app, settings, topics, buffers)
+    pressure = BufferedBytes(settings.ingest_max_buffered_bytes)  # shared: ingest adds, persist takes off
+    stop_ingest = register_ingest(app, settings, topics, buffers, pressure)
+    drain_persist = register_persist(app, settings, topics, buffers, pressure)
 
     async def drain(timeout: float) -> int:
         await stop_ingest()  # nothing new gets buffered while the buffers are persisted

@@ -14,7 +14,7 @@ Why each cached fact is safe to reuse:
 """
 from __future__ import annotations
 
-from persist.catalog import Catalog
+from persist.catalog import Catalog, TableSchema
 from persist.partitioning import PartitionTemplate
 
 
@@ -39,14 +39,28 @@ class CatalogCache:
             self.round_trips += 1
             self.version = version
 
-    async def columns(self, db: str, table: str, offered: dict[str, str]) -> dict[str, str]:
-        """The table's column kinds, asking the catalog only when a column is not cached."""
-        known = self.schemas.get((db, table))
-        if known is None or any(c not in known for c in offered):
-            schema = await self.catalog.ensure_columns(db, table, offered)
+    async def claim_columns(self, claims: dict[tuple[str, str], dict[str, str]]
+                            ) -> dict[tuple[str, str], TableSchema]:
+        """The write admission's claim (:class:`persist.admission.ColumnCatalog`): tables with
+        a column not cached go to the catalog's atomic claim, all in one round trip."""
+        out, ask = {}, {}
+        for key, offered in claims.items():
+            known = self.schemas.get(key)
+            if known is None or any(c not in known for c in offered):
+                ask[key] = offered
+            else:
+                out[key] = TableSchema(known)
+        if ask:
             self.round_trips += 1
-            known = self.schemas[(db, table)] = dict(schema.columns)
-        return known
+            for key, schema in (await self.catalog.claim_columns(ask)).items():
+                self.schemas[key] = dict(schema.columns)
+                out[key] = schema
+        return out
+
+    async def table_schema(self, db: str, table: str) -> TableSchema:
+        """A table's schema as the catalog has it now (Telegraf JSON rendering; not cached)."""
+        self.round_trips += 1
+        return await self.catalog.table_schema(db, table)
 
     async def template(self, db: str, table: str) -> PartitionTemplate:
         found = self.templates.get((db, table))

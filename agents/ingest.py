@@ -27,6 +27,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
+from agents.backpressure import BufferedBytes
 from agents.batch_ingest import (BatchOutcome, Rejection, WriteMessage, ingest_batch,
                                  whole_message_error)
 from agents.catalog_cache import CatalogCache
@@ -76,8 +77,9 @@ class Ingestor:
     batch into buffer entries, snapshots, accepted and rejected messages, then its position."""
 
     def __init__(self, app: faust.App, settings: Settings, topics: PipelineTopics,
-                 buffers: faust.Table, catalog: Catalog):
+                 buffers: faust.Table, catalog: Catalog, pressure: BufferedBytes):
         self.app = app
+        self.pressure = pressure
         self.settings = settings
         self.topics = topics
         self.buffers = buffers
@@ -85,7 +87,8 @@ class Ingestor:
         self.cache = CatalogCache(catalog)
         self.reader = PartitionReader(settings.kafka_bootstrap, settings.writes_topic,
                                       batch_limits(settings), self.handle,
-                                      report_group=settings.ingest_group)
+                                      report_group=settings.ingest_group,
+                                      gate=pressure.wait_below)
         self.running: list[asyncio.Task] = []
         self.delay = IngestDelay()
 
@@ -96,7 +99,10 @@ class Ingestor:
                 data = encode_batch(entry.rows)
                 key = BufferKey.of(entry.database, entry.table, entry.partition_key, partition,
                                    entry.offset)
-                self.buffers[key.encode()] = data
+                raw_key = key.encode()
+                if raw_key not in self.buffers:  # a replay rewrites an entry: count it once
+                    self.pressure.add(partition, len(data))
+                self.buffers[raw_key] = data
                 snapshots.append((entry.database, entry.table, key.snapshot_field, data))
                 ref = BatchRef(entry.database, entry.table, entry.partition_key,
                                self.settings.writes_topic, partition, entry.offset)
@@ -169,6 +175,12 @@ class Ingestor:
         """After table recovery: republish the snapshots, then read each owned partition from
         its position (recovered with the buffers)."""
         await self.republish_snapshots()
+        sizes: dict[int, int] = {}
+        for raw_key, data in self.buffers.items():
+            if data is not None and not is_position_key(raw_key):
+                p = BufferKey.decode(raw_key).source_partition
+                sizes[p] = sizes.get(p, 0) + len(data)
+        self.pressure.reset(sizes)
         starts: dict[int, int | None] = {}
         for p in self.owned_partitions():
             raw = self.buffers.get(position_key(p))
@@ -219,10 +231,11 @@ class Ingestor:
 
 
 def register_ingest(app: faust.App, settings: Settings, topics: PipelineTopics,
-                    buffers: faust.Table):
-    """Register the ingest path on ``app``; returns ``stop()``, which ends reading (shutdown)."""
+                    buffers: faust.Table, pressure: BufferedBytes):
+    """Register the ingest path on ``app``; returns ``stop()``, which ends reading (shutdown).
+    ``pressure`` is shared with the persist agent (agents/backpressure.py)."""
     ingestor = Ingestor(app, settings, topics, buffers,
-                        Catalog.connect(settings.redis_url, settings.app_id))
+                        Catalog.connect(settings.redis_url, settings.app_id), pressure)
     buffers.on_recover(ingestor.start_reading)
     app.on_partitions_revoked.connect(ingestor.stop_reading)
     return ingestor.stop

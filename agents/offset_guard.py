@@ -1,21 +1,21 @@
-"""Make sure the ingest agent sees every offset of the writes topic, whatever Faust skips.
+"""Make sure a Faust agent sees every offset of its topic, whatever Faust skips (used by the
+persist agent over ``influent.accepted``; the writes topic is read below Faust, docs/ingest.md).
 
 Faust can skip records of a partition around a rebalance: a message fetched while flow control
 is paused, or stamped with an older consumer generation, is acked without reaching the agent
 (``faust/streams.py``), and by then the fetcher has moved past it (faust-streaming #216, #221,
-#596). For ingest a skipped record is a lost write, so the agent checks each partition's
-offsets. When an event arrives past the next expected offset — the offset after the last one
-handled in the same consumer generation, or the group's committed offset for the first event
-of a generation — the records in between are read back with a plain consumer and ingested
-first. Ingest is idempotent per (partition, offset), so reading a record twice is harmless.
+#596). A skipped accepted batch is a buffer the persist agent never tracks, so the agent checks
+each partition's offsets. When an event arrives past the next expected offset — the offset
+after the last one handled in the same consumer generation, or the group's committed offset
+for the first event of a generation — the records in between are read back with a plain consumer and handled
+first. Handling is idempotent per (partition, offset), so reading a record twice is harmless.
 
 A skipped record that no later record follows would never be noticed that way: its tail is
 *stranded* when the partition's end offset (as the consumer last fetched it) is beyond the
 next expected offset and the stream has delivered nothing on the partition for a while. The
-persist agent reads such a tail back on its next tick of the partition; the ingest agent, which
-has no ticks, sends the partition an empty *nudge* record, whose arrival reveals the gap like
-any later record. Events the agent already handled through a read-back are recognised and
-passed over when the stream delivers them after all.
+persist agent reads such a tail back on its next tick of the partition. Events the agent
+already handled through a read-back are recognised and passed over when the stream delivers
+them after all.
 """
 from __future__ import annotations
 
@@ -237,23 +237,6 @@ async def catch_up_tail(guard: OffsetGuard, consumer, partition: int, generation
     if records:
         await take(records)
         guard.handled(partition, records[-1].offset, generation, delivered=False)
-
-
-async def stranded_partitions(guard: OffsetGuard, consumer, generation: int) -> list[int]:
-    """The partitions of ``guard``'s topic assigned to ``consumer`` whose tail looks stranded:
-    an agent without an event of such a partition to act in asks for one (a nudge)."""
-    found = []
-    for tp in sorted(consumer.assignment()):
-        if tp.topic != guard.topic:
-            continue
-        try:
-            span = await guard.stranded_span(tp.partition, generation, _fetched_end(consumer, tp))
-        except Exception as exc:  # Kafka away: the next look will tell
-            log.debug("%s p%d: cannot look for a stranded tail (%s)", guard.topic, tp.partition, exc)
-            continue
-        if span is not None:
-            found.append(tp.partition)
-    return found
 
 
 def take_baselines_on_assignment(app, guard: OffsetGuard) -> None:

@@ -15,6 +15,7 @@ handler runs inside :func:`partition_context`, an event of its own for the parti
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 import weakref
@@ -31,6 +32,8 @@ from faust.types import TP
 from faust.types.tuples import Message
 
 log = logging.getLogger("influent.ingest")
+
+IDLE_FETCH_WAIT_MS = 500
 
 #: Handler of one partition's batch (records in offset order, contiguous from its position).
 BatchHandler = Callable[[int, list[ConsumerRecord]], Awaitable[None]]
@@ -60,12 +63,23 @@ def partition_context(app: faust.App, topic: str, partition: int) -> Iterator[No
         del event
 
 
+def from_position(records: list[ConsumerRecord], position: int) -> list[ConsumerRecord]:
+    """The fetched records (in offset order) at or after ``position``, without a Python step
+    per record: usually all of them, after a seek back some are older."""
+    if not records or records[0].offset >= position:
+        return records
+    return records[bisect.bisect_left(records, position, key=lambda r: r.offset):]
+
+
 class PartitionReader:
     """A manually assigned consumer (no group of its own) over one topic."""
 
     def __init__(self, bootstrap: str, topic: str, limits: BatchLimits, handle: BatchHandler,
-                 report_group: str | None = None):
+                 report_group: str | None = None,
+                 gate: Callable[[], Awaitable[None]] | None = None):
         self.topic = topic
+        #: awaited before each fetch: returns when reading may go on (the buffered-bytes cap)
+        self.gate = gate
         #: a consumer group that only *shows* the positions (Kafka lag tools, the explorer); no
         #: member ever joins it, and what counts is the position in the buffers table
         self.report_group = report_group
@@ -88,7 +102,11 @@ class PartitionReader:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest", max_partition_fetch_bytes=self.limits.max_bytes,
                 fetch_max_bytes=self.limits.max_bytes,
-                fetch_max_wait_ms=max(self.limits.max_wait_ms, 1))
+                # how long the broker may hold a fetch while the partitions have nothing new:
+                # it answers as soon as a record arrives, so this costs no latency, and a long
+                # hold spares the broker 50 empty fetches/s per worker (the wait for getmany's
+                # batch is ``max_wait_ms``, below)
+                fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
             await self.consumer.start()
             self._started = True
 
@@ -123,6 +141,8 @@ class PartitionReader:
         delay = 0.2
         while True:
             await self._assigned.wait()
+            if self.gate is not None:
+                await self.gate()  # outside the lock: a rebalance must not wait for persisting
             async with self._lock:
                 if not self.partitions:
                     self._assigned.clear()
@@ -131,8 +151,8 @@ class PartitionReader:
                     fetched = await self.consumer.getmany(
                         timeout_ms=self.limits.max_wait_ms, max_records=self.limits.max_records)
                     for tp in sorted(fetched, key=lambda t: t.partition):
-                        records = [r for r in fetched[tp]
-                                   if r.offset >= self.partitions.get(tp.partition, 1 << 62)]
+                        records = from_position(fetched[tp],
+                                                self.partitions.get(tp.partition, 1 << 62))
                         if not records:
                             continue
                         await self.handle(tp.partition, records)

@@ -27,6 +27,7 @@ from dataclasses import replace
 import faust
 import pyarrow as pa
 
+from agents.backpressure import BufferedBytes
 from agents.offset_guard import (OffsetGuard, catch_up_tail, faust_message, read_back_with_retry,
                                  take_baselines_on_assignment)
 from influent.config import Settings
@@ -51,14 +52,17 @@ FLUSH = b"flush"
 
 
 def register_persist(app: faust.App, settings: Settings, topics: PipelineTopics,
-                     buffers: faust.Table) -> Callable[[float], Awaitable[int]]:
+                     buffers: faust.Table, pressure: BufferedBytes
+                     ) -> Callable[[float], Awaitable[int]]:
     """Register the persist agent; returns ``drain(timeout)``, which persists every buffer this
-    worker owns (used on clean shutdown) and returns how many buffers were left over."""
+    worker owns (used on clean shutdown) and returns how many buffers were left over.
+    ``pressure`` is shared with ingest: what is persisted or purged is taken off it, and above
+    its cap every buffer of a partition is persisted on the partition's next event."""
     guard = OffsetGuard(settings.kafka_bootstrap, app.conf.id, settings.accepted_topic)
     take_baselines_on_assignment(app, guard)
     persister = Persister(app, settings, topics, buffers, guard,
                           Catalog.connect(settings.redis_url, settings.app_id), open_store(settings),
-                          PersistPolicy.from_settings(settings))
+                          PersistPolicy.from_settings(settings), pressure)
     buffers.on_recover(persister.rebuild_pending)
 
     @app.agent(app.topic(settings.accepted_topic, settings.ticks_topic,
@@ -86,8 +90,9 @@ class Persister:
 
     def __init__(self, app: faust.App, settings: Settings, topics: PipelineTopics,
                  buffers: faust.Table, guard: OffsetGuard, catalog: Catalog, store: ObjectStore,
-                 policy: PersistPolicy):
+                 policy: PersistPolicy, pressure: BufferedBytes | None = None):
         self.app = app
+        self.pressure = pressure if pressure is not None else BufferedBytes(0)
         self.settings = settings
         self.topics = topics
         self.buffers = buffers
@@ -124,6 +129,7 @@ class Persister:
         for k in keys:
             del self.buffers[k]
         self.pending[partition].pop(buf_id, None)
+        self.pressure.remove(partition, buf.bytes)
         failpoint("before_event")
         await self.flush_outbox(partition)
 
@@ -184,6 +190,7 @@ class Persister:
                                                    BufferKey.decode(k).offset, written_ms)]
         for k in stale:
             del self.buffers[k]
+            self.pressure.remove(partition, buf.entries[k][0])
             buf.remove(k)
         if stale and not buf.entries:
             bufs.pop(buf_id)
@@ -225,7 +232,8 @@ class Persister:
         flush = msg.topic == settings.ticks_topic and msg.value == FLUSH
         now_ms = int(time.time() * 1000)
         for buf_id, buf in list(self.pending.get(p, {}).items()):
-            reason = "shutdown" if flush else self.policy.due(buf, now_ms)
+            reason = "shutdown" if flush else (self.policy.due(buf, now_ms)
+                                               or ("pressure" if self.pressure.over_cap else None))
             if reason:
                 await self.persist(p, buf_id, buf, reason)
         if flush:

@@ -49,18 +49,33 @@ def influent_count(client: httpx.Client, settings: Settings, db: str, table: str
     return int(rows[0]["n"]) if rows else 0
 
 
-async def produce(settings: Settings, messages: Sequence[bytes], db: str) -> float:
-    """Produce every message (round-robin partitions, acks=all); returns seconds taken."""
+async def produce(settings: Settings, messages: Sequence[bytes], db: str,
+                  batch_bytes: int = 256 * 1024) -> float:
+    """Produce every message (round-robin partitions, acks=all); returns seconds taken.
+
+    Messages are appended to one record batch per partition and each full batch is sent as
+    one (``send_batch``): a Python client that awaits ``send`` per message tops out near
+    20 000 messages/s of its own CPU, which would measure the client, not the pipeline."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                 max_request_size=MAX_MESSAGE_BYTES, linger_ms=5,
-                                max_batch_size=1024 * 1024)
+                                max_batch_size=max(batch_bytes, max(map(len, messages),
+                                                                    default=0) + 1024))
     await producer.start()
     try:
         t0 = time.monotonic()
         headers = [("db", db.encode())]
-        futures = [await producer.send(settings.writes_topic, m, headers=headers,
-                                       partition=i % settings.partitions)
-                   for i, m in enumerate(messages)]
+        topic, parts = settings.writes_topic, settings.partitions
+        batches = [producer.create_batch() for _ in range(parts)]
+        futures = []
+        for i, m in enumerate(messages):
+            p = i % parts
+            if batches[p].append(key=None, value=m, timestamp=None, headers=headers) is None:
+                futures.append(await producer.send_batch(batches[p], topic, partition=p))
+                batches[p] = producer.create_batch()
+                batches[p].append(key=None, value=m, timestamp=None, headers=headers)
+        for p, batch in enumerate(batches):
+            if batch.record_count():
+                futures.append(await producer.send_batch(batch, topic, partition=p))
         await asyncio.gather(*futures)
         return time.monotonic() - t0
     finally:

@@ -41,6 +41,47 @@ def redis_input(url: str) -> int:
     return int(redis.Redis.from_url(url).info("stats")["total_net_input_bytes"])
 
 
+class WrittenBytes:
+    """Bytes appended to the pipeline's Kafka topics and received by Redis from the moment it
+    is made, per input byte (write amplification)."""
+
+    def __init__(self, kafka_dir: Path, prefix: str, redis_url: str):
+        self.kafka_dir, self.prefix, self.redis_url = kafka_dir, prefix, redis_url
+        self.kafka0 = topic_bytes(kafka_dir, prefix)
+        self.redis0 = redis_input(redis_url)
+
+    def per_input_byte(self, input_bytes: int) -> dict:
+        time.sleep(2)  # let the producers' last batches reach the logs
+        kafka = topic_bytes(self.kafka_dir, self.prefix)
+        written = {t: b - self.kafka0.get(t, 0) for t, b in sorted(kafka.items())}
+        per_topic = {t: round(b / input_bytes, 3) for t, b in written.items() if b}
+        redis_b = round((redis_input(self.redis_url) - self.redis0) / input_bytes, 3)
+        internal = sum(v for t, v in per_topic.items() if not t.endswith(".writes"))
+        return {"kafka_bytes_per_input_byte": per_topic, "redis_bytes_per_input_byte": redis_b,
+                "after_writes_topic": round(internal + redis_b, 3)}
+
+
+def beside_peer(settings: Settings, services: dict, peer, kafka_dir: Path, lines: list[str],
+                runs: list[tuple[int, int]], db: str = "sizes", writers: int = 4) -> dict:
+    """For each (lines per message, lines): influent with messages of that many lines and the
+    peer with /write requests of the same size, end to end, CPU per M lines for the whole
+    system, and influent's write amplification. Keys: lines per message."""
+    out = {}
+    for size, count in runs:
+        bodies = ingest.chunk_lines(lines[:count], size)
+        n = min(count, len(lines))
+        written = WrittenBytes(kafka_dir, settings.topic_prefix.rstrip("."), settings.redis_url)
+        inf = ingest.influent_ingest(settings, services, bodies, f"{db}{size}", n, n)
+        inf.update(written.per_input_byte(inf["bytes"]))
+        ref = ingest.peer_ingest(peer, bodies, f"{db}{size}", n, n, writers=writers)
+        out[size] = {"influent": inf, "peer": ref, "lines": n}
+        print(f"  {size}-line messages/requests, {n:,} lines: influent {inf['lines_per_s']:,.0f} "
+              f"lines/s ({inf['pipeline_cpu_s_per_m_lines']:.1f} CPU s/M lines, whole system), "
+              f"peer {ref['lines_per_s']:,.0f} ({ref['cpu_s_per_m_lines']:.1f}); bytes written "
+              f"after the writes topic per input byte {inf['after_writes_topic']}", flush=True)
+    return out
+
+
 def start_profile(pid: int, out: Path) -> subprocess.Popen | None:
     """py-spy sampling the worker (and its threads) until :func:`stop_profile`."""
     spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
@@ -114,7 +155,7 @@ def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
         results = {}
         for size, lines in sizes:
             messages = tsbs.generate_messages(lines, size)
-            before_k, before_r = topic_bytes(work / "kafka", "sizes"), redis_input(settings.redis_url)
+            written = WrittenBytes(work / "kafka", "sizes", settings.redis_url)
             spy = start_profile(worker.pid, profile_dir / f"worker-{size}.txt") if profile_dir else None
             try:
                 res = ingest.influent_ingest(settings, services, messages, f"sizes{size}", lines,
@@ -123,12 +164,7 @@ def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
                 stop_profile(spy)
             if spy is not None:
                 res["profile_top"] = summarize_profile(profile_dir / f"worker-{size}.txt")
-            time.sleep(2)  # let the producers' last batches reach the logs
-            after_k, after_r = topic_bytes(work / "kafka", "sizes"), redis_input(settings.redis_url)
-            written = {t: after_k.get(t, 0) - before_k.get(t, 0) for t in after_k}
-            res["kafka_bytes_per_input_byte"] = {t: round(b / res["bytes"], 3)
-                                                 for t, b in sorted(written.items()) if b}
-            res["redis_bytes_per_input_byte"] = round((after_r - before_r) / res["bytes"], 3)
+            res.update(written.per_input_byte(res["bytes"]))
             results[size] = res
             print(f"{size:>5} lines/message: {res['lines_per_s']:>9,.0f} lines/s, worker "
                   f"{res['worker_cpu_s_per_m_lines']:.1f} CPU s/M lines, system "

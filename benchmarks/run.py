@@ -8,13 +8,15 @@ stack code: a KRaft Kafka broker, Redis, one Faust worker, the query API) and a 
 ``influxd`` (benchmarks/peer.py), then measures, each figure as influent / peer:
 
 1. ingest: TSBS cpu-only LP, in messages of 1 000-5 000 lines to Kafka vs 5 000-line HTTP
-   batches to the peer (lines/s end to end until queryable, CPU s per million lines), and
-   again with one line per message / request (smaller data);
+   batches to the peer (lines/s end to end until queryable, CPU s per million lines of the
+   whole system, bytes written after the writes topic per input byte), and again with 1- and
+   10-line messages, the peer getting requests of as many lines (benchmarks.ingest_sizes);
 2. storage: Parquet bytes per row (benchmarks.storage, and the files persisted in step 1) vs
    the peer's compacted TSM files;
 3. queries: the eight TSBS devops query types in InfluxQL on both ``/query`` endpoints, over
    data part persisted (Parquet) and part buffered in influent; latencies and equal answers;
-4. freshness: produce -> visible under a steady load (and under a light one);
+4. freshness: produce -> visible under a steady load of 50-line messages, one of one-line
+   messages (2 000/s), and a light one;
 5. recovery: worker start -> ready with N buffered rows (benchmarks.recovery) vs influxd
    start -> ready with the same rows in its WAL.
 
@@ -45,7 +47,7 @@ from pathlib import Path
 import click
 import redis
 
-from benchmarks import freshness, ingest, queries, report
+from benchmarks import freshness, ingest, ingest_sizes, queries, report
 from benchmarks import recovery as recovery_bench
 from benchmarks import storage as storage_bench
 from benchmarks.peer import Peer, influxd_version
@@ -68,7 +70,6 @@ class Plan:
     lines_per_message: int       # influent messages (Kafka)
     peer_batch: int              # peer /write batches
     peer_writers: int
-    single_lines: int            # the one-line-per-message run
     query_iterations: int
     fresh_rate: float            # messages/s of the steady load
     fresh_lines: int             # lines per load message
@@ -79,6 +80,9 @@ class Plan:
     recovery_stores: tuple[str, ...]
     clean_recovery: bool         # also benchmarks.recovery.measure_store (clean stop)
     partitions: int = 8
+    #: (lines per message / request, lines) runs beside the main one (benchmarks.ingest_sizes)
+    size_runs: tuple[tuple[int, int], ...] = ((1, 2_000), (10, 10_000))
+    single_line_rate: float = 2000  # messages/s of the one-line freshness load (0 = skip)
     query_types: tuple[str, ...] = queries.QUERY_TYPES
     persisted_fraction: float = 0.6  # of each partition's rows, persisted during ingest
 
@@ -96,12 +100,12 @@ class Plan:
 
 
 QUICK = Plan(name="quick", hosts=100, hours=2, lines_per_message=2000, peer_batch=5000,
-             peer_writers=4, single_lines=500, query_iterations=3, fresh_rate=200,
+             peer_writers=4, query_iterations=3, fresh_rate=200,
              fresh_lines=50, fresh_duration=4, light_rate=20, probe_every=0.1,
              recovery_rows=100_000, recovery_stores=("rocksdb",), clean_recovery=False)
 FULL = Plan(name="full", hosts=200, hours=16, lines_per_message=5000, peer_batch=5000,
-            peer_writers=4, single_lines=5_000, query_iterations=10, fresh_rate=200,
-            fresh_lines=50, fresh_duration=20, light_rate=20, probe_every=0.2,
+            peer_writers=4, size_runs=((1, 50_000), (10, 200_000)), query_iterations=10,
+            fresh_rate=200, fresh_lines=50, fresh_duration=20, light_rate=20, probe_every=0.2,
             recovery_rows=1_000_000, recovery_stores=("rocksdb", "memory"), clean_recovery=True)
 
 
@@ -253,7 +257,9 @@ def phase_ingest(stack: Stack, plan: Plan, lines: list[str]) -> dict:
     log(f"ingest: {n:,} lines, influent {len(messages)} Kafka messages of "
         f"{plan.lines_per_message}, peer {len(batches)} /write batches of {plan.peer_batch} "
         f"({plan.peer_writers} writers)")
+    written = ingest_sizes.WrittenBytes(stack.work / "kafka", "bench", stack.settings.redis_url)
     inf = ingest.influent_ingest(stack.settings, stack.services, messages, DB, n, n)
+    inf.update(written.per_input_byte(inf["bytes"]))
     log(f"  influent {inf['lines_per_s']:,.0f} lines/s ({inf['seconds']:.1f} s), worker "
         f"{inf['worker_cpu_s_per_m_lines']:.1f} CPU s/M lines")
     peer = ingest.peer_ingest(stack.peer, batches, DB, n, n, writers=plan.peer_writers)
@@ -262,17 +268,12 @@ def phase_ingest(stack: Stack, plan: Plan, lines: list[str]) -> dict:
     out = {"batched": {"influent": inf, "peer": peer,
                        "lines_per_message": plan.lines_per_message,
                        "peer_batch": plan.peer_batch}}
-
-    single = lines[:plan.single_lines]
-    one = [(line + "\n").encode() for line in single]
-    log(f"ingest, one line per message/request: {len(single):,} lines")
-    inf1 = ingest.influent_ingest(stack.settings, stack.services, one, DB + "1", len(single),
-                                  len(single))
-    log(f"  influent {inf1['lines_per_s']:,.0f} lines/s")
-    peer1 = ingest.peer_ingest(stack.peer, one, DB + "1", len(single), len(single),
-                               writers=plan.peer_writers)
-    log(f"  peer     {peer1['lines_per_s']:,.0f} lines/s")
-    out["single"] = {"influent": inf1, "peer": peer1}
+    runs = [(size, min(count, n)) for size, count in plan.size_runs]
+    log("ingest by message size (the peer gets the same lines per /write): "
+        + ", ".join(f"{size}-line x {count:,}" for size, count in runs))
+    out["sizes"] = ingest_sizes.beside_peer(stack.settings, stack.services, stack.peer,
+                                            stack.work / "kafka", lines, runs, db=DB + "s",
+                                            writers=plan.peer_writers)
     return out
 
 
@@ -311,16 +312,21 @@ def phase_queries(stack: Stack, plan: Plan) -> dict:
 
 def phase_freshness(stack: Stack, plan: Plan) -> dict:
     out = {}
-    loads = [("steady", plan.fresh_rate)] + ([("light", plan.light_rate)] if plan.light_rate else [])
-    for name, rate in loads:
-        log(f"freshness ({name}): {rate:g} msgs/s x {plan.fresh_lines} lines for "
+    loads = [("steady", plan.fresh_rate, plan.fresh_lines)]
+    if plan.single_line_rate:
+        loads.append(("one_line", plan.single_line_rate, 1))
+    if plan.light_rate:
+        loads.append(("light", plan.light_rate, plan.fresh_lines))
+    for name, rate, lines in loads:
+        log(f"freshness ({name}): {rate:g} msgs/s x {lines} lines for "
             f"{plan.fresh_duration:g} s, a probe every {plan.probe_every:g} s")
-        r = freshness.measure(stack.settings, stack.peer, rate, plan.fresh_lines,
+        r = freshness.measure(stack.settings, stack.peer, rate, lines,
                               plan.fresh_duration, plan.probe_every, db=f"fresh_{name}")
         i, p = r["influent"], r["peer"]
         log(f"  influent p50 {i['p50_s']:.3f} s p99 {i['p99_s']:.3f} s (lost {i['lost']}; all load "
-            f"rows visible {i['all_load_visible_after_load_end_s']} s after the load ended); "
-            f"peer p50 {p['p50_s']:.3f} s p99 {p['p99_s']:.3f} s")
+            f"rows visible {i['all_load_visible_after_load_end_s']} s after the load ended; load "
+            f"{i['load_msgs_per_s']:.0f} msg/s); peer p50 {p['p50_s']:.3f} s p99 "
+            f"{p['p99_s']:.3f} s (load {p['load_msgs_per_s']:.0f} msg/s)")
         out[name] = r
     return out
 

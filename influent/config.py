@@ -57,6 +57,9 @@ class Settings:
     ingest_max_rows: int = 20_000
     ingest_max_bytes: int = 16 * 1024 * 1024
     ingest_max_wait_ms: int = 20
+    # ingest pauses while this worker holds more bytes (encoded Arrow) buffered and not yet
+    # persisted, and the persist agent persists early until it is below (0: no cap)
+    ingest_max_buffered_bytes: int = 512 * 1024 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
     query_cache_bytes: int = 512 * 1024 * 1024  # decoded buffer snapshots kept by a query API
     query_timeout: float = 60.0  # seconds a query may run (query_api/sql_guard.py)

@@ -81,6 +81,27 @@ def test_one_catalog_round_trip_decides_a_batch_first_writer_wins(catalog):
     assert b.rows == 1 and c.rows == 1
 
 
+def test_joined_writes_keep_their_own_default_times_and_lines(catalog):
+    """A batch of messages is parsed as one body, but a line without a timestamp takes its own
+    write's default time (cut to the precision) and every line still names its write."""
+    writes = [WriteRequest(b"m,t=a v=1i\nm,t=b v=2i", "db1", default_time_ns=5_000_000_123),
+              WriteRequest(b"m,t=c v=3i 7", "db1", default_time_ns=9_000_000_000),
+              WriteRequest(b"m,t=d v=oops", "db1", default_time_ns=11_000_000_000),
+              WriteRequest(b"m,t=e v=5i", "db1", precision="s", default_time_ns=13_000_000_999)]
+    async def go():
+        try:
+            return await admit(writes, catalog, join=True)
+        finally:
+            await catalog.redis.connection_pool.disconnect()
+    joined, seconds = asyncio.run(go())
+    assert joined.members == [0, 1, 2] and seconds.members == [3]
+    [table] = joined.tables
+    times = table.batch.column("time").cast(pa.int64()).to_pylist()
+    assert times == [5_000_000_123, 5_000_000_123, 7]
+    assert [joined.locate(e.line) for e in joined.rejected] == [(2, 1)]
+    assert seconds.tables[0].batch.column("time").cast(pa.int64()).to_pylist() == [13_000_000_000]
+
+
 def test_refusals_name_their_reason(catalog):
     bomb = gzip.compress(b"m v=1 1\n" * 200_000)
     too_big, bad_db, bad_precision, empty = run(

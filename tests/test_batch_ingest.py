@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
-from agents.batch_ingest import (WriteMessage, drop_obsolete_rows, group_messages, ingest_batch,
-                                 parses_alone)
+from agents.batch_ingest import WriteMessage, drop_obsolete_rows, ingest_batch
 from agents.catalog_cache import CatalogCache
+from persist.admission import admit, parses_alone
 from persist.catalog import Catalog
 from tests.harness import unique
 from topics.wire import ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS
@@ -29,15 +29,27 @@ def msg(offset: int, body: str, db: str = "d", precision: str | None = None,
                         headers, body.encode())
 
 
-def test_messages_group_by_database_precision_and_origin_and_open_quotes_parse_alone():
+@pytest.mark.integration
+def test_messages_join_by_database_precision_and_origin_and_open_quotes_parse_alone(redis_url):
     messages = [msg(0, "m v=1"), msg(1, "m v=2", precision="s"), msg(2, "m v=3"),
                 msg(3, "m v=4", db="e"), msg(4, "m v=5", origin="trig"),
                 msg(5, 'm s="open'), msg(6, "m v=6"), msg(7, "m v=1", db="bad name")]
-    groups, rejected = group_messages(messages, "d")
-    shapes = [(g.database, g.precision, g.origin, [m.offset for m in g.messages]) for g in groups]
+
+    async def scenario():
+        catalog = Catalog.connect(redis_url, unique("join"))
+        try:
+            return await admit([m.request("d", 1 << 30) for m in messages], catalog, join=True)
+        finally:
+            await catalog.close()
+
+    admissions = asyncio.run(scenario())
+    shapes = [(a.request.database, a.precision, a.request.origin,
+               [messages[i].offset for i in a.members]) for a in admissions if a.refusal is None]
     assert shapes == [("d", "ns", None, [0, 2, 6]), ("d", "s", None, [1]), ("e", "ns", None, [3]),
                       ("d", "ns", "trig", [4]), ("d", "ns", None, [5])]
-    assert [(r.message.offset, r.error.line) for r in rejected] == [(7, 1)]
+    assert [[messages[i].offset for i in a.members] for a in admissions if a.refusal] == [[7]]
+    joined = admissions[0]
+    assert joined.body == b"m v=1\nm v=3\nm v=6" and joined.locate(3) == (6, 1)
     assert parses_alone(b'm s="a\\"b"') and not parses_alone(b'm s="ab" 1')
 
 

@@ -19,8 +19,8 @@ from influent.model import ORDER_SEQ as ORDER_SEQ
 from influent.model import ORDER_TS as ORDER_TS
 
 ROWS_PER_MESSAGE_BITS = 20
-# header of an empty writes message a worker sends to make its stream reveal a stranded tail
-# (agents/offset_guard.py); the ingest agent handles nothing for it
+# header of an empty writes message older workers sent to make their stream reveal a stranded
+# tail; ingest passes over such a record (it may still be in a topic)
 NUDGE_HEADER = "influent-nudge"
 
 
