@@ -33,8 +33,9 @@ async def rebuild_catalog(catalog: Catalog, store: ObjectStore) -> list[ParquetF
             continue
         await catalog.restore_file(meta)
         metas.append(meta)
-    await LifecycleCatalog(catalog).queue_deletion(
-        sorted(replaced & {m.path for m in found}), time.time())
+    lifecycle = LifecycleCatalog(catalog)
+    await lifecycle.queue_deletion(sorted(replaced & {m.path for m in found}), time.time())
+    await lifecycle.raise_tombstone_seq(max((m.tombstone_seq for m in metas), default=0))
     return metas
 
 
