@@ -37,6 +37,7 @@ from persist.engine_catalog import EngineCatalog
 from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore, open_store
 from persist.parquet_files import ParquetFileMeta
+from persist.soft_deletes import SoftDeletes
 from persist.tombstones import purgeable
 from persist.visibility import Visibility
 from topics.declarations import PipelineTopics
@@ -80,6 +81,9 @@ class Compactor:
         await self.delete_due()
         await self.flush_outbox()
         await self.purge_tombstones()
+        for record in await SoftDeletes(self.catalog, self.store).hard_delete_due():
+            log.info("hard-deleted %s (soft-deleted %s as %s)",
+                     record.key.replace("\x1f", "/"), record.original, record.name)
         return steps
 
     async def purge_tombstones(self) -> int:

@@ -111,7 +111,8 @@ def measure_on(base: Settings, logs: Path, hosts: int, hours: float, lines_per_m
     starts a compacting worker, waits, queries again."""
     lines = int(hosts * hours * 3600 * 1_000_000_000 // INTERVAL_NS)
     base = base.replace(persist_max_rows=lines_per_message, persist_max_bytes=2**40,
-                        persist_max_age=24 * 3600.0)
+                        persist_max_age=24 * 3600.0,
+                        ingest_max_rows=1)  # one message per ingest batch: each one a file
     frozen = base.replace(compact_min_files=10**9, compact_interval=24 * 3600.0)
     compacting = base.replace(compact_interval=2.0, compact_grace=2.0)
     api = worker = None

@@ -50,6 +50,7 @@ class Settings:
     # a tombstone applied to every file it covers is removed from the catalog once it is this
     # old (seconds): writes made before it still in flight (consumer lag) would show again
     tombstone_min_age: float = 3600.0
+    hard_delete_default: float = 72 * 3600.0  # soft-deleted databases/tables: seconds to keep
     # one ingest batch of a writes partition: at most this many messages and bytes, waiting at
     # most this long for any (docs/ingest.md, chosen by measurement in docs/benchmarks.md)
     ingest_max_rows: int = 20_000
