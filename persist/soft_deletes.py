@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 
 from influent.model import KEY_SEPARATOR
 from persist.catalog import Catalog
+from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
 
@@ -198,6 +199,8 @@ class SoftDeletes:
             pipe.hset(self.k_soft_deleted(), record.key, record.to_json())
             pipe.incr(cat.k_version())
             await pipe.execute()
+        if self.store is not None:  # the old name's period must not come back with a rebuild
+            await LifecycleCatalog(cat).save_retention_copy(self.store)
 
     async def set_hard_delete_at(self, record: SoftDeleted, hard_delete_at_ms: int | None
                                  ) -> SoftDeleted:
