@@ -37,10 +37,14 @@ from persist.engine_catalog import EngineCatalog
 from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore, open_store
 from persist.parquet_files import ParquetFileMeta
+from persist.soft_deletes import SoftDeletes
+from persist.tombstones import purgeable
 from persist.visibility import Visibility
 from topics.declarations import PipelineTopics
+from topics.wire import ORDER_TS, decode_batches
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 log = logging.getLogger("influent.compaction")
@@ -76,7 +80,46 @@ class Compactor:
                     steps += await self.compact_partition(db, table, pk)
         await self.delete_due()
         await self.flush_outbox()
+        await self.purge_tombstones()
+        for record in await SoftDeletes(self.catalog, self.store).hard_delete_due():
+            log.info("hard-deleted %s (soft-deleted %s as %s)",
+                     record.key.replace("\x1f", "/"), record.original, record.name)
         return steps
+
+    async def purge_tombstones(self) -> int:
+        """Forget the tombstones compaction has materialised everywhere (persist/tombstones.py
+        ``purgeable``); returns how many."""
+        _, tombs = await self.lifecycle.tombstones()
+        now_ms = int(time.time() * 1000)
+        min_age_ms = int(self.settings.tombstone_min_age * 1000)
+        done = []
+        for tomb in tombs:
+            if now_ms - tomb.created_ms < min_age_ms:
+                continue
+            tables = [tomb.table] if tomb.table else await self.catalog.tables(tomb.database)
+            files, oldest = [], None
+            for table in tables:
+                files += await self.catalog.files(tomb.database, table)
+                low = await self.oldest_buffered_ms(tomb.database, table)
+                if low is not None:
+                    oldest = low if oldest is None else min(oldest, low)
+            if purgeable(tomb, files, oldest, now_ms, min_age_ms):
+                done.append(tomb.id)
+        if done:
+            await self.lifecycle.purge_tombstones(done, self.store)
+            log.info("purged %d tombstone(s) applied to every file: %s", len(done), done)
+        return len(done)
+
+    async def oldest_buffered_ms(self, db: str, table: str) -> int | None:
+        """The oldest write time (Kafka timestamp) of a table's buffered rows, from its buffer
+        snapshots; None when nothing is buffered."""
+        oldest = None
+        for raw in await self.catalog.snapshots(db, table):
+            batch = decode_batches(raw)
+            if batch.num_rows and ORDER_TS in batch.column_names:
+                low = pc.min(batch.column(ORDER_TS)).as_py()
+                oldest = low if oldest is None else min(oldest, low)
+        return oldest
 
     async def compact_partition(self, db: str, table: str, pk: str) -> int:
         token = await self.lifecycle.acquire(db, table, pk, self.lease_ttl)

@@ -84,19 +84,35 @@ def run_queries(url: str, queries: list[tuple[str, str]], iterations: int) -> di
     return out
 
 
-def measure(hosts: int, hours: float, lines_per_message: int, iterations: int, work: Path) -> dict:
-    logs = work / "logs"
-    kafka_port, controller, redis_port = devstack.free_ports(3)
-    kafka = devstack.launch_kafka(work / "kafka", logs, kafka_port, controller, die_with_parent=True)
-    redis_svc = devstack.launch_redis(work / "redis", logs, redis_port, die_with_parent=True)
-    devstack.wait_ready(redis_svc, 30)
-    devstack.wait_ready(kafka, 120)
+def object_store_bytes(settings: Settings) -> int:
+    """Bytes of the database's objects in the (local) object store, replaced files included
+    until the sweep deletes them."""
+    root = settings.state_dir / "objects" / DB
+    return sum(o.stat().st_size for o in root.rglob("*") if o.is_file()) if root.exists() else 0
+
+
+def wait_compacted(settings: Settings, timeout: float) -> dict:
+    """Until every partition is down to a handful of files, no L0 run is left to merge and
+    no replaced file waits for deletion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = files_state(settings)
+        if (max(state["partitions"].values(), default=0) <= 8 and state["l0_files"] < 8 * max(
+                1, len(state["partitions"])) and state["pending_deletions"] == 0
+                and state["levels"] and max(state["levels"]) > 0) or time.monotonic() > deadline:
+            return state
+        time.sleep(1)
+
+
+def measure_on(base: Settings, logs: Path, hosts: int, hours: float, lines_per_message: int,
+               iterations: int) -> dict:
+    """The measurement on running Kafka and Redis (``base`` names them, with a topic prefix of
+    its own): starts the query API and a worker with compaction off, writes, stops it, queries,
+    starts a compacting worker, waits, queries again."""
     lines = int(hosts * hours * 3600 * 1_000_000_000 // INTERVAL_NS)
-    base = Settings(state_dir=work / "influent", kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-                    redis_url=f"redis://127.0.0.1:{redis_port}/0", topic_prefix="cbench.",
-                    partitions=4, http_bind=f"127.0.0.1:{devstack.free_port()}",
-                    worker_web_port=devstack.free_port(), persist_max_rows=lines_per_message,
-                    persist_max_age=24 * 3600.0, log_level="info")
+    base = base.replace(persist_max_rows=lines_per_message, persist_max_bytes=2**40,
+                        persist_max_age=24 * 3600.0,
+                        ingest_max_rows=1)  # one message per ingest batch: each one a file
     frozen = base.replace(compact_min_files=10**9, compact_interval=24 * 3600.0)
     compacting = base.replace(compact_interval=2.0, compact_grace=2.0)
     api = worker = None
@@ -105,15 +121,15 @@ def measure(hosts: int, hours: float, lines_per_message: int, iterations: int, w
         worker = devstack.launch_worker(frozen, logs, die_with_parent=True)
         devstack.wait_ready(worker, 180)
         devstack.wait_ready(api, 60)
-        log(f"writing {lines:,} TSBS lines in messages of {lines_per_message}")
+        log(f"compaction: writing {lines:,} TSBS lines in messages of {lines_per_message}")
         asyncio.run(produce(base, generate_messages(lines, lines_per_message, hosts=hosts)))
         deadline = time.monotonic() + 600
         while files_state(base)["rows"] < lines * 0.5 and time.monotonic() < deadline:
             time.sleep(1)
         devstack.stop(worker, timeout=300)  # a clean stop persists every buffer
         worker = None
-        before = files_state(base)
-        log(f"before: {before['files']} files, {before['bytes']:,} bytes, {before['rows']:,} rows")
+        before = {**files_state(base), "object_store_bytes": object_store_bytes(base)}
+        log(f"  before: {before['files']} files, {before['bytes']:,} bytes, {before['rows']:,} rows")
         end_ns = START_NS + int(hours * 3600 * 1_000_000_000)
         gen = DevopsQueries(hosts, START_NS, end_ns)
         queries = [(kind, gen.generate(kind)) for kind in QUERY_TYPES]
@@ -122,31 +138,39 @@ def measure(hosts: int, hours: float, lines_per_message: int, iterations: int, w
         started = time.monotonic()
         worker = devstack.launch_worker(compacting, logs, die_with_parent=True)
         devstack.wait_ready(worker, 180)
-        while time.monotonic() - started < 1800:
-            state = files_state(base)
-            if (max(state["partitions"].values(), default=0) <= 8 and state["l0_files"] < 8 * max(
-                    1, len(state["partitions"])) and state["pending_deletions"] == 0
-                    and state["levels"] and max(state["levels"]) > 0):
-                break
-            time.sleep(1)
+        after = wait_compacted(base, 1800)
         compact_s = time.monotonic() - started
-        after = files_state(base)
-        log(f"after {compact_s:.1f} s: {after['files']} files, {after['bytes']:,} bytes")
+        after["object_store_bytes"] = object_store_bytes(base)
+        log(f"  after {compact_s:.1f} s: {after['files']} files, {after['bytes']:,} bytes")
         q_after = run_queries(base.http_url, queries, iterations)
-        stored = sum(o.stat().st_size for o in (work / "influent" / "objects" / DB).rglob("*")
-                     if o.is_file())
         answers = {kind: compare(q_after[kind]["body"].encode(), q_before[kind]["body"].encode())[0]
                    for kind, _ in queries}
         return {"hosts": hosts, "hours": hours, "lines": lines,
                 "lines_per_message": lines_per_message,
                 "before": {**before, "query_median_s": {k: v["median_s"] for k, v in q_before.items()}},
-                "after": {**after, "query_median_s": {k: v["median_s"] for k, v in q_after.items()},
-                          "object_store_bytes": stored},
+                "after": {**after, "query_median_s": {k: v["median_s"] for k, v in q_after.items()}},
                 "compaction_s": compact_s, "answers": answers}
     finally:
         for service in (worker, api):
             if service is not None:
                 devstack.stop(service, timeout=120)
+
+
+def measure(hosts: int, hours: float, lines_per_message: int, iterations: int, work: Path) -> dict:
+    """The measurement with Kafka and Redis of its own, in ``work``."""
+    logs = work / "logs"
+    kafka_port, controller, redis_port = devstack.free_ports(3)
+    kafka = devstack.launch_kafka(work / "kafka", logs, kafka_port, controller, die_with_parent=True)
+    redis_svc = devstack.launch_redis(work / "redis", logs, redis_port, die_with_parent=True)
+    try:
+        devstack.wait_ready(redis_svc, 30)
+        devstack.wait_ready(kafka, 120)
+        base = Settings(state_dir=work / "influent", kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+                        redis_url=f"redis://127.0.0.1:{redis_port}/0", topic_prefix="cbench.",
+                        partitions=4, http_bind=f"127.0.0.1:{devstack.free_port()}",
+                        worker_web_port=devstack.free_port(), log_level="info")
+        return measure_on(base, logs, hosts, hours, lines_per_message, iterations)
+    finally:
         devstack.stop(redis_svc)
         devstack.stop(kafka, timeout=60)
 
@@ -164,7 +188,8 @@ def main(hosts: int, hours: float, lines_per_message: int, iterations: int) -> N
     b, a = r["before"], r["after"]
     print(f"{'':24}{'before':>14}{'after':>14}")
     print(f"{'files':24}{b['files']:>14,}{a['files']:>14,}")
-    print(f"{'object-store bytes':24}{b['bytes']:>14,}{a['bytes']:>14,}")
+    print(f"{'catalog bytes':24}{b['bytes']:>14,}{a['bytes']:>14,}")
+    print(f"{'object-store bytes':24}{b['object_store_bytes']:>14,}{a['object_store_bytes']:>14,}")
     print(f"{'bytes per row':24}{b['bytes'] / max(1, b['rows']):>14.2f}"
           f"{a['bytes'] / max(1, a['rows']):>14.2f}")
     for kind in b["query_median_s"]:

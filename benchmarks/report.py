@@ -121,6 +121,7 @@ def rows(results: dict) -> list[Row]:
             out.append(Row("storage", f"bytes per row, the {pers['files']} files persisted "
                            "during ingest", pers["bytes_per_row"], peer["bytes_per_row"],
                            "B/row", False))
+    out.extend(compaction_rows(results))
     rec = results.get("recovery")
     if rec:
         peer_s = _get(rec, "peer", "ready_s")
@@ -146,6 +147,31 @@ def _amplification(inf: dict, what: str) -> list[Row]:
     return [Row("ingest", f"bytes written per input byte after the writes topic ({what})",
                 inf["after_writes_topic"], None, "x", False,
                 note=f"{topics}; redis: {inf['redis_bytes_per_input_byte']}")]
+
+
+def compaction_rows(results: dict) -> list[Row]:
+    """The compaction phase: after vs before in one run (the peer column holds *before*), and
+    bytes per row of the compacted files vs the peer's compacted TSM."""
+    c = results.get("compaction")
+    if not c:
+        return []
+    b, a = c["before"], c["after"]
+    same = sum(1 for v in c["answers"].values() if v in ("identical", "floats ~1e-12", "tie order"))
+    before_q, after_q = sum(b["query_median_s"].values()), sum(a["query_median_s"].values())
+    parts = max(1, len(a["partitions"]))
+    out = [Row("compaction", f"files per partition after / before ({b['files']} L0 files -> "
+               f"{a['files']} in {c['compaction_s']:.0f} s; peer column: before)",
+               a["files"] / parts, b["files"] / max(1, len(b["partitions"])), "files", False),
+           Row("compaction", "object-store MB after / before (peer column: before)",
+               a["object_store_bytes"] / 1e6, b["object_store_bytes"] / 1e6, "MB", False),
+           Row("compaction", f"sum of {len(a['query_median_s'])} query medians after / before "
+               "(peer column: before)", after_q, before_q, "s", False, "same answers",
+               same == len(c["answers"]), f"{same}/{len(c['answers'])} answers identical")]
+    peer = _get(results, "storage", "peer", "bytes_per_row")
+    if a["rows"]:
+        out.append(Row("compaction", "bytes per row of the compacted files (worker) vs "
+                       "compacted TSM", a["bytes"] / a["rows"], peer, "B/row", False))
+    return out
 
 
 def _fmt(v: float | None, unit: str) -> str:
@@ -216,7 +242,9 @@ def render_markdown(results: dict) -> str:
 
 def mismatches(results: dict) -> list[str]:
     qs = _get(results, "queries", "types", default={})
-    return [k for k, q in qs.items() if q["answers"] in ("MISMATCH", "ERROR")]
+    compacted = _get(results, "compaction", "answers", default={})
+    return [k for k, q in qs.items() if q["answers"] in ("MISMATCH", "ERROR")] + [
+        f"{k} (after compaction)" for k, v in compacted.items() if v in ("MISMATCH", "ERROR")]
 
 
 def plot_ratios(results: dict, path: Path) -> Path | None:

@@ -18,7 +18,10 @@ stack code: a KRaft Kafka broker, Redis, one Faust worker, the query API) and a 
 4. freshness: produce -> visible under a steady load of 50-line messages, one of one-line
    messages (2 000/s), and a light one;
 5. recovery: worker start -> ready with N buffered rows (benchmarks.recovery) vs influxd
-   start -> ready with the same rows in its WAL.
+   start -> ready with the same rows in its WAL;
+6. compaction: the same data written with a persist threshold of one small message (hundreds
+   of files), then compacted by a worker (benchmarks.compaction): files, object-store bytes,
+   query medians and answers before/after, and bytes per row beside the peer's TSM.
 
 Writes benchmarks/results/latest.json (also as quick.json / full.json) and ratios.png, and prints
 the table (benchmarks/report.py).
@@ -47,6 +50,7 @@ from pathlib import Path
 import click
 import redis
 
+from benchmarks import compaction as compaction_bench
 from benchmarks import freshness, ingest, ingest_sizes, queries, report
 from benchmarks import recovery as recovery_bench
 from benchmarks import storage as storage_bench
@@ -85,6 +89,7 @@ class Plan:
     single_line_rate: float = 2000  # messages/s of the one-line freshness load (0 = skip)
     query_types: tuple[str, ...] = queries.QUERY_TYPES
     persisted_fraction: float = 0.6  # of each partition's rows, persisted during ingest
+    compaction_files: int = 300      # L0 files the compaction phase starts from (about)
 
     @property
     def lines(self) -> int:
@@ -415,10 +420,25 @@ def phase_recovery(stack: Stack, plan: Plan) -> dict:
     return out
 
 
+def phase_compaction(stack: Stack, plan: Plan) -> dict:
+    settings = stack.settings.replace(topic_prefix="cbench.", partitions=4,
+                                      state_dir=stack.work / "compaction",
+                                      http_bind=f"127.0.0.1:{devstack.free_port()}",
+                                      worker_web_port=devstack.free_port())
+    per_message = max(1, plan.lines // plan.compaction_files)
+    r = compaction_bench.measure_on(settings, stack.work / "compaction" / "logs", plan.hosts,
+                                    plan.hours, per_message, min(plan.query_iterations, 3))
+    b, a = r["before"], r["after"]
+    log(f"  {b['files']} files -> {a['files']} in {r['compaction_s']:.0f} s; object store "
+        f"{b['object_store_bytes']:,} -> {a['object_store_bytes']:,} bytes; "
+        f"{a['bytes'] / max(1, a['rows']):.2f} B/row; answers {sorted(set(r['answers'].values()))}")
+    return r
+
+
 # ---- main ------------------------------------------------------------------------------------
 
 
-PHASES = ("ingest", "storage", "queries", "freshness", "recovery")
+PHASES = ("ingest", "storage", "queries", "freshness", "recovery", "compaction")
 
 
 def run(plan: Plan, phases: tuple[str, ...], keep: bool) -> dict:
@@ -464,6 +484,8 @@ def run(plan: Plan, phases: tuple[str, ...], keep: bool) -> dict:
             phase("freshness", phase_freshness)
         if "recovery" in phases:
             phase("recovery", phase_recovery)
+        if "compaction" in phases:
+            phase("compaction", phase_compaction)
     finally:
         stack.stop()
         if keep:

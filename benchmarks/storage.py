@@ -77,10 +77,60 @@ def measure_compacted(hosts: int, hours: float, files: int = 32, seed: int = 123
             "bytes_per_row": out_bytes / max(1, rows)}
 
 
+def compare_encodings(hosts: int, hours: float, seed: int = 123) -> dict:
+    """Bytes per row and write time of one persisted file's rows under each encoding choice:
+    everything dictionary-encoded (influent before per-type encodings), the per-type choice of
+    ``persist.parquet_files.column_encodings``, and zstd levels."""
+    import io
+    import time
+
+    import pyarrow.parquet as pq
+
+    from persist.parquet_files import ROW_GROUP_ROWS, column_encodings
+
+    lines = int(hosts * hours * 360)
+    messages = generate_messages(lines, lines, seed=seed, hosts=hosts)
+    t = parse_lp(messages[0]).tables["cpu"].batch
+    t = pa.Table.from_batches([t.append_column(ORDER_TS, pa.array([0] * t.num_rows, pa.int64()))
+                               .append_column(ORDER_SEQ, pa.array(range(t.num_rows), pa.int64()))])
+    tags = [c for c in t.column_names if t.schema.field(c).type == pa.string()]
+    meta = ParquetFileMeta(database="bench", table="cpu", partition_key="all", path="", file_id="x",
+                           size=0, rows=0, min_time=0, max_time=0, source_topic="bench",
+                           source_partition=0, min_offset=0, max_offset=0, max_write_ts=0,
+                           max_write_seq=0)
+    data, _ = build_parquet(t, tags, meta)
+    table = pq.read_table(pa.BufferReader(data))
+    dictionary, encodings = column_encodings(table)
+    variants = {"dictionary everywhere (before)": dict(use_dictionary=True),
+                "per type": dict(use_dictionary=dictionary, column_encoding=encodings),
+                "per type, zstd level 3": dict(use_dictionary=dictionary, column_encoding=encodings,
+                                                compression_level=3),
+                "per type, zstd level 9": dict(use_dictionary=dictionary, column_encoding=encodings,
+                                                compression_level=9)}
+    out = {}
+    for name, kw in variants.items():
+        best = float("inf")
+        for _ in range(5):
+            buf = io.BytesIO()
+            t0 = time.perf_counter()
+            pq.write_table(table, buf, compression="zstd", write_statistics=True,
+                           row_group_size=ROW_GROUP_ROWS, **kw)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = {"bytes_per_row": len(buf.getvalue()) / table.num_rows, "write_s": best}
+    return {"rows": table.num_rows, "encodings": encodings, "variants": out}
+
+
 @click.command()
 @click.option("--hosts", default=100, show_default=True)
 @click.option("--hours", default=12.0, show_default=True)
-def main(hosts: int, hours: float) -> None:
+@click.option("--encodings", is_flag=True, help="compare encoding choices instead")
+def main(hosts: int, hours: float, encodings: bool) -> None:
+    if encodings:
+        e = compare_encodings(hosts, hours)
+        print(f"{e['rows']:,} rows, explicit encodings: {e['encodings']}")
+        for name, v in e["variants"].items():
+            print(f"{name:34} {v['bytes_per_row']:6.2f} bytes/row  write {v['write_s'] * 1000:7.1f} ms")
+        return
     r = measure(hosts, hours)
     print(f"TSBS cpu-only: {r['lines']} lines, {hosts} hosts, {hours} h")
     print(f"line protocol : {r['lp_bytes']:>12,} bytes  ({r['lp_bytes_per_line']:.1f} bytes/line)")

@@ -45,15 +45,22 @@ def database_list(ctx: click.Context, as_json: bool) -> None:
     click.echo(json.dumps(names) if as_json else "\n".join(names))
 
 
+HARD_DELETE_HELP = ("When the data goes: now, never, default (INFLUENT_HARD_DELETE_DEFAULT after "
+                    "the delete) or an RFC 3339 time.")
+
+
 @database.command("delete")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--hard-delete-at", default=None, help=HARD_DELETE_HELP)
 @click.pass_context
-def database_delete(ctx: click.Context, name: str, yes: bool) -> None:
-    """Delete database NAME with all its data."""
+def database_delete(ctx: click.Context, name: str, yes: bool, hard_delete_at: str | None) -> None:
+    """Delete database NAME with all its data (soft delete: renamed and hidden now, data
+    removed at --hard-delete-at)."""
     if not yes:
         click.confirm(f"delete database {name} and all its data?", abort=True)
-    _call(ctx, "DELETE", "/api/v3/configure/database", params={"db": name})
+    params = {"db": name, **({"hard_delete_at": hard_delete_at} if hard_delete_at else {})}
+    _call(ctx, "DELETE", "/api/v3/configure/database", params=params)
     click.echo(f"database {name} deleted")
 
 
@@ -103,12 +110,16 @@ def table_list(ctx: click.Context, db: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--db", required=True)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--hard-delete-at", default=None, help=HARD_DELETE_HELP)
 @click.pass_context
-def table_delete(ctx: click.Context, name: str, db: str, yes: bool) -> None:
-    """Delete table NAME with all its data."""
+def table_delete(ctx: click.Context, name: str, db: str, yes: bool,
+                 hard_delete_at: str | None) -> None:
+    """Delete table NAME with all its data (soft delete, as for a database)."""
     if not yes:
         click.confirm(f"delete table {db}/{name} and all its data?", abort=True)
-    _call(ctx, "DELETE", "/api/v3/configure/table", params={"db": db, "table": name})
+    params = {"db": db, "table": name,
+              **({"hard_delete_at": hard_delete_at} if hard_delete_at else {})}
+    _call(ctx, "DELETE", "/api/v3/configure/table", params=params)
     click.echo(f"table {db}/{name} deleted")
 
 

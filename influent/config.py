@@ -52,6 +52,10 @@ class Settings:
     compact_target_bytes: int = 128 * 1024 * 1024  # size of a compacted file
     compact_interval: float = 60.0  # seconds between compaction/retention sweeps
     compact_grace: float = 300.0  # seconds a replaced file stays for queries in flight
+    # a tombstone applied to every file it covers is removed from the catalog once it is this
+    # old (seconds): writes made before it still in flight (consumer lag) would show again
+    tombstone_min_age: float = 3600.0
+    hard_delete_default: float = 72 * 3600.0  # soft-deleted databases/tables: seconds to keep
     # one ingest batch of a writes partition: at most this many messages and bytes, waiting at
     # most this long for any (docs/ingest.md, chosen by measurement in docs/benchmarks.md)
     ingest_max_rows: int = 20_000

@@ -1,6 +1,8 @@
 """Catalog state of the data lifecycle (Redis), beside persist/catalog.py:
 
 - ``<ns>:tombstones``        hash id -> tombstone JSON; ``<ns>:tombstone_seq`` the last id
+                             (never lowered: files record the highest id applied to them);
+                             ``<ns>:tombstone_purges`` counts tombstones removed once applied
 - ``<ns>:gc``                sorted set object path -> unix time after which it is deleted
                              (compaction inputs, and outputs not yet swapped in: "intents")
 - ``<ns>:gc_claimed``        set of paths a sweep claimed and is deleting
@@ -65,6 +67,12 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', %d, '*', 'event', ARGV[5])
 return 1
 """ % EVENTS_KEPT
 
+_RAISE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
 _CLAIM = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('SADD', KEYS[2], ARGV[1])
@@ -89,7 +97,7 @@ class LifecycleCatalog:
         self.catalog = catalog
         self.redis: aioredis.Redis = catalog.redis
         self.ns = catalog.ns
-        self._seen_seq, self._seen = 0, []
+        self._seen_seq, self._seen = (0, 0), []
 
     # ---- keys -----------------------------------------------------------------------------
     def k_tombstones(self) -> str:
@@ -97,6 +105,9 @@ class LifecycleCatalog:
 
     def k_tombstone_seq(self) -> str:
         return f"{self.ns}:tombstone_seq"
+
+    def k_tombstone_purges(self) -> str:
+        return f"{self.ns}:tombstone_purges"
 
     def k_gc(self) -> str:
         return f"{self.ns}:gc"
@@ -148,22 +159,40 @@ class LifecycleCatalog:
             for t in found:
                 pipe.hset(self.k_tombstones(), str(t.id), t.to_json())
             await pipe.execute()
-        top = max(t.id for t in found)
-        current = int(await self.redis.get(self.k_tombstone_seq()) or 0)
-        if current < top:
-            await self.redis.set(self.k_tombstone_seq(), top)
+        await self.raise_tombstone_seq(max(t.id for t in found))
         return len(found)
+
+    async def raise_tombstone_seq(self, at_least: int) -> None:
+        """Make the next tombstone id higher than ``at_least`` (catalog rebuild: the highest id
+        restored, or applied to a restored file -- a purged tombstone's id must not be reused,
+        or files that applied it would ignore the new one)."""
+        await self.redis.eval(_RAISE, 1, self.k_tombstone_seq(), int(at_least))
+
+    async def purge_tombstones(self, ids: list[int], store: ObjectStore | None = None) -> None:
+        """Forget tombstones that hide nothing any more (persist/tombstones.py ``purgeable``):
+        the catalog entry, then the object-store copy catalog rebuild would restore."""
+        if not ids:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.k_tombstones(), *[str(i) for i in ids])
+            pipe.incr(self.k_tombstone_purges())
+            await pipe.execute()
+        if store is not None:
+            for i in ids:
+                await asyncio.to_thread(store.delete, f"{TOMBSTONE_PREFIX}{i:012d}.json")
 
     async def visibility(self, db: str, table: str, now_ns: int | None = None) -> Visibility:
         """The retention cutoff and tombstones of one table. Tombstones are kept in memory
-        and read again only when the tombstone counter moved."""
+        and read again only when the tombstone or purge counter moved."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(self.k_tombstone_seq())
+            pipe.get(self.k_tombstone_purges())
             pipe.hmget(self.catalog.k_retention(), [f"{db}\x1f{table}", db])
-            seq, (own, inherited) = await pipe.execute()
-        seq = int(seq or 0)
-        if seq != self._seen_seq:
-            self._seen_seq, self._seen = await self.tombstones()
+            seq, purges, (own, inherited) = await pipe.execute()
+        seen = (int(seq or 0), int(purges or 0))
+        if seen != self._seen_seq:
+            _, self._seen = await self.tombstones()
+            self._seen_seq = seen
         period = own if own is not None else inherited
         now_ns = time.time_ns() if now_ns is None else now_ns
         return Visibility(cutoff=None if period is None else now_ns - int(period),

@@ -10,6 +10,7 @@ from persist.catalog import Catalog
 from persist.lifecycle_catalog import CATALOG_PREFIX, LifecycleCatalog
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta, read_meta
+from persist.soft_deletes import SoftDeletes, owner
 
 
 def file_meta(store: ObjectStore, path: str, size: int) -> ParquetFileMeta:
@@ -27,14 +28,19 @@ async def rebuild_catalog(catalog: Catalog, store: ObjectStore) -> list[ParquetF
                if o.path.endswith(".parquet") and not o.path.startswith(CATALOG_PREFIX)]
     found = [await asyncio.to_thread(file_meta, store, obj.path, obj.size) for obj in objects]
     replaced = {path for meta in found for path in meta.replaces}
+    soft = SoftDeletes(catalog, store)
+    gone = await soft.restore()  # soft-deleted: their files go back under the new names
     metas = []
     for meta in found:
         if meta.path in replaced:
             continue
+        meta = owner(gone, meta)
         await catalog.restore_file(meta)
         metas.append(meta)
-    await LifecycleCatalog(catalog).queue_deletion(
-        sorted(replaced & {m.path for m in found}), time.time())
+    await soft.hide_restored(gone)
+    lifecycle = LifecycleCatalog(catalog)
+    await lifecycle.queue_deletion(sorted(replaced & {m.path for m in found}), time.time())
+    await lifecycle.raise_tombstone_seq(max((m.tombstone_seq for m in metas), default=0))
     return metas
 
 

@@ -128,6 +128,22 @@ def tombstone_mask(table: pa.Table, tomb: Tombstone, by_write_time: bool):
     return mask
 
 
+def purgeable(tomb: Tombstone, files, oldest_buffered_ms: int | None, now_ms: int,
+              min_age_ms: int) -> bool:
+    """Whether a tombstone hides nothing any more, so the catalog can forget it: every file of
+    its tables (``files``: objects with ``tombstone_seq``, ``min_time``, ``max_time``) that it
+    can touch was written with it applied, no buffered row (``oldest_buffered_ms``: the oldest
+    write time of the tables' buffered rows, None when nothing is buffered) was written before
+    it, and it is at least ``min_age_ms`` old, so writes made before it and not yet consumed
+    (consumer lag) are not expected any more."""
+    if now_ms - tomb.created_ms < min_age_ms:
+        return False
+    if oldest_buffered_ms is not None and oldest_buffered_ms <= tomb.created_ms:
+        return False
+    return all(f.tombstone_seq >= tomb.id or not tomb.overlaps(f.min_time, f.max_time)
+               for f in files)
+
+
 def drop_deleted(table: pa.Table, tombstones: list[Tombstone], by_write_time: bool) -> pa.Table:
     """``table`` without the rows any of ``tombstones`` deletes."""
     if not tombstones or table.num_rows == 0:

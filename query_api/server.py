@@ -81,7 +81,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.middleware("http")(RequestGate(metrics))
     app.include_router(service_router(settings, metrics))
     app.include_router(QueryRoutes(settings, metrics).router())
-    app.include_router(ConfigureRoutes().router())
+    app.include_router(ConfigureRoutes(settings).router())
     app.include_router(WriteRoutes(settings, metrics).router())
     app.include_router(engine_router(settings))  # subscriptions, triggers, /api/v3/engine/*
     ExplorerRoutes(settings).mount(app)  # the browser page at /explorer/, its pipeline endpoint

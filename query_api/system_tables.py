@@ -1,23 +1,28 @@
 """The lifecycle's ``system.*`` tables of a database: ``parquet_files`` (InfluxDB 3's columns plus
-``level`` and ``partition_key``), ``compaction_events``, ``processing_engine_triggers`` and
-``queries``. Only the tables a query names are read."""
+``level`` and ``partition_key``), ``compaction_events``, ``processing_engine_triggers``,
+``queries``, and ``databases`` / ``tables`` with InfluxDB 3's ``deleted`` and
+``hard_deletion_date`` (soft deletes, persist/soft_deletes.py). Only the tables a query names
+are read."""
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow as pa
 
 from persist.catalog import Catalog
 from persist.engine_catalog import EngineCatalog
 from persist.lifecycle_catalog import LifecycleCatalog
+from persist.soft_deletes import SoftDeletes, format_ms
 from query_api.query_log import QueryLog
 
-NAMES = ("parquet_files", "compaction_events", "processing_engine_triggers", "queries")
+NAMES = ("parquet_files", "compaction_events", "processing_engine_triggers", "queries",
+         "databases", "tables")
 
 
 def named(sql: str) -> list[str]:
     text = sql.lower()
-    return [n for n in NAMES if f"system.{n}" in text]
+    return [n for n in NAMES if re.search(rf"system\.{n}\b", text)]
 
 
 async def parquet_files(catalog: Catalog, db: str) -> pa.Table:
@@ -60,6 +65,35 @@ async def processing_engine_triggers(catalog: Catalog, db: str) -> pa.Table:
     })
 
 
+async def databases(catalog: Catalog) -> pa.Table:
+    """Every database, soft-deleted ones under their new names (as InfluxDB 3's
+    ``system.databases``)."""
+    active = await catalog.databases()
+    gone = [r for r in await SoftDeletes(catalog).records() if r.table is None]
+    periods = [await catalog.retention(db) for db in active] + [None] * len(gone)
+    return pa.table({
+        "database_name": pa.array(active + [r.database for r in gone], pa.string()),
+        "retention_period_ns": pa.array(periods, pa.int64()),
+        "deleted": pa.array([False] * len(active) + [True] * len(gone), pa.bool_()),
+        "hard_deletion_date": pa.array([None] * len(active) + [
+            format_ms(r.hard_delete_at_ms) for r in gone], pa.string())})
+
+
+async def tables(catalog: Catalog, db: str) -> pa.Table:
+    """The tables of ``db``, soft-deleted ones under their new names."""
+    active = await catalog.tables(db)
+    gone = [r for r in await SoftDeletes(catalog).records() if r.table and r.database == db]
+    counts = [len((await catalog.table_schema(db, t)).columns) for t in active]
+    counts += [len((await catalog.table_schema(db, r.table)).columns) for r in gone]
+    return pa.table({
+        "database_name": pa.array([db] * (len(active) + len(gone)), pa.string()),
+        "table_name": pa.array(active + [r.table for r in gone], pa.string()),
+        "column_count": pa.array(counts, pa.int64()),
+        "deleted": pa.array([False] * len(active) + [True] * len(gone), pa.bool_()),
+        "hard_deletion_date": pa.array([None] * len(active) + [
+            format_ms(r.hard_delete_at_ms) for r in gone], pa.string())})
+
+
 async def lifecycle_system_tables(catalog: Catalog, db: str, sql: str,
                                   recent: QueryLog | None) -> dict[str, pa.Table]:
     found: dict[str, pa.Table] = {}
@@ -72,4 +106,8 @@ async def lifecycle_system_tables(catalog: Catalog, db: str, sql: str,
             found[name] = await processing_engine_triggers(catalog, db)
         elif name == "queries":
             found[name] = (recent or QueryLog()).table(db)
+        elif name == "databases":
+            found[name] = await databases(catalog)
+        elif name == "tables":
+            found[name] = await tables(catalog, db)
     return found

@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from influent.config import Settings
 from persist.admission import Admission, WriteRequest, admit
 from persist.catalog import Catalog
+from persist.soft_deletes import SoftDeletes
 from topics.line_protocol import LineError
 from topics.wire import RejectedLine, now
 
@@ -47,6 +48,8 @@ class WriteRouter:
         db = params.database
         if not db:
             return 400, {"error": "missing query parameter 'db'"}
+        if await SoftDeletes(self.catalog).is_deleted_database(db):
+            return 400, {"error": f"database {db} is deleted"}
         request = WriteRequest(body=raw, database=db, precision=params.precision,
                                content_encoding=encoding, default_time_ns=time.time_ns(),
                                max_body_bytes=self.settings.max_body_bytes,

@@ -132,3 +132,69 @@ def test_deletes_hide_rows_everywhere_and_survive_restart_and_rebuild(kafka_boot
             api.stop()
     finally:
         stop(own_redis)
+
+
+def test_applied_tombstones_are_purged_and_deletes_stay_true(kafka_bootstrap, tmp_path):
+    """Once compaction has applied a tombstone to every file it covers and no buffered row was
+    written before it, the catalog forgets it (and its object-store copy); the rows stay gone
+    after a restart and a catalog rebuild, and a later delete still applies to those files."""
+    own_redis = start_redis(tmp_path / "redis", tmp_path / "logs", free_port())
+    try:
+        settings = Settings(state_dir=tmp_path, kafka_bootstrap=kafka_bootstrap,
+                            redis_url=own_redis.endpoint, topic_prefix=unique("purge") + ".",
+                            partitions=2, http_bind=f"127.0.0.1:{free_port()}", default_db="d",
+                            persist_max_rows=100, persist_max_age=3600, tick_interval=1.0,
+                            compact_interval=1.0, compact_grace=1.0, tombstone_min_age=0.0)
+        db = unique("purge")
+        client = redis.Redis.from_url(own_redis.endpoint)
+        tombs_key = f"{settings.app_id}:tombstones"
+        store = open_store(settings)
+
+        def copies() -> list[str]:
+            return [o.path for o in store.list("_catalog/tombstones/")]
+
+        with running(settings) as run:
+            persisted = "\n".join(f"cpu,host=h{h} v={i} {BASE + i * SEC}"
+                                  for h in range(4) for i in range(30))
+            asyncio.run(produce(settings, [persisted.encode()], db, partition=0))
+            wait_for(lambda: client.hlen(f"{settings.app_id}:db:{db}:t:cpu:files") == 1,
+                     what="120 rows in a file")
+            buffered = "\n".join(f"cpu,host=h{h} v={i} {BASE + (100 + i) * SEC}"
+                                 for h in range(4) for i in range(10))
+            asyncio.run(produce(settings, [buffered.encode()], db, partition=0))
+            wait_for(lambda: counts(settings, db) == {f"h{h}": 40 for h in range(4)}, what="all rows")
+            with InfluxDBClient(url=settings.http_url, token="unused", org="o") as v2:
+                v2.delete_api().delete("1970-01-01T00:00:00Z", "2100-01-01T00:00:00Z",
+                                       '_measurement="cpu" AND host="h0"', bucket=db, org="o")
+            influxql(settings, db, f"DELETE FROM cpu WHERE host='h1' AND time < {BASE + 10 * SEC}")
+            expected = {"h1": 30, "h2": 40, "h3": 40}
+            assert counts(settings, db) == expected and client.hlen(tombs_key) == 2
+
+            run.restart_worker()  # persists the buffers (rows written before the deletes)
+            wait_for(lambda: client.hlen(tombs_key) == 0 and not copies(), timeout=90,
+                     what="both tombstones purged once applied to every file")
+            assert counts(settings, db) == expected
+            asyncio.run(produce(settings, [f"cpu,host=h0 v=99 {BASE + 5 * SEC}".encode()], db,
+                                partition=1))
+            expected = {"h0": 1, "h1": 30, "h2": 40, "h3": 40}
+            wait_for(lambda: counts(settings, db) == expected, what="a write after the purge")
+            run.restart_worker()
+            assert counts(settings, db) == expected
+
+        client.flushall()
+        out = subprocess.run([sys.executable, "-m", "influent.cli", "catalog", "rebuild"],
+                             env={**settings.as_env(), "PATH": "/usr/bin:/bin"},
+                             cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                             text=True, check=True).stdout
+        assert "0 tombstones" in out
+        assert int(client.get(f"{settings.app_id}:tombstone_seq")) >= 2  # ids are not reused
+        api = start_api(settings)
+        try:
+            assert counts(settings, db) == expected
+            influxql(settings, db, "DROP SERIES FROM cpu WHERE host = 'h2'")
+            del expected["h2"]
+            assert counts(settings, db) == expected
+        finally:
+            api.stop()
+    finally:
+        stop(own_redis)

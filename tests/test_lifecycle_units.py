@@ -10,7 +10,7 @@ import pytest
 
 from persist.compaction import DROP, MERGE, REWRITE, build_outputs, plan_partition, time_cuts
 from persist.parquet_files import ParquetFileMeta, build_parquet
-from persist.tombstones import PredicateError, Tombstone, drop_deleted, predicate_tags
+from persist.tombstones import PredicateError, Tombstone, drop_deleted, predicate_tags, purgeable
 from persist.visibility import Visibility, format_duration, parse_duration
 from query_api.deletes import DeleteError, parse_v2_predicate
 from query_api.influxql.conditions import ConditionError
@@ -143,3 +143,24 @@ def test_build_outputs_merges_newest_last_and_applies_deletes():
     assert out.max_write_ts == 5 and out.sources == {"0": 5}
     small = build_outputs(merge, [old, new], ["host"], Visibility(), 0, {}, 1, 0.0)
     assert len(small) == 3 and len({o.path for _, o in small}) == 3
+
+
+def test_a_tombstone_is_purgeable_only_once_it_hides_nothing():
+    tomb = Tombstone("db", "cpu", 100, 200, None, created_ms=1_000, id=5)
+    applied = meta_at(150, 160, tombstone_seq=5)
+    elsewhere = meta_at(300, 400, tombstone_seq=1)  # outside its time range
+    assert purgeable(tomb, [applied, elsewhere], None, now_ms=2_000, min_age_ms=500)
+    # a file it still hides rows in
+    assert not purgeable(tomb, [applied, meta_at(190, 250, tombstone_seq=4)], None, 2_000, 500)
+    # a buffered row written before it
+    assert not purgeable(tomb, [applied], 1_000, 2_000, 500)
+    assert purgeable(tomb, [applied], 1_001, 2_000, 500)
+    # too young: writes made before it may still be on their way
+    assert not purgeable(tomb, [applied], None, 1_400, 500)
+
+
+def meta_at(min_time: int, max_time: int, tombstone_seq: int) -> ParquetFileMeta:
+    return ParquetFileMeta(database="db", table="cpu", partition_key="p", path=f"f{min_time}",
+                           file_id="f", size=1, rows=1, min_time=min_time, max_time=max_time,
+                           source_topic="w", source_partition=0, min_offset=0, max_offset=0,
+                           max_write_ts=0, max_write_seq=0, tombstone_seq=tombstone_seq)

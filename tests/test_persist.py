@@ -210,7 +210,8 @@ def test_delete_database_removes_files_buffers_and_stays_deleted(kafka_bootstrap
         asyncio.run(events_for(settings, db, count=1))
         wait_for_count(settings, db, "cpu", 1010)
         assert list(open_store(settings).list(f"{db}/"))
-        resp = httpx.delete(f"{settings.http_url}/api/v3/configure/database", params={"db": db})
+        resp = httpx.delete(f"{settings.http_url}/api/v3/configure/database",
+                            params={"db": db, "hard_delete_at": "now"})
         assert resp.status_code == 200
         assert httpx.get(f"{settings.http_url}/api/v3/query_sql",
                          params={"db": db, "q": "SELECT 1"}).status_code == 404
@@ -237,8 +238,8 @@ def test_delete_table_removes_its_files_and_buffers_and_leaves_the_others(kafka_
         base = settings.http_url
         assert httpx.delete(f"{base}/api/v3/configure/table",
                             params={"db": db, "table": "nope"}).status_code == 404
-        assert httpx.delete(f"{base}/api/v3/configure/table",
-                            params={"db": db, "table": "cpu"}).status_code == 200
+        assert httpx.delete(f"{base}/api/v3/configure/table", params={
+            "db": db, "table": "cpu", "hard_delete_at": "now"}).status_code == 200
         assert list(open_store(settings).list(f"{db}/cpu/")) == []
         assert httpx.get(f"{base}/api/v3/query_sql",
                          params={"db": db, "q": "SELECT count(*) FROM cpu"}).status_code in (400, 404)

@@ -9,10 +9,12 @@ import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from influent.config import Settings
 from influent.model import TAG, validate_db_name
 from persist.catalog import Catalog, schema_conflicts
 from persist.continuous_queries import ContinuousQueryStore
 from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
+from persist.soft_deletes import HardDeleteTimeError, SoftDeletes, format_ms, parse_hard_delete_at
 from persist.visibility import parse_duration
 from query_api.formats import CONTENT_TYPES, pick_format, render
 from query_api.routes.common import json_body
@@ -24,6 +26,9 @@ TABLE_FIELD_TYPES = {"utf8": "string", "int64": "integer", "uint64": "uinteger",
 
 
 class ConfigureRoutes:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
     def router(self) -> APIRouter:
         router = APIRouter()
         router.add_api_route("/api/v3/configure/database", self.list_databases, methods=["GET"])
@@ -33,9 +38,21 @@ class ConfigureRoutes:
         router.add_api_route("/api/v3/configure/table", self.create_table, methods=["POST"])
         return router
 
-    async def list_databases(self, request: Request, format: str = "json") -> Response:
+    async def list_databases(self, request: Request, format: str = "json",
+                             show_deleted: bool = False) -> Response:
+        """The databases; with ``show_deleted`` also the soft-deleted ones (under their new
+        names) with ``deleted`` and ``hard_deletion_date`` columns."""
         names = await request.app.state.catalog.databases()
-        table = pa.table({"iox::database": pa.array(names, pa.string())})
+        if show_deleted:
+            gone = [r for r in await SoftDeletes(request.app.state.catalog).records()
+                    if r.table is None]
+            table = pa.table({
+                "iox::database": pa.array(names + [r.database for r in gone], pa.string()),
+                "deleted": pa.array([False] * len(names) + [True] * len(gone), pa.bool_()),
+                "hard_deletion_date": pa.array([None] * len(names) + [
+                    format_ms(r.hard_delete_at_ms) for r in gone], pa.string())})
+        else:
+            table = pa.table({"iox::database": pa.array(names, pa.string())})
         fmt = pick_format(format, None)
         return StreamingResponse(render(table, fmt), media_type=CONTENT_TYPES[fmt])
 
@@ -61,25 +78,70 @@ class ConfigureRoutes:
             await set_retention(request.app, db, None, str(body["retention_period"]))
         return Response(status_code=200)
 
-    async def delete_database(self, request: Request, db: str = "") -> Response:
-        """Delete a database now: catalog entries, buffered rows and Parquet files. Rows
-        written before the deletion never come back (replays and buffers are dropped)."""
+    async def delete_database(self, request: Request, db: str = "",
+                              hard_delete_at: str | None = None) -> Response:
+        """Soft-delete a database (persist/soft_deletes.py): renamed and hidden at once, its
+        data removed at ``hard_delete_at``. ``hard_delete_at=now`` deletes catalog entries,
+        buffered rows and Parquet files at once. Rows written before the deletion never come
+        back under the old name (replays and buffers are dropped)."""
         catalog: Catalog = request.app.state.catalog
-        if not db or not await catalog.has_database(db):
+        now_ms = int(time.time() * 1000)
+        try:
+            hard_at, now = parse_hard_delete_at(hard_delete_at, now_ms,
+                                                self.settings.hard_delete_default)
+        except HardDeleteTimeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        soft = SoftDeletes(catalog, request.app.state.engine.store)
+        if db and not await catalog.has_database(db):
+            return await self._redelete(soft, await soft.record(db), hard_at, now, hard_delete_at)
+        if not db:
             return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
-        await remove_objects(request, await catalog.delete_database(db, int(time.time() * 1000)))
         await ContinuousQueryStore(catalog.redis, catalog.ns).drop_database(db)
+        if now:
+            await remove_objects(request, await catalog.delete_database(db, now_ms))
+        else:
+            await soft.soft_delete_database(db, hard_at, now_ms)
         return Response(status_code=200)
 
-    async def delete_table(self, request: Request, db: str = "", table: str = "") -> Response:
-        """Delete one table now, like a database: catalog entries, buffered rows and Parquet
-        files; rows written before the deletion never come back, later writes start afresh."""
+    async def delete_table(self, request: Request, db: str = "", table: str = "",
+                           hard_delete_at: str | None = None) -> Response:
+        """Soft-delete one table, like a database (``hard_delete_at=now``: at once); later
+        writes start a new table afresh."""
         catalog: Catalog = request.app.state.catalog
+        now_ms = int(time.time() * 1000)
+        try:
+            hard_at, now = parse_hard_delete_at(hard_delete_at, now_ms,
+                                                self.settings.hard_delete_default)
+        except HardDeleteTimeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         if not db or not await catalog.has_database(db):
             return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
-        if not table or table not in await catalog.tables(db):
+        soft = SoftDeletes(catalog, request.app.state.engine.store)
+        if table and table not in await catalog.tables(db):
+            return await self._redelete(soft, await soft.record(db, table), hard_at, now,
+                                        hard_delete_at)
+        if not table:
             return JSONResponse({"error": f"table not found: {table}"}, status_code=404)
-        await remove_objects(request, await catalog.delete_table(db, table, int(time.time() * 1000)))
+        if now:
+            await remove_objects(request, await catalog.delete_table(db, table, now_ms))
+        else:
+            await soft.soft_delete_table(db, table, hard_at, now_ms)
+        return Response(status_code=200)
+
+    @staticmethod
+    async def _redelete(soft: SoftDeletes, record, hard_at: int | None, now: bool,
+                        asked: str | None) -> Response:
+        """DELETE of an already soft-deleted name: changes its hard-delete time (``now``:
+        removes it at once); 409 when nothing would change, as InfluxDB 3 answers."""
+        if record is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        if now:
+            await soft.hard_delete(record)
+        elif (asked or "default") != "default" and hard_at != record.hard_delete_at_ms:
+            await soft.set_hard_delete_at(record, hard_at)
+        else:
+            return PlainTextResponse("attempted to delete resource that was already deleted",
+                                     status_code=409)
         return Response(status_code=200)
 
     async def create_table(self, request: Request) -> Response:
