@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from influent.model import TAG, validate_db_name
 from persist.catalog import Catalog, schema_conflicts
 from persist.continuous_queries import ContinuousQueryStore
+from persist.value_caches import CacheCatalog
 from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
 from persist.visibility import parse_duration
 from query_api.formats import CONTENT_TYPES, pick_format, render
@@ -69,6 +70,7 @@ class ConfigureRoutes:
             return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
         await remove_objects(request, await catalog.delete_database(db, int(time.time() * 1000)))
         await ContinuousQueryStore(catalog.redis, catalog.ns).drop_database(db)
+        await CacheCatalog(catalog.redis, catalog.ns).drop_table(db)
         return Response(status_code=200)
 
     async def delete_table(self, request: Request, db: str = "", table: str = "") -> Response:
@@ -80,6 +82,7 @@ class ConfigureRoutes:
         if not table or table not in await catalog.tables(db):
             return JSONResponse({"error": f"table not found: {table}"}, status_code=404)
         await remove_objects(request, await catalog.delete_table(db, table, int(time.time() * 1000)))
+        await CacheCatalog(catalog.redis, catalog.ns).drop_table(db, table)
         return Response(status_code=200)
 
     async def create_table(self, request: Request) -> Response:
