@@ -223,9 +223,11 @@ class ValueCaches:
             return [c for k, c in self.caches.items() if (k[1], k[2]) == (db, table)
                     and c.state.ready]
 
-    def read(self, cache: Cache, newest: bool = False) -> pa.Table:
+    def read(self, cache: Cache, newest: int = 0) -> pa.Table:
+        """The rows ``last_cache()``/``distinct_cache()`` show, or the ``newest`` newest rows of
+        each key of a last cache."""
         with self.lock:
-            return cache.newest_rows() if newest else cache.rows()
+            return cache.newest_rows(newest) if newest else cache.rows()
 
     def completeness(self, cache: Cache) -> bool:
         with self.lock:

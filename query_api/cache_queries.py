@@ -3,13 +3,16 @@
 - SQL: the table functions ``last_cache('table'[, 'name'])`` and ``distinct_cache('table'[,
   'name'])`` (DataFusion Python table functions), and ``system.last_caches`` /
   ``system.distinct_caches`` (the definitions), as InfluxDB 3 has them.
-- InfluxQL, beyond InfluxDB 3: ``SELECT last(...) ... GROUP BY *`` (TSBS *lastpoint*) reads the
-  newest row of each series from a last cache keyed on every tag, and ``SHOW TAG VALUES`` reads
-  the combinations of a distinct cache holding the keys, instead of the whole table. Either is
-  used only when it gives the very answer the table would: the cache is seeded and has dropped
-  nothing, no delete or retention period hides rows of the table, and (for ``last``) the newest
-  row of each series has every asked field and lies in the query's time range. Otherwise the
-  query reads the table as always.
+- InfluxQL, beyond InfluxDB 3: ``SELECT last(...) ... GROUP BY *`` and TSBS's *lastpoint*
+  (``SELECT * ... GROUP BY hostname ORDER BY time DESC LIMIT 1``) read the newest rows of each
+  key from a last cache keyed on (a superset of) the grouping tags, and ``SHOW TAG VALUES``
+  reads the combinations of a distinct cache holding the keys, instead of the whole table.
+  Either is used only when it gives the very answer the table would: the cache is seeded and
+  has dropped nothing, no delete or retention period hides rows of the table, it keeps enough
+  rows per key (``count`` >= LIMIT) and columns, and no older row could change the answer (for
+  ``last`` every newest row has every asked field; for a raw SELECT every kept row has one of
+  the selected fields), all within the query's time range. Otherwise the query reads the table
+  as always.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from persist.catalog import TableSchema
 from persist.value_caches import CacheCatalog, DistinctCacheDef, LastCacheDef
 from persist.visibility import Visibility
 from query_api.cache_feed import CacheNotFound, ValueCaches
+from query_api.influxql.cached_reads import NewestRows
 from query_api.value_caches import DistinctValueCache, LastValueCache
 
 CACHE_CALL = re.compile(
@@ -106,32 +110,46 @@ async def cache_system_tables(definitions: CacheCatalog, db: str, sql: str) -> d
 
 
 # ---- InfluxQL ----------------------------------------------------------------------------------
-def covering_last_rows(caches: ValueCaches, db: str, table: str, schema: TableSchema,
-                       rules: Visibility, fields: tuple[str, ...], group_tags: tuple[str, ...],
-                       lo: int | None, hi: int | None) -> pa.Table | None:
-    """The newest row of every series, from a last cache that gives exactly the answer of
-    ``last(field)`` per series over the whole table; None when no cache does."""
-    tags = set(schema.tags)
-    if not rules.trivial or set(group_tags) != tags:
+def covering_newest_rows(caches: ValueCaches, db: str, table: str, schema: TableSchema,
+                         rules: Visibility, wanted: NewestRows) -> pa.Table | None:
+    """Per group, the newest rows a statement needs (query_api/influxql/cached_reads.py), from
+    a last cache keyed on (a superset of) the group's tags that holds them all; None when no
+    cache does."""
+    if not rules.trivial:
         return None
     for cache in caches.table_caches(db, table):
         d = cache.definition
-        if not isinstance(cache, LastValueCache) or set(d.key_columns) != tags:
+        if (not isinstance(cache, LastValueCache) or not set(wanted.group_tags) <= set(d.key_columns)
+                or d.count < wanted.per_group):
             continue
-        if d.value_columns is not None and not set(fields) <= set(d.value_columns):
+        if d.value_columns is not None and (wanted.all_columns or
+                                            not set(wanted.fields) <= set(d.value_columns)):
             continue
         if not caches.completeness(cache):
             continue
-        rows = caches.read(cache, newest=True)
-        if any(f not in rows.column_names or rows.column(f).null_count for f in fields):
-            continue  # a series' newest row lacks a field: its last value is in an older row
-        times = rows.column("time").cast(pa.int64())
-        if rows.num_rows and ((lo is not None and pc.min(times).as_py() < lo) or
-                              (hi is not None and pc.max(times).as_py() > hi)):
+        rows = caches.read(cache, newest=wanted.per_group)
+        if rows.num_rows and not _answers(rows, wanted):
             continue
-        return rows.select([c for c in rows.column_names if c in tags or c in fields
-                            or c == "time"])
+        return rows
     return None
+
+
+def _answers(rows: pa.Table, wanted: NewestRows) -> bool:
+    """Whether no older row than these can change the statement's answer."""
+    present = [f for f in wanted.fields if f in rows.column_names]
+    if wanted.every_field:
+        if len(present) < len(wanted.fields) or any(rows.column(f).null_count for f in present):
+            return False  # a newest row lacks a field: its last value is in an older row
+    else:
+        shown = None
+        for f in present:
+            valid = pc.is_valid(rows.column(f))
+            shown = valid if shown is None else pc.or_(shown, valid)
+        if shown is None or not pc.all(shown).as_py():
+            return False  # a row the statement would skip: an older one would take its place
+    times = rows.column("time").cast(pa.int64())
+    return not ((wanted.lo is not None and pc.min(times).as_py() < wanted.lo) or
+                (wanted.hi is not None and pc.max(times).as_py() > wanted.hi))
 
 
 def covering_distinct_rows(caches: ValueCaches, db: str, table: str, rules: Visibility,

@@ -26,8 +26,9 @@ from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
 from persist.tokens import TokenStore, tokens_table
 from query_api.cache_feed import ValueCaches
+from query_api.influxql.cached_reads import NewestRows
 from query_api.cache_queries import (cache_system_tables, covering_distinct_rows,
-                                     covering_last_rows, prepare_cache_calls,
+                                     covering_newest_rows, prepare_cache_calls,
                                      register_cache_functions, without_cache_calls)
 from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
 from query_api import sql_guard
@@ -299,17 +300,15 @@ class EngineSource:
         rng = TimeRange(*time_range) if time_range else UNBOUNDED
         return await self.engine.load_table(db, table, rng, self.stats, tags)
 
-    async def last_rows(self, db: str, table: str, fields: tuple[str, ...],
-                        group_tags: tuple[str, ...], lo: int | None, hi: int | None
-                        ) -> pa.Table | None:
-        """The newest row per series from a covering last value cache (query_api/cache_queries.py)."""
+    async def newest_rows(self, db: str, table: str, wanted: NewestRows) -> pa.Table | None:
+        """Newest rows per group from a covering last value cache (query_api/cache_queries.py)."""
         caches = self.engine.caches
         if caches is None or not caches.table_caches(db, table):
             return None
         schema = await self.schema(db, table)
         rules = await self.engine.lifecycle.visibility(db, table)
-        rows = await asyncio.to_thread(covering_last_rows, caches, db, table, schema, rules,
-                                       fields, group_tags, lo, hi)
+        rows = await asyncio.to_thread(covering_newest_rows, caches, db, table, schema, rules,
+                                       wanted)
         return None if rows is None else _as_table_types(rows, schema)
 
     async def distinct_rows(self, db: str, table: str, keys: list[str]) -> pa.Table | None:
@@ -322,10 +321,10 @@ class EngineSource:
 
 
 def _as_table_types(rows: pa.Table, schema: TableSchema) -> pa.Table:
-    """Cached columns with the types a loaded table has (arrow_schema)."""
+    """Cached rows with the columns and types a loaded table has (arrow_schema)."""
     target = arrow_schema(schema)
-    return pa.table([rows.column(f.name).cast(f.type) for f in target if f.name in rows.column_names],
-                    names=[f.name for f in target if f.name in rows.column_names])
+    return pa.table([rows.column(f.name).cast(f.type) if f.name in rows.column_names
+                     else pa.nulls(rows.num_rows, f.type) for f in target], schema=target)
 
 
 # ---- system tables of the processing engine (processing_engine, persist/engine_catalog.py) ----

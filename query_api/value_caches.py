@@ -147,13 +147,14 @@ class LastValueCache:
                    for c in names]
         return pa.table(columns, names=names)
 
-    def newest_rows(self, now_ns: int | None = None) -> pa.Table:
-        """The newest row of each key, with every cached column (for InfluxQL)."""
+    def newest_rows(self, per_key: int = 1, now_ns: int | None = None) -> pa.Table:
+        """The ``per_key`` newest rows of each key, with every cached column (for InfluxQL)."""
         self.merge(now_ns)
         rows = self.state.rows
         if rows is None:
             return pa.table({TIME: pa.array([], pa.timestamp("ns"))})
-        newest = newest_per_key(rows, self.definition.key_columns, 1)
+        newest = rows if per_key >= self.definition.count else newest_per_key(
+            rows, self.definition.key_columns, per_key)
         return newest.drop_columns([c for c in (ORDER_TS, ORDER_SEQ, SEEN)
                                     if c in newest.column_names])
 
