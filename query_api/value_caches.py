@@ -103,6 +103,7 @@ class LastValueCache:
         self.definition = definition
         self.tags = tags  # the table's series key, for merging rows of one series and time
         self.state = CacheState()
+        self.newest: dict[int, pa.Table] = {}  # newest_rows answers until the rows change
 
     def add(self, batch: pa.Table, seen_ns: int | None = None) -> None:
         self.state.add(batch, time.time_ns() if seen_ns is None else seen_ns)
@@ -111,8 +112,10 @@ class LastValueCache:
 
     def merge(self, now_ns: int | None = None) -> None:
         now_ns = time.time_ns() if now_ns is None else now_ns
-        parts = ([self.state.rows] if self.state.rows is not None else []) + self.state.take_pending()
-        if parts:
+        pending = self.state.take_pending()
+        parts = ([self.state.rows] if self.state.rows is not None else []) + pending
+        if pending:
+            self.newest.clear()
             merged = pa.concat_tables(parts, promote_options="default")
             tags = [t for t in self.tags if t in merged.column_names]
             merged = deduplicate(merged, tags)  # drops the write-order columns
@@ -124,10 +127,11 @@ class LastValueCache:
         rows = self.state.rows
         if rows is None or rows.num_rows == 0:
             return
-        fresh = pc.greater_equal(rows.column(SEEN), now_ns - self.definition.ttl * 10**9)
-        if not pc.all(fresh).as_py():
-            self.state.rows = rows.filter(fresh)
+        cutoff = now_ns - self.definition.ttl * 10**9
+        if pc.min(rows.column(SEEN)).as_py() < cutoff:
+            self.state.rows = rows.filter(pc.greater_equal(rows.column(SEEN), cutoff))
             self.state.complete = False
+            self.newest.clear()
 
     def value_columns(self, present: list[str]) -> list[str]:
         keys = set(self.definition.key_columns)
@@ -153,10 +157,12 @@ class LastValueCache:
         rows = self.state.rows
         if rows is None:
             return pa.table({TIME: pa.array([], pa.timestamp("ns"))})
-        newest = rows if per_key >= self.definition.count else newest_per_key(
-            rows, self.definition.key_columns, per_key)
-        return newest.drop_columns([c for c in (ORDER_TS, ORDER_SEQ, SEEN)
-                                    if c in newest.column_names])
+        if per_key not in self.newest:
+            newest = rows if per_key >= self.definition.count else newest_per_key(
+                rows, self.definition.key_columns, per_key)
+            self.newest[per_key] = newest.drop_columns([c for c in (ORDER_TS, ORDER_SEQ, SEEN)
+                                                        if c in newest.column_names])
+        return self.newest[per_key]
 
 
 class DistinctValueCache:
