@@ -81,6 +81,7 @@ class ValueCaches:
             try:
                 if await self.definitions.version() != self.version:
                     await self.sync()
+                await self._refresh_series_keys()
             except Exception:  # Redis away: keep serving what is cached, try again
                 log.warning("reading the cache definitions failed", exc_info=True)
             await asyncio.sleep(POLL_S)
@@ -113,6 +114,17 @@ class ValueCaches:
                 for d in added:
                     self.tasks.append(asyncio.create_task(self._seed(cache_key(d))))
             self.version = version
+
+    async def _refresh_series_keys(self) -> None:
+        """A table's tags grow with its writes: last caches merge rows by the current series key."""
+        with self.lock:
+            tables = {(k[1], k[2]) for k, c in self.caches.items() if isinstance(c, LastValueCache)}
+        for db, table in tables:
+            tags = (await self.catalog.table_schema(db, table)).tags
+            with self.lock:
+                for key, cache in self.caches.items():
+                    if (key[1], key[2]) == (db, table) and isinstance(cache, LastValueCache):
+                        cache.tags = tags
 
     @staticmethod
     def _new_cache(definition: CacheDef, schema: TableSchema) -> Cache:
