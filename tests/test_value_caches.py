@@ -231,6 +231,13 @@ def test_caches_end_to_end(settings: Settings):
 def _configure_status_codes(s: Settings, db: str) -> None:
     """Create the test's caches, checking InfluxDB 3's answers on the way."""
     assert configure(s, "POST", "last", json={"table": "cpu"}).status_code == 400
+    for bad in (b"{not json", b'["a"]', b""):  # bad bodies are refused, never crash the API
+        assert configure(s, "POST", "last", content=bad).status_code == 400
+        assert configure(s, "DELETE", "distinct", content=bad).status_code == 400
+    assert configure(s, "POST", "last", json={"db": db, "table": "cpu", "count": "3"}
+                     ).status_code == 400
+    assert configure(s, "POST", "distinct", json={"db": db, "table": "cpu", "columns": "host"}
+                     ).status_code == 400
     assert configure(s, "POST", "last", json={"db": "nope", "table": "cpu"}).status_code == 404
     assert configure(s, "POST", "last", json={"db": db, "table": "nope"}).status_code == 404
     assert configure(s, "POST", "last", json={"db": db, "table": "cpu",
