@@ -64,18 +64,24 @@ def _key_ids(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
     return pc.dictionary_encode(joined).indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def newest_per_key(table: pa.Table, keys: tuple[str, ...], count: int) -> pa.Table:
+def newest_per_key(table: pa.Table, keys: tuple[str, ...], count: int,
+                   ties: tuple[str, ...] = ()) -> pa.Table:
     """The ``count`` rows with the highest ``time`` of each key combination, sorted by key then
-    newest first."""
+    newest first; rows of one time in order of their ``ties`` columns (the series key: the
+    order InfluxQL gives such rows, so a LIMIT keeps the same ones)."""
     if table.num_rows == 0:
         return table
-    ids = _key_ids(table, keys)
-    times = pc.cast(table.column(TIME), pa.int64()).to_numpy(zero_copy_only=False)
-    order = np.lexsort((-times, ids))
-    sorted_ids = ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    group = np.cumsum(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) - 1
-    rank = np.arange(len(order)) - starts[group]
+    frame = {"__key": pa.array(_key_ids(table, keys)),
+             "__time": pc.cast(table.column(TIME), pa.int64())}
+    frame.update({f"__t{i}": pc.fill_null(pc.cast(table.column(t), pa.string()), "")
+                  for i, t in enumerate(ties) if t in table.column_names})
+    order_by = [("__key", "ascending"), ("__time", "descending")] + [
+        (name, "ascending") for name in frame if name.startswith("__t")]
+    order = pc.sort_indices(pa.table(frame), sort_keys=order_by).to_numpy()
+    sorted_ids = frame["__key"].to_numpy()[order]
+    new_group = np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]
+    starts = np.flatnonzero(new_group)
+    rank = np.arange(len(order)) - starts[np.cumsum(new_group) - 1]
     return table.take(pa.array(order[rank < count]))
 
 
@@ -119,7 +125,8 @@ class LastValueCache:
             merged = pa.concat_tables(parts, promote_options="default")
             tags = [t for t in self.tags if t in merged.column_names]
             merged = deduplicate(merged, tags)  # drops the write-order columns
-            kept = newest_per_key(merged, self.definition.key_columns, self.definition.count)
+            kept = newest_per_key(merged, self.definition.key_columns, self.definition.count,
+                                  tuple(tags))
             self.state.rows = _oldest_order(kept)  # merged rows: older than any later write
         self._expire(now_ns)
 
@@ -159,7 +166,7 @@ class LastValueCache:
             return pa.table({TIME: pa.array([], pa.timestamp("ns"))})
         if per_key not in self.newest:
             newest = rows if per_key >= self.definition.count else newest_per_key(
-                rows, self.definition.key_columns, per_key)
+                rows, self.definition.key_columns, per_key, tuple(self.tags))
             self.newest[per_key] = newest.drop_columns([c for c in (ORDER_TS, ORDER_SEQ, SEEN)
                                                         if c in newest.column_names])
         return self.newest[per_key]

@@ -299,3 +299,14 @@ def _tag_keys(s: Settings, m: str) -> list[dict]:
     body = influxql(s, "compat", f'SHOW TAG KEYS FROM "{m}"')
     series = body["results"][0].get("series") or [{"values": []}]
     return [{"tagKey": v[0]} for v in series[0]["values"]]
+
+
+def test_last_cache_keeps_rows_of_one_time_in_series_key_order():
+    """Keyed on a coarser column, rows of one time keep InfluxQL's order (series key), so a
+    LIMIT over the cache keeps the rows it keeps over the table."""
+    cache = LastValueCache(LastCacheDef("db", "cpu", "c", ("region",), None, 1, 3600),
+                           ["host", "region"])
+    cache.add(batch([{"host": "b", "region": "eu", "usage": 2.0, "time": T0},
+                     {"host": "a", "region": "eu", "usage": 1.0, "time": T0},
+                     {"host": "c", "region": "eu", "usage": 3.0, "time": T0 - 1000}]))
+    assert [(r["host"], r["usage"]) for r in cache.rows().to_pylist()] == [("a", 1.0)]
