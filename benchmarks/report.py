@@ -103,6 +103,14 @@ def rows(results: dict) -> list[Row]:
         out.append(Row("queries", f"{kind} median", q["influent_median_s"], q["peer_median_s"],
                        "s", False, "<= peer, same answers",
                        ok and q["influent_median_s"] <= q["peer_median_s"], q["answers"]))
+    lc = _get(results, "queries", "lastpoint_cache", default={})
+    if lc.get("with_cache_median_s") is not None:  # benchmarks/lastpoint_cache.py
+        ok = lc["answers"] in ("identical", "floats ~1e-12", "tie order")
+        out.append(Row("queries", "lastpoint median with a last value cache",
+                       lc["with_cache_median_s"], lc["peer_median_s"], "s", False,
+                       "<= 10 ms, same answers", ok and lc["with_cache_median_s"] <= 0.010,
+                       f"{lc['answers']}; from_cache={lc['from_cache']}; without cache "
+                       f"{lc['without_cache_median_s'] * 1000:.1f} ms"))
     st = results.get("storage")
     if st:
         inf, peer = st["influent"], st["peer"]
@@ -243,8 +251,12 @@ def render_markdown(results: dict) -> str:
 def mismatches(results: dict) -> list[str]:
     qs = _get(results, "queries", "types", default={})
     compacted = _get(results, "compaction", "answers", default={})
-    return [k for k, q in qs.items() if q["answers"] in ("MISMATCH", "ERROR")] + [
-        f"{k} (after compaction)" for k, v in compacted.items() if v in ("MISMATCH", "ERROR")]
+    bad = [k for k, q in qs.items() if q["answers"] in ("MISMATCH", "ERROR")]
+    bad += [f"{k} (after compaction)" for k, v in compacted.items() if v in ("MISMATCH", "ERROR")]
+    lc = _get(results, "queries", "lastpoint_cache", default={})
+    if lc.get("error") or lc.get("answers") in ("MISMATCH", "ERROR"):
+        bad.append("lastpoint with a last value cache")
+    return bad
 
 
 def plot_ratios(results: dict, path: Path) -> Path | None:

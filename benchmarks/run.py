@@ -51,7 +51,7 @@ import click
 import redis
 
 from benchmarks import compaction as compaction_bench
-from benchmarks import freshness, ingest, ingest_sizes, queries, report
+from benchmarks import freshness, ingest, ingest_sizes, lastpoint_cache, queries, report
 from benchmarks import recovery as recovery_bench
 from benchmarks import storage as storage_bench
 from benchmarks.peer import Peer, influxd_version
@@ -312,7 +312,11 @@ def phase_queries(stack: Stack, plan: Plan) -> dict:
     end_ns = START_NS + int(plan.hours * 3600 * 1_000_000_000)
     results = queries.run_queries(stack.settings.http_url, stack.peer, DB, plan.hosts, START_NS,
                                   end_ns, plan.query_iterations, types=plan.query_types, log=log)
-    return {"data": state, "types": results}
+    out = {"data": state, "types": results}
+    if "lastpoint" in plan.query_types:  # the same query with a last value cache
+        out["lastpoint_cache"] = lastpoint_cache.measure(stack.settings.http_url, stack.peer, DB,
+                                                         plan.query_iterations, log=log)
+    return out
 
 
 def phase_freshness(stack: Stack, plan: Plan) -> dict:

@@ -7,6 +7,7 @@ import click
 
 from influent.config import Settings
 from influent.cli_admin import database, plugin, table, test, token
+from influent.cli_caches import cache
 from influent.cli_datain import import_command, migrate
 from influent.cli_engine import subscription, trigger
 from influent.cli_lifecycle import retention
@@ -231,6 +232,7 @@ main.add_command(migrate)
 main.add_command(import_command)
 main.add_command(database)
 main.add_command(table)
+main.add_command(cache)
 main.add_command(token)
 main.add_command(plugin)
 main.add_command(test)

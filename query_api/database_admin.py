@@ -13,6 +13,7 @@ from persist.catalog import Catalog, validate_db_name
 from persist.continuous_queries import ContinuousQueryStore
 from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore
+from persist.value_caches import CacheCatalog
 
 
 class CatalogDatabaseAdmin:
@@ -41,6 +42,7 @@ class CatalogDatabaseAdmin:
         paths = await self.catalog.delete_database(db, int(time.time() * 1000))
         await self._set_retention(db, None)
         await ContinuousQueryStore(self.catalog.redis, self.catalog.ns).drop_database(db)
+        await CacheCatalog(self.catalog.redis, self.catalog.ns).drop_table(db)
         await self._remove(paths)
 
     async def _set_retention(self, db: str, period_ns: int | None) -> None:
@@ -54,6 +56,7 @@ class CatalogDatabaseAdmin:
         if table not in await self.catalog.tables(db):
             return
         await self._remove(await self.catalog.delete_table(db, table, int(time.time() * 1000)))
+        await CacheCatalog(self.catalog.redis, self.catalog.ns).drop_table(db, table)
 
     async def retention_policies(self, db: str) -> list[tuple[str, int | None]]:
         databases = await self.catalog.databases()

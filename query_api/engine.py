@@ -25,6 +25,11 @@ from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
 from persist.tokens import TokenStore, tokens_table
+from query_api.cache_feed import ValueCaches
+from query_api.influxql.cached_reads import NewestRows
+from query_api.cache_queries import (cache_system_tables, covering_distinct_rows,
+                                     covering_newest_rows, prepare_cache_calls,
+                                     register_cache_functions, without_cache_calls)
 from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
 from query_api import sql_guard
 from query_api.snapshot_cache import SnapshotCache
@@ -130,6 +135,7 @@ class QueryEngine:
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
         self.lifecycle = LifecycleCatalog(catalog)
         self.recent = QueryLog()  # system.queries
+        self.caches: ValueCaches | None = None  # last/distinct value caches (query_api/cache_feed.py)
 
     async def table_state(self, db: str, table: str
                           ) -> tuple[TableSchema, list[ParquetFileMeta], list[pa.Table]]:
@@ -190,13 +196,20 @@ class QueryEngine:
     async def context(self, db: str, sql: str, params: dict | None, stats: QueryStats
                       ) -> datafusion.SessionContext:
         await self.require_database(db)
-        tables = referenced_tables(sql, await self.catalog.tables(db))
+        try:
+            await prepare_cache_calls(self.caches, db, sql)
+        except LookupError as exc:
+            raise QueryError(str(exc.args[0] if exc.args else exc)) from exc
+        tables = referenced_tables(without_cache_calls(sql), await self.catalog.tables(db))
         schemas = {t: arrow_schema(await self.catalog.table_schema(db, t)) for t in tables}
         planner = sql_guard.new_session()
         for name, schema in schemas.items():
             _register(planner, name, schema.empty_table())
         system = await system_tables(self.catalog, db, sql, self.recent)
+        if self.caches is not None:
+            system.update(await cache_system_tables(self.caches.definitions, db, sql))
         register_system_tables(planner, system)
+        register_cache_functions(planner, self.caches, db)
         try:
             limits = await asyncio.to_thread(plan_scan_limits, planner, sql, params)
         except QueryError:
@@ -205,6 +218,7 @@ class QueryEngine:
             raise sql_guard.query_error(exc) from exc
         ctx = sql_guard.new_session()
         register_system_tables(ctx, system)
+        register_cache_functions(ctx, self.caches, db)
         for name in tables:
             rng = limits.time.get(name, UNBOUNDED)
             _register(ctx, name, await self.load_table(db, name, rng, stats, limits.tags.get(name)))
@@ -285,6 +299,32 @@ class EngineSource:
                    tags: TagFilter | None = None) -> pa.Table:
         rng = TimeRange(*time_range) if time_range else UNBOUNDED
         return await self.engine.load_table(db, table, rng, self.stats, tags)
+
+    async def newest_rows(self, db: str, table: str, wanted: NewestRows) -> pa.Table | None:
+        """Newest rows per group from a covering last value cache (query_api/cache_queries.py)."""
+        caches = self.engine.caches
+        if caches is None or not caches.table_caches(db, table):
+            return None
+        schema = await self.schema(db, table)
+        rules = await self.engine.lifecycle.visibility(db, table)
+        rows = await asyncio.to_thread(covering_newest_rows, caches, db, table, schema, rules,
+                                       wanted)
+        return None if rows is None else _as_table_types(rows, schema)
+
+    async def distinct_rows(self, db: str, table: str, keys: list[str]) -> pa.Table | None:
+        """Every combination of ``keys`` from a covering distinct value cache."""
+        caches = self.engine.caches
+        if caches is None or not caches.table_caches(db, table):
+            return None
+        rules = await self.engine.lifecycle.visibility(db, table)
+        return await asyncio.to_thread(covering_distinct_rows, caches, db, table, rules, keys)
+
+
+def _as_table_types(rows: pa.Table, schema: TableSchema) -> pa.Table:
+    """Cached rows with the columns and types a loaded table has (arrow_schema)."""
+    target = arrow_schema(schema)
+    return pa.table([rows.column(f.name).cast(f.type) if f.name in rows.column_names
+                     else pa.nulls(rows.num_rows, f.type) for f in target], schema=target)
 
 
 # ---- system tables of the processing engine (processing_engine, persist/engine_catalog.py) ----

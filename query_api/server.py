@@ -31,6 +31,7 @@ from query_api.front import FlightTarget
 from query_api.flight_sql import catalog_table_schemas
 from query_api.metrics import ApiMetrics
 from query_api.routes.plugins import plugin_router
+from query_api.routes.caches import CacheRoutes
 from query_api.routes.configure import ConfigureRoutes
 from query_api.routes.engine import engine_metrics, engine_router
 from query_api.routes.explorer import ExplorerRoutes
@@ -39,6 +40,7 @@ from query_api.routes.flight import FlightQueries, start_flight
 from query_api.routes.query import VERSION, QueryRoutes
 from query_api.routes.tokens import authorize, token_router
 from query_api.routes.write import WriteRoutes
+from query_api.cache_feed import ValueCaches
 from query_api.snapshot_cache import SnapshotCacheMetrics
 from query_api.sql_guard import QueryLimits
 from topics.admin import ensure_topics
@@ -57,6 +59,9 @@ def create_api(settings: Settings) -> FastAPI:
         app.state.catalog = Catalog.connect(settings.redis_url, settings.app_id)
         app.state.engine = QueryEngine(app.state.catalog, open_store(settings),
                                        settings.query_cache_bytes)
+        caches = ValueCaches(settings, app.state.catalog, app.state.engine.load_table)
+        app.state.engine.caches = caches
+        caches.start()  # last/distinct value caches: definitions polled, fed from accepted
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                     max_request_size=MAX_MESSAGE_BYTES, enable_idempotence=True)
         await producer.start()
@@ -71,6 +76,7 @@ def create_api(settings: Settings) -> FastAPI:
             yield
         finally:
             FlightTarget.port = 0
+            await caches.close()
             await asyncio.to_thread(flight_server.shutdown)
             await producer.stop()
             await app.state.catalog.close()
@@ -82,6 +88,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(service_router(settings, metrics))
     app.include_router(QueryRoutes(settings, metrics).router())
     app.include_router(ConfigureRoutes(settings).router())
+    app.include_router(CacheRoutes().router())  # /api/v3/configure/last_cache, distinct_cache
     app.include_router(WriteRoutes(settings, metrics).router())
     app.include_router(engine_router(settings))  # subscriptions, triggers, /api/v3/engine/*
     ExplorerRoutes(settings).mount(app)  # the browser page at /explorer/, its pipeline endpoint

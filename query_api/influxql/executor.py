@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from query_api.influxql import ast, management, meta
+from query_api.influxql.cached_reads import cached_newest_rows
 from query_api.influxql.conditions import ConditionError, tag_filter
 from query_api.influxql.deletes import DeleteHook, DeleteStatement, run_delete
 from query_api.influxql.expressions import ExpressionError
@@ -209,8 +210,10 @@ async def run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQL
     columns = [plan.time_name] + [c.name for c in plan.columns]
     tags = tag_filter(plan.condition)
     for target in targets:
-        table = await source.load(*target, (lo, hi) if lo is not None or hi is not None else None,
-                                  tags)
+        table = await cached_newest_rows(source, plan, *target, lo, hi)  # a covering cache
+        if table is None:
+            table = await source.load(*target, (lo, hi) if lo is not None or hi is not None
+                                      else None, tags)
         if table.num_rows == 0:
             continue
         runner = (run_aggregate if plan.aggregate else

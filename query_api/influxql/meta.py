@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from query_api import sql_guard
 from query_api.influxql import ast
+from query_api.influxql.cached_reads import cached_distinct_rows
 from query_api.influxql.conditions import compile_condition, quote_ident, split_condition
 from query_api.influxql.results import Series, StatementResult
 from query_api.influxql.select import plain_strings
@@ -197,7 +198,9 @@ async def show_tag_values(stmt: ast.ShowTagValues, db: str | None, source: Influ
         keys = sorted(k for k, v in kinds.items() if v == "tag" and _key_matches(stmt, k))
         if not keys:
             continue
-        table = await source.load(name, m)
+        table = await cached_distinct_rows(source, stmt, name, m, keys)  # a covering cache
+        if table is None:
+            table = await source.load(name, m)
         key_col: list[pa.Array] = []
         value_col: list[pa.Array] = []
         for key in keys:

@@ -13,6 +13,7 @@ from influent.config import Settings
 from influent.model import TAG, validate_db_name
 from persist.catalog import Catalog, schema_conflicts
 from persist.continuous_queries import ContinuousQueryStore
+from persist.value_caches import CacheCatalog
 from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
 from persist.soft_deletes import HardDeleteTimeError, SoftDeletes, format_ms, parse_hard_delete_at
 from persist.visibility import parse_duration
@@ -101,6 +102,7 @@ class ConfigureRoutes:
             await remove_objects(request, await catalog.delete_database(db, now_ms))
         else:
             await soft.soft_delete_database(db, hard_at, now_ms)
+        await CacheCatalog(catalog.redis, catalog.ns).drop_table(db)
         return Response(status_code=200)
 
     async def delete_table(self, request: Request, db: str = "", table: str = "",
@@ -122,6 +124,7 @@ class ConfigureRoutes:
                                         hard_delete_at)
         if not table:
             return JSONResponse({"error": f"table not found: {table}"}, status_code=404)
+        await CacheCatalog(catalog.redis, catalog.ns).drop_table(db, table)
         if now:
             await remove_objects(request, await catalog.delete_table(db, table, now_ms))
         else:
