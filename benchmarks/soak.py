@@ -95,22 +95,35 @@ def set_up(stack: SoakStack, load: Load) -> None:
     post(stack, "/api/v3/configure/processing_engine_trigger", {
         "db": DATABASES[1], "plugin_filename": "soak_mirror.py", "trigger_name": "soak_mirror",
         "trigger_specification": f"table:{TABLE}", "trigger_arguments": None,
-        "trigger_settings": {"run_async": False, "error_behavior": "log"}, "disabled": False})
+        "trigger_settings": {"run_async": False, "error_behavior": "retry"}, "disabled": False})
 
-    def forwarded() -> bool:  # a write to each is copied: both are running
-        records = asyncio.run(read_topic(stack.settings, SUBSCRIPTION_TOPIC, timeout=30))
-        return (check_subscription(records, load.ledger, DATABASES[0])["ok"]
-                and check_trigger(stack.settings, load.ledger, DATABASES[1])["ok"])
+    wait_for("the subscription and the trigger to forward a write",
+             lambda: _forwarding(stack, load), 600, 0)
+    load.ledger.pairs.clear()  # from now on, every write must reach both
 
-    rng = random.Random(0)
+
+def _forwarding(stack: SoakStack, load: Load) -> bool:
+    """Write a marker to each of the two databases; whether both were forwarded within 30 s
+    (a new subscription or trigger starts with the writes after it is picked up)."""
+    rng = random.Random()
+    markers = {}
     for db in DATABASES[:2]:
         good, _ = load.ledger.compose(db, 1, rng, 0.0, 0.0)
         resp = httpx.post(f"{stack.settings.http_url}/api/v3/write_lp",
                           params={"db": db, "precision": "ns"}, content=good[0].text(),
                           timeout=60)
-        assert resp.status_code == 204, resp.text
+        if resp.status_code != 204:
+            raise RuntimeError(f"marker write refused: {resp.status_code} {resp.text[:300]}")
         load.ledger.acknowledged(good, [], db)
-    wait_for("the subscription and the trigger to forward a first write", forwarded, 300, 2.0)
+        markers[db] = {(good[0].series, good[0].time, good[0].value)}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        records = asyncio.run(read_topic(stack.settings, SUBSCRIPTION_TOPIC, timeout=30))
+        if (check_subscription(records, markers[DATABASES[0]])["ok"]
+                and check_trigger(stack.settings, markers[DATABASES[1]], DATABASES[1])["ok"]):
+            return True
+        time.sleep(1)
+    return False
 
 
 def inject(stack: SoakStack, load: Load, kind: str, opts: FaultOptions) -> dict:

@@ -110,28 +110,29 @@ def check_files(settings: Settings, persisted: list, objects: Path) -> dict:
             "newest_file_at": max((f.get("created_at", 0) for f in files.values()), default=0)}
 
 
-def check_subscription(records: list, ledger: Ledger, db: str) -> dict:
-    """Every (key, value) written to ``db`` was forwarded at least once."""
+def check_subscription(records: list, written: set[tuple[str, int, int]]) -> dict:
+    """Every (series, time, value) ``written`` was forwarded at least once."""
     seen = set()
     for r in records:
         for line in r.value.decode("utf-8", "replace").split("\n"):
             m = SUBSCRIPTION_LINE.match(line.strip())
             if m:
                 seen.add((m.group(1), int(m.group(3)), int(m.group(2))))
-    missing = ledger.pairs[db] - seen
-    return {"ok": not missing, "writes": len(ledger.pairs[db]), "missing": len(missing),
+    missing = written - seen
+    return {"ok": not missing, "writes": len(written), "missing": len(missing),
             "missing_sample": sorted(missing)[:5]}
 
 
-def check_trigger(settings: Settings, ledger: Ledger, db: str) -> dict:
-    """The on-write trigger copied every (key, value) written to ``db`` into ``mirror``."""
+def check_trigger(settings: Settings, written: set[tuple[str, int, int]], db: str) -> dict:
+    """The on-write trigger copied every (series, time, value) ``written`` to ``db`` into
+    ``mirror``."""
     table = query_table(settings, db, f"SELECT s, v, time FROM {MIRROR}")
     if table is None:
-        return {"ok": False, "error": "query failed", "writes": len(ledger.pairs[db])}
+        return {"ok": False, "error": "query failed", "writes": len(written)}
     seen = set(zip(table.column("s").to_pylist(), _ns(table.column("time")),
                    (int(v) for v in table.column("v").to_pylist())))
-    missing = ledger.pairs[db] - seen
-    return {"ok": not missing, "writes": len(ledger.pairs[db]), "missing": len(missing),
+    missing = written - seen
+    return {"ok": not missing, "writes": len(written), "missing": len(missing),
             "missing_sample": sorted(missing)[:5]}
 
 
@@ -175,8 +176,8 @@ def run_checks(settings: Settings, ledger: Ledger, dbs: list[str], objects: Path
     checks = {"rows": {db: check_rows(settings, ledger, db) for db in dbs},
               "rejected": check_rejected(rejected, ledger),
               "files": check_files(settings, persisted, objects),
-              "subscription": check_subscription(forwarded, ledger, sub_db),
-              "trigger": check_trigger(settings, ledger, trigger_db)}
+              "subscription": check_subscription(forwarded, ledger.pairs[sub_db]),
+              "trigger": check_trigger(settings, ledger.pairs[trigger_db], trigger_db)}
     checks["ok"] = all(c["ok"] for c in checks["rows"].values()) and all(
         checks[k]["ok"] for k in ("rejected", "files", "subscription", "trigger"))
     return checks
