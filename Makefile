@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench bench-quick down status clean
+.PHONY: setup run test bench bench-quick soak down status clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: setup
 bench-quick: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks.run --quick
+
+# A soak with faults (benchmarks/soak.py): SOAK_ARGS='--minutes 2 --faults worker_kill'.
+soak: setup
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 down:
 	$(BIN)/influent dev down

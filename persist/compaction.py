@@ -22,9 +22,8 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from persist.parquet_files import ParquetFileMeta, build_parquet, object_path
+from persist.parquet_files import ParquetFileMeta, build_parquet, object_path, with_write_order
 from persist.visibility import Visibility
-from topics.wire import ORDER_SEQ, ORDER_TS
 
 DROP = "drop"          # inputs go, nothing replaces them
 REWRITE = "rewrite"    # one file rewritten at its level without deleted or expired rows
@@ -85,14 +84,12 @@ def _order(meta: ParquetFileMeta) -> tuple:
 
 
 def input_rows(table: pa.Table, meta: ParquetFileMeta, rules: Visibility) -> pa.Table:
-    """A file's rows as a merge sees them: dictionaries decoded, the file's write order attached,
+    """A file's rows as a merge sees them: dictionaries decoded, their write order attached,
     and rows deleted or expired since it was written left out."""
     cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
     table = pa.table(cols, names=table.column_names)
-    table = rules.file_rows(table, meta.min_time, meta.max_time, meta.tombstone_seq)
-    n = table.num_rows
-    return (table.append_column(ORDER_TS, pa.repeat(pa.scalar(meta.max_write_ts, pa.int64()), n))
-                 .append_column(ORDER_SEQ, pa.repeat(pa.scalar(meta.max_write_seq, pa.int64()), n)))
+    return with_write_order(rules.file_rows(table, meta.min_time, meta.max_time,
+                                            meta.tombstone_seq), meta)
 
 
 def time_cuts(times: pa.Array, rows_per_file: int) -> list[int]:

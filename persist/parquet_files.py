@@ -97,7 +97,7 @@ def build_parquet(buffered: pa.Table, tags: list[str], meta: ParquetFileMeta) ->
     """Dedup, sort and encode buffered rows; returns the file bytes and the completed metadata."""
     max_ts = pc.max(buffered.column(ORDER_TS)).as_py() if buffered.num_rows else 0
     max_seq = pc.max(buffered.column(ORDER_SEQ)).as_py() if buffered.num_rows else 0
-    table = sort_for_file(deduplicate(buffered, tags), tags)
+    table = sort_for_file(deduplicate(buffered, tags, keep_order=True), tags)
     table = table.select(sorted(table.column_names))
     times = pc.cast(table.column("time"), pa.int64())
     present_tags = [t for t in tags if t in table.column_names]
@@ -117,6 +117,17 @@ def build_parquet(buffered: pa.Table, tags: list[str], meta: ParquetFileMeta) ->
                    row_group_size=ROW_GROUP_ROWS)
     data = buf.getvalue()
     return data, replace(meta, size=len(data))
+
+
+def with_write_order(table: pa.Table, meta: ParquetFileMeta) -> pa.Table:
+    """A file's rows with their write order: each row's own (kept since files carry
+    ``ORDER_TS``/``ORDER_SEQ``), else the file's newest write for every row (older files)."""
+    n = table.num_rows
+    if ORDER_TS not in table.column_names:
+        table = table.append_column(ORDER_TS, pa.repeat(pa.scalar(meta.max_write_ts, pa.int64()), n))
+    if ORDER_SEQ not in table.column_names:
+        table = table.append_column(ORDER_SEQ, pa.repeat(pa.scalar(meta.max_write_seq, pa.int64()), n))
+    return table
 
 
 def read_meta(data_or_path) -> ParquetFileMeta:

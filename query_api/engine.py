@@ -23,7 +23,7 @@ from persist.dedup import deduplicate, project_columns
 from persist.engine_catalog import processing_engine_logs
 from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore
-from persist.parquet_files import ParquetFileMeta
+from persist.parquet_files import ParquetFileMeta, with_write_order
 from persist.tokens import TokenStore, tokens_table
 from query_api.cache_feed import ValueCaches
 from query_api.influxql.cached_reads import NewestRows
@@ -37,7 +37,7 @@ from query_api.sql_guard import QueryError
 from query_api.query_log import QueryLog
 from query_api.system_tables import lifecycle_system_tables
 from query_api.tag_filter import TagFilter, keep_matching
-from topics.wire import ORDER_SEQ, ORDER_TS, decode_batches
+from topics.wire import decode_batches
 
 
 READ_THREADS = 8
@@ -73,12 +73,9 @@ def arrow_schema(schema: TableSchema) -> pa.Schema:
 
 
 def file_rows(table: pa.Table, meta: ParquetFileMeta) -> pa.Table:
-    """Rows of a persisted file, with the file's write order (newer files win over older)."""
+    """Rows of a persisted file, with their write order (persist/parquet_files.py)."""
     cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
-    table = pa.table(cols, names=table.column_names)
-    n = table.num_rows
-    return (table.append_column(ORDER_TS, pa.repeat(pa.scalar(meta.max_write_ts, pa.int64()), n))
-                 .append_column(ORDER_SEQ, pa.repeat(pa.scalar(meta.max_write_seq, pa.int64()), n)))
+    return with_write_order(pa.table(cols, names=table.column_names), meta)
 
 
 def within(table: pa.Table, rng: TimeRange) -> pa.Table:

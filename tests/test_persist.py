@@ -17,6 +17,7 @@ import redis
 
 from influent.config import Settings
 from influent.devstack import free_port, start_redis, stop
+from influent.model import ORDER_SEQ, ORDER_TS
 from persist.object_store import open_store
 from tests.harness import produce, read_topic, rows, running, unique, wait_for, wait_for_count
 
@@ -97,7 +98,9 @@ def test_persist_events_announce_files_with_the_written_rows(kafka_bootstrap, re
         ctx.register_parquet("persisted", str(local))
         got_df = ctx.sql("SELECT count(*) AS n FROM persisted").to_pydict()
         assert got_df["n"] == [events[0]["rows"]]
-        assert set(ctx.table("persisted").schema().names) == {"dc", "host", "n", "time", "usage"}
+        # (plus each row's write order, which queries use and never show)
+        assert set(ctx.table("persisted").schema().names) == {"dc", "host", "n", "time", "usage",
+                                                              ORDER_TS, ORDER_SEQ}
 
 
 @pytest.mark.parametrize("failpoint", ["after_object_write", "after_catalog_commit", "before_event"])
