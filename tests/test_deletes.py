@@ -171,7 +171,7 @@ def test_applied_tombstones_are_purged_and_deletes_stay_true(kafka_bootstrap, tm
             assert counts(settings, db) == expected and client.hlen(tombs_key) == 2
 
             run.restart_worker()  # persists the buffers (rows written before the deletes)
-            wait_for(lambda: client.hlen(tombs_key) == 0 and not copies(), timeout=90,
+            wait_for(lambda: client.hlen(tombs_key) == 0 and not copies(), timeout=240,
                      what="both tombstones purged once applied to every file")
             assert counts(settings, db) == expected
             asyncio.run(produce(settings, [f"cpu,host=h0 v=99 {BASE + 5 * SEC}".encode()], db,
