@@ -71,6 +71,7 @@ def statement_json(statement_id: int, result: StatementResult, epoch: str | None
     if not result.series:
         return {"statement_id": statement_id}
     times = iter(_time_values(result.series, epoch, result.tz))
+    texts = iter(series_json(result.series, epoch, result.tz))
     out = []
     for s in result.series:
         entry: dict[str, Any] = {}
@@ -80,10 +81,83 @@ def statement_json(statement_id: int, result: StatementResult, epoch: str | None
             entry["tags"] = {k: s.tags[k] for k in sorted(s.tags)}
         entry["columns"] = list(s.columns)
         values = _rows(s, next(times) if s.has_time else None)
+        text = next(texts) if s.has_time else None
         if values:  # 1.x omits "values" for an empty series (SHOW DATABASES with none)
-            entry["values"] = values
+            entry["values"] = EncodedRows(values, text) if text is not None else values
         out.append(entry)
     return {"statement_id": statement_id, "series": out}
+
+
+class EncodedRows(list):
+    """A series' ``values`` that also carry their Go JSON text, made straight from the Arrow
+    columns (:func:`series_json`); every other reader sees an ordinary list of rows."""
+
+    def __init__(self, rows: list[list[Any]], text: str):
+        super().__init__(rows)
+        self.text = text
+
+
+def series_json(series: list[Series], epoch: str | None, tz: str | None) -> list[str | None]:
+    """The JSON text of each time-carrying series' ``values``, computed column by column over
+    all the series at once (a few Arrow kernels per column, not per series); None for every
+    series when a column has no vectorised form (NaN, nested values: the per-value path
+    raises or encodes those)."""
+    timed = [s for s in series if s.has_time]
+    if not timed or any(s.table.num_columns != timed[0].table.num_columns for s in timed):
+        return [None] * len(timed)
+    columns: list[pa.Array] = []
+    for j in range(timed[0].table.num_columns):
+        chunks = [c for s in timed for c in s.table.column(j).chunks]
+        if len({c.type for c in chunks}) > 1:
+            return [None] * len(timed)
+        column = pa.concat_arrays(chunks) if chunks else pa.array([], pa.null())
+        if j == 0:
+            ns = column.cast(pa.int64())
+            tokens = (to_epoch(ns, epoch).cast(pa.string()) if epoch else
+                      pc.binary_join_element_wise("\"", format_rfc3339(ns, tz), "\"", ""))
+        else:
+            tokens = arrow_tokens(column)
+        if tokens is None:
+            return [None] * len(timed)
+        columns.append(tokens)
+    rows = pc.binary_join_element_wise(*columns, ",").to_pylist() if columns else []
+    out, begin = [], 0
+    for s in timed:
+        n = s.table.num_rows
+        out.append("[[" + "],[".join(rows[begin:begin + n]) + "]]")
+        begin += n
+    return out
+
+
+def arrow_tokens(column: pa.Array) -> pa.Array | None:
+    """Go's JSON for each value of an Arrow column (``null`` for nulls), or None when the
+    column's type has no vectorised form here."""
+    t = column.type
+    if pa.types.is_null(t):
+        return pa.repeat(pa.scalar("null"), len(column))
+    if pa.types.is_floating(t):
+        arr = column.cast(pa.float64())
+        if pc.all(pc.is_finite(arr)).as_py() is False:
+            return None
+        texts = arr.cast(pa.string())
+        magnitude = pc.abs(arr)
+        go_exponent = pc.or_(pc.and_(pc.less(magnitude, 1e-6), pc.not_equal(magnitude, 0.0)),
+                             pc.greater_equal(magnitude, 1e21))
+        redo = pc.fill_null(pc.not_equal(pc.match_substring(texts, "e"), go_exponent), False)
+        if pc.any(redo).as_py():
+            fixed = [go_float(v) for v in pc.filter(arr, redo).to_pylist()]
+            texts = pc.replace_with_mask(texts, redo, pa.array(fixed, pa.string()))
+        return texts.fill_null("null")
+    if pa.types.is_integer(t):
+        return column.cast(pa.string()).fill_null("null")
+    if pa.types.is_boolean(t):
+        return pc.if_else(column, "true", "false").fill_null("null")
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        column = column.cast(pa.string())
+        distinct = pc.unique(column).drop_null()
+        encoded = pa.array([_go_string(v) for v in distinct.to_pylist()], pa.string())
+        return pc.take(encoded, pc.index_in(column, value_set=distinct)).fill_null("null")
+    return None
 
 
 def query_json(results: list[StatementResult], epoch: str | None = None) -> dict[str, Any]:
@@ -187,6 +261,8 @@ def _encode(value: Any, out: list[str], indent: str | None = None, depth: int = 
         out.append(go_float(value))
     elif isinstance(value, str):
         out.append(_go_string(value))
+    elif indent is None and isinstance(value, EncodedRows):
+        out.append(value.text)
     elif (indent is None and isinstance(value, list) and len(value) > 1
           and isinstance(value[0], list) and _encode_rows(value, out)):
         return
