@@ -9,8 +9,9 @@ from influent.model import INTERNAL_COLUMNS, ORDER_SEQ, ORDER_TS
 from influent.model import KEY_SEPARATOR as SERIES_SEPARATOR
 
 
-def deduplicate(table: pa.Table, tags: list[str]) -> pa.Table:
-    """Merge rows that share tags + time; drop the internal write-order columns.
+def deduplicate(table: pa.Table, tags: list[str], keep_order: bool = False) -> pa.Table:
+    """Merge rows that share tags + time; drop the internal write-order columns (``keep_order``
+    keeps them, each merged row with its newest write, so the result can be merged again).
 
     Most rows have a key of their own, and merging is the expensive part (an ordered ``last``
     per field), so the keys are counted first and only rows whose key occurs more than once go
@@ -18,6 +19,8 @@ def deduplicate(table: pa.Table, tags: list[str]) -> pa.Table:
     """
     keys = [t for t in tags if t in table.column_names] + ["time"]
     values = [c for c in table.column_names if c not in keys and c not in INTERNAL_COLUMNS]
+    if keep_order:
+        values += [c for c in INTERNAL_COLUMNS if c in table.column_names]
     if table.num_rows == 0:
         return table.select(keys + values)
     null_key = None

@@ -25,6 +25,7 @@ from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
 from persist.tokens import TokenStore, tokens_table
+from query_api.hot_data import HotParts, select
 from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
 from query_api import sql_guard
 from query_api.snapshot_cache import SnapshotCache
@@ -128,15 +129,24 @@ class QueryEngine:
         self.catalog = catalog
         self.store = store
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
+        self.hot = HotParts(snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
         self.lifecycle = LifecycleCatalog(catalog)
         self.recent = QueryLog()  # system.queries
 
     async def table_state(self, db: str, table: str
                           ) -> tuple[TableSchema, list[ParquetFileMeta], list[pa.Table]]:
+        schema, files, keyed = await self.keyed_state(db, table)
+        return schema, files, [data for _, data in keyed]
+
+    async def keyed_state(self, db: str, table: str
+                          ) -> tuple[TableSchema, list[ParquetFileMeta], list[tuple[Any, pa.Table]]]:
+        """Schema, files and buffer snapshots, each snapshot with its cache key (None when
+        it has none)."""
         if self.snapshots is not None:
-            return await self.snapshots.table_state(db, table)
+            return await self.snapshots.keyed_state(db, table)
         schema, files, raw = await self.catalog.table_state(db, table)
-        return schema, files, await asyncio.to_thread(lambda: [decode_batches(s) for s in raw])
+        return schema, files, await asyncio.to_thread(lambda: [(None, decode_batches(s))
+                                                               for s in raw])
 
     def read_file(self, meta: ParquetFileMeta, rng: TimeRange) -> pa.Table:
         local = self.store.local_path(meta.path)
@@ -155,7 +165,8 @@ class QueryEngine:
         """The table's deduplicated rows within ``rng`` (files outside it are never opened),
         and with the tag values ``tags`` allows (rows filtered before dedup)."""
         stats = stats if stats is not None else QueryStats()
-        schema, files, snapshots = await self.table_state(db, table)
+        schema, files, keyed = await self.keyed_state(db, table)
+        snapshots = [data for _, data in keyed]
         rules = await self.lifecycle.visibility(db, table)  # retention and deletes, every path
         if rules.cutoff is not None:
             rng = rng.narrow(rules.cutoff, None)
@@ -164,6 +175,11 @@ class QueryEngine:
         stats.files_read += len(wanted)
         stats.files.extend(m.path for m in wanted)
         stats.buffer_batches += len(snapshots)
+        if (self.hot is not None and not rules.tombstones
+                and all(key is not None for key, _ in keyed)):
+            # the retention cutoff is already in ``rng``; tombstones take the path below
+            return await asyncio.to_thread(self._load_hot, schema, wanted, keyed, rng, tags,
+                                           stats)
 
         def load() -> pa.Table:
             def read(m: ParquetFileMeta) -> pa.Table:
@@ -182,6 +198,24 @@ class QueryEngine:
             return assemble_table(schema, parts, already_unique=len(wanted) == 1 and not snapshots)
 
         return await asyncio.to_thread(load)
+
+    def _load_hot(self, schema: TableSchema, files: list[ParquetFileMeta],
+                  snapshots: list[tuple[Any, pa.Table]], rng: TimeRange,
+                  tags: TagFilter | None, stats: QueryStats) -> pa.Table:
+        """:meth:`load_table` from the hot parts (query_api/hot_data.py)."""
+        assert self.hot is not None
+        names = schema.tags
+        parts = [self.hot.part(("file", m.path, m.size, m.rows, m.max_offset),
+                               lambda m=m: self.read_file(m, UNBOUNDED), names, unique=True)
+                 for m in files]
+        parts += [self.hot.part(("buffer",) + key, lambda data=data: data, names, unique=False)
+                  for key, data in snapshots]
+        usable = {c: v for c, v in (tags or {}).items() if c in names}
+        chosen = select(parts, rng.lo, rng.hi,
+                        self.hot.registry.matching(usable) if usable else None)
+        stats.rows_scanned += chosen.rows
+        merged = [assemble_table(schema, chosen.overlapping)] if chosen.overlapping else []
+        return assemble_table(schema, merged + chosen.unique, already_unique=True)
 
     async def require_database(self, db: str) -> None:
         if not await self.catalog.has_database(db):

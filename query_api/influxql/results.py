@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -41,7 +42,7 @@ class StatementResult:
     tz: str | None = None
 
 
-def _time_values(series: list[Series], epoch: str | None, tz: str | None) -> list[list[Any]]:
+def _time_values(series: list[Series], epoch: str | None, tz: str | None) -> list[pa.Array]:
     """Each time-carrying series' times, encoded in one vectorised pass over all of them (the
     windows of a GROUP BY time result repeat across series and are formatted once)."""
     timed = [s for s in series if s.has_time]
@@ -49,19 +50,50 @@ def _time_values(series: list[Series], epoch: str | None, tz: str | None) -> lis
         return []
     times = pa.concat_arrays([a for s in timed for a in s.table.column(0).cast(pa.int64()).chunks]
                              or [pa.array([], pa.int64())])
-    encoded = (to_epoch(times, epoch) if epoch else format_rfc3339(times, tz)).to_pylist()
+    encoded = to_epoch(times, epoch) if epoch else format_rfc3339(times, tz)
     out, begin = [], 0
     for s in timed:
-        out.append(encoded[begin:begin + s.table.num_rows])
+        out.append(encoded.slice(begin, s.table.num_rows))
         begin += s.table.num_rows
     return out
 
 
-def _rows(series: Series, times: list[Any] | None) -> list[list[Any]]:
+def _rows(series: Series, times: pa.Array | None) -> list[list[Any]]:
     cols = [col.to_pylist() for col in series.table.columns]
     if times is not None:
-        cols[0] = times
+        cols[0] = times.to_pylist()
     return [list(row) for row in zip(*cols)]
+
+
+class ArrowRows(Sequence):
+    """A series' ``values``: its Go JSON text made straight from the Arrow columns
+    (:func:`series_json`), and the rows as Python lists only when someone reads them (the
+    chunked and v3 endpoints, tests); compares equal to the list of rows."""
+
+    def __init__(self, series: Series, times: pa.Array | None, text: str):
+        self.series, self.times, self.text = series, times, text
+        self._rows: list[list[Any]] | None = None
+
+    @property
+    def rows(self) -> list[list[Any]]:
+        if self._rows is None:
+            self._rows = _rows(self.series, self.times)
+        return self._rows
+
+    def __len__(self) -> int:
+        return self.series.table.num_rows
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __eq__(self, other: object) -> bool:
+        return self.rows == (other.rows if isinstance(other, ArrowRows) else other)
+
+    def __repr__(self) -> str:
+        return repr(self.rows)
 
 
 def statement_json(statement_id: int, result: StatementResult, epoch: str | None = None
@@ -80,21 +112,15 @@ def statement_json(statement_id: int, result: StatementResult, epoch: str | None
         if s.tags is not None:
             entry["tags"] = {k: s.tags[k] for k in sorted(s.tags)}
         entry["columns"] = list(s.columns)
-        values = _rows(s, next(times) if s.has_time else None)
+        stamps = next(times) if s.has_time else None
         text = next(texts) if s.has_time else None
-        if values:  # 1.x omits "values" for an empty series (SHOW DATABASES with none)
-            entry["values"] = EncodedRows(values, text) if text is not None else values
+        # 1.x omits "values" for an empty series (SHOW DATABASES with none)
+        if text is not None and s.table.num_rows:
+            entry["values"] = ArrowRows(s, stamps, text)
+        elif s.table.num_rows:
+            entry["values"] = _rows(s, stamps)
         out.append(entry)
     return {"statement_id": statement_id, "series": out}
-
-
-class EncodedRows(list):
-    """A series' ``values`` that also carry their Go JSON text, made straight from the Arrow
-    columns (:func:`series_json`); every other reader sees an ordinary list of rows."""
-
-    def __init__(self, rows: list[list[Any]], text: str):
-        super().__init__(rows)
-        self.text = text
 
 
 def series_json(series: list[Series], epoch: str | None, tz: str | None) -> list[str | None]:
@@ -261,8 +287,11 @@ def _encode(value: Any, out: list[str], indent: str | None = None, depth: int = 
         out.append(go_float(value))
     elif isinstance(value, str):
         out.append(_go_string(value))
-    elif indent is None and isinstance(value, EncodedRows):
-        out.append(value.text)
+    elif isinstance(value, ArrowRows):
+        if indent is None:
+            out.append(value.text)
+        else:
+            _encode(value.rows, out, indent, depth)
     elif (indent is None and isinstance(value, list) and len(value) > 1
           and isinstance(value[0], list) and _encode_rows(value, out)):
         return
