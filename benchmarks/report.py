@@ -87,6 +87,7 @@ def rows(results: dict) -> list[Row]:
         out.append(Row("queries", f"{kind} median", q["influent_median_s"], q["peer_median_s"],
                        "s", False, "<= peer, same answers",
                        ok and q["influent_median_s"] <= q["peer_median_s"], q["answers"]))
+    out.extend(query_load_rows(results.get("query_load")))
     st = results.get("storage")
     if st:
         inf, peer = st["influent"], st["peer"]
@@ -120,6 +121,22 @@ def rows(results: dict) -> list[Row]:
                            "benchmarks.recovery: buffers were persisted at stop)",
                            r["ready_s"], peer_s, "s", False))
     return out
+
+
+def query_load_rows(r: dict | None) -> list[Row]:
+    """benchmarks.query_load: latency under ingest and queries per second of many clients."""
+    if not r:
+        return []
+    i, p = r["influent"], r["peer"]
+    load = f"{r['kind']} under {r['rate']:,} lines/s ingest"
+    return [
+        Row("query load", f"{load}, p50", i["under_ingest"]["p50_s"], p["under_ingest"]["p50_s"],
+            "s", False),
+        Row("query load", f"{load}, p99", i["under_ingest"]["p99_s"], p["under_ingest"]["p99_s"],
+            "s", False, "p99 <= 50 ms", i["under_ingest"]["p99_s"] <= 0.05),
+        Row("query load", f"{r['kind']} queries/s, {i['concurrent']['clients']} clients",
+            i["concurrent"]["qps"], p["concurrent"]["qps"], "q/s", True),
+    ]
 
 
 def _fmt(v: float | None, unit: str) -> str:

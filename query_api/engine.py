@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import re
+from collections import OrderedDict
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ from persist.lifecycle_catalog import LifecycleCatalog
 from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta
 from persist.tokens import TokenStore, tokens_table
-from query_api.hot_data import HotParts, select
+from query_api.hot_data import HotPart, HotParts, select
 from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
 from query_api import sql_guard
 from query_api.snapshot_cache import SnapshotCache
@@ -37,6 +39,8 @@ from topics.wire import ORDER_SEQ, ORDER_TS, decode_batches
 
 
 READ_THREADS = 8
+HOT_TABLES = 32  # recently queried tables whose new parts are indexed in the background
+log = logging.getLogger("influent.api")
 
 
 class DatabaseNotFound(LookupError):
@@ -130,6 +134,7 @@ class QueryEngine:
         self.store = store
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
         self.hot = HotParts(snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
+        self.hot_tables: OrderedDict[tuple[str, str], None] = OrderedDict()  # kept warm
         self.lifecycle = LifecycleCatalog(catalog)
         self.recent = QueryLog()  # system.queries
 
@@ -178,6 +183,10 @@ class QueryEngine:
         if (self.hot is not None and not rules.tombstones
                 and all(key is not None for key, _ in keyed)):
             # the retention cutoff is already in ``rng``; tombstones take the path below
+            self.hot_tables[(db, table)] = None
+            self.hot_tables.move_to_end((db, table))
+            while len(self.hot_tables) > HOT_TABLES:
+                self.hot_tables.popitem(last=False)
             return await asyncio.to_thread(self._load_hot, schema, wanted, keyed, rng, tags,
                                            stats)
 
@@ -199,17 +208,36 @@ class QueryEngine:
 
         return await asyncio.to_thread(load)
 
+    def _hot_parts(self, schema: TableSchema, files: list[ParquetFileMeta],
+                   snapshots: list[tuple[Any, pa.Table]]) -> list[HotPart]:
+        assert self.hot is not None
+        names = schema.tags
+        parts = [self.hot.part(("file", m.path, m.size, m.rows, m.max_offset),
+                               lambda m=m: self.read_file(m, UNBOUNDED), names, unique=True)
+                 for m in files]
+        return parts + [self.hot.part(("buffer",) + key, lambda data=data: data, names,
+                                      unique=False) for key, data in snapshots]
+
+    async def keep_warm(self, interval: float = 0.2) -> None:
+        """Forever: index the new files and snapshots of the recently queried tables as soon
+        as the catalog lists them, so queries rarely wait for a part to be built."""
+        while True:
+            await asyncio.sleep(interval)
+            for db, table in list(self.hot_tables):
+                try:
+                    schema, files, keyed = await self.keyed_state(db, table)
+                    if all(key is not None for key, _ in keyed):
+                        await asyncio.to_thread(self._hot_parts, schema, files, keyed)
+                except Exception:  # a table dropped meanwhile, Redis restarting: next round
+                    log.debug("warming %s.%s failed", db, table, exc_info=True)
+
     def _load_hot(self, schema: TableSchema, files: list[ParquetFileMeta],
                   snapshots: list[tuple[Any, pa.Table]], rng: TimeRange,
                   tags: TagFilter | None, stats: QueryStats) -> pa.Table:
         """:meth:`load_table` from the hot parts (query_api/hot_data.py)."""
         assert self.hot is not None
         names = schema.tags
-        parts = [self.hot.part(("file", m.path, m.size, m.rows, m.max_offset),
-                               lambda m=m: self.read_file(m, UNBOUNDED), names, unique=True)
-                 for m in files]
-        parts += [self.hot.part(("buffer",) + key, lambda data=data: data, names, unique=False)
-                  for key, data in snapshots]
+        parts = self._hot_parts(schema, files, snapshots)
         usable = {c: v for c, v in (tags or {}).items() if c in names}
         chosen = select(parts, rng.lo, rng.hi,
                         self.hot.registry.matching(usable) if usable else None)

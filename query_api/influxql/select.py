@@ -72,8 +72,12 @@ def plain_strings(table: pa.Table) -> pa.Table:
     return table
 
 
+#: Below this many rows a measurement's plans run unpartitioned.
+SMALL_ROWS = 500_000
+
+
 def _context(table: pa.Table, name: str) -> datafusion.SessionContext:
-    ctx = sql_guard.new_session()
+    ctx = sql_guard.new_session(1 if table.num_rows < SMALL_ROWS else None)
     batches = table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
     ctx.register_record_batches(name, [batches])
     return ctx
