@@ -50,9 +50,14 @@ def _kafka_sender(settings: Settings, db: str):
     """A blocking ``send(batch)`` over one producer on its own event loop thread."""
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1,
-                                max_request_size=MAX_MESSAGE_BYTES, linger_ms=5)
-    asyncio.run_coroutine_threadsafe(producer.start(), loop).result(60)
+
+    async def start() -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1,
+                                    max_request_size=MAX_MESSAGE_BYTES, linger_ms=5)
+        await producer.start()
+        return producer
+
+    producer = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
     count = [0]
 
     def send(batch: bytes) -> None:
