@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from query_api import sql_guard
 from query_api.influxql import arrow_scan, ast
-from query_api.influxql.arrowutil import arange, arrow_type, run_starts
+from query_api.influxql.arrowutil import arange, arrow_type, lookup, run_starts
 from query_api.influxql.conditions import compile_condition, quote_ident
 from query_api.influxql.expressions import evaluate
 from query_api.influxql.functions import REGISTRY, SELECTOR_SQL
@@ -396,9 +396,11 @@ def _combine(plan: SelectPlan, scan: _Scan, results: list[tuple[CallSpec, pa.Tab
         if res is None or res.num_rows == 0:
             values = pa.nulls(frame.num_rows, _call_type(call, kinds))
         else:
-            joined = frame.select(keys + ["__row"]).join(
-                res.rename_columns([c if c != "__val" else call.key for c in res.column_names]),
-                keys=keys, join_type="left outer").sort_by("__row")
+            named = res.rename_columns([c if c != "__val" else call.key
+                                        for c in res.column_names])
+            rows = lookup(frame, res, keys)
+            joined = named.take(rows) if rows is not None else frame.select(
+                keys + ["__row"]).join(named, keys=keys, join_type="left outer").sort_by("__row")
             values = joined.column(call.key).combine_chunks()
             if grid:
                 active = _active_mask(frame, res, gcols, start_w)
@@ -597,10 +599,14 @@ def _active_mask(frame: pa.Table, res: pa.Table, gcols: list[str], start_w: int 
     window when the WHERE clause has a lower time bound -- on."""
     if gcols:
         firsts = res.group_by(gcols).aggregate([("__w", "min")])
-        joined = frame.select(gcols + ["__w", "__row"]).join(
-            firsts.select(gcols + ["__w_min"]).rename_columns(gcols + ["__first"]), keys=gcols,
-            join_type="left outer").sort_by("__row")
-        first = joined.column("__first").combine_chunks()
+        rows = lookup(frame, firsts, gcols)
+        if rows is not None:
+            first = firsts.column("__w_min").combine_chunks().take(rows)
+        else:
+            joined = frame.select(gcols + ["__w", "__row"]).join(
+                firsts.select(gcols + ["__w_min"]).rename_columns(gcols + ["__first"]),
+                keys=gcols, join_type="left outer").sort_by("__row")
+            first = joined.column("__first").combine_chunks()
     else:
         first = pa.repeat(pa.scalar(pc.min(res.column("__w")).as_py(), pa.int64()),
                           frame.num_rows)
