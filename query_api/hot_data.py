@@ -93,6 +93,8 @@ def series_keys(table: pa.Table, tags: list[str]) -> pa.Array:
         col = table.column(t)
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
+        if not pa.types.is_string(col.type):
+            col = col.cast(pa.string())
         pieces.append(pc.fill_null(pc.binary_join_element_wise(
             pa.scalar(t + "="), col, pa.scalar(KEY_SEPARATOR), ""), ""))
     if not pieces:
@@ -226,9 +228,27 @@ def select(parts: list[HotPart], lo: int | None, hi: int | None,
     rows = sum(p.num_rows for p in pieces)
     if len(pieces) < 2:
         return Selection(pieces, [], rows)
-    shared = _sharing(stamps) & _sharing(series)
+    shared = _overlapping(stamps, series)
     return Selection([p for i, p in enumerate(pieces) if i not in shared],
                      [p for i, p in enumerate(pieces) if i in shared], rows)
+
+
+#: Up to this many pieces sharing timestamps are checked pair by pair (a pair overlaps when it
+#: shares a timestamp and a series); more are all merged.
+PAIRWISE = 16
+
+
+def _overlapping(stamps: list[np.ndarray], series: list[np.ndarray]) -> set[int]:
+    candidates = sorted(_sharing(stamps) & _sharing(series))
+    if len(candidates) > PAIRWISE:
+        return set(candidates)
+    found: set[int] = set()
+    for n, i in enumerate(candidates):
+        for j in candidates[n + 1:]:
+            if (np.intersect1d(series[i], series[j]).size
+                    and np.intersect1d(stamps[i], stamps[j], assume_unique=True).size):
+                found.update((i, j))
+    return found
 
 
 def _sharing(values: list[np.ndarray]) -> set[int]:
