@@ -58,17 +58,20 @@ def _kafka_sender(settings: Settings, db: str):
         return producer
 
     producer = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
-    count = [0]
+    pending: list = []
 
-    def send(batch: bytes) -> None:
-        partition = count[0] % settings.partitions
-        count[0] += 1
-        asyncio.run_coroutine_threadsafe(
-            producer.send_and_wait(settings.writes_topic, batch, headers=[("db", db.encode())],
-                                   partition=partition), loop).result(60)
+    def send(batch: bytes) -> None:  # enqueued now, acknowledged by close()
+        partition = len(pending) % settings.partitions
+        pending.append(asyncio.run_coroutine_threadsafe(
+            producer.send(settings.writes_topic, batch, headers=[("db", db.encode())],
+                          partition=partition), loop).result(60))
 
     def close() -> None:
-        asyncio.run_coroutine_threadsafe(producer.stop(), loop).result(60)
+        async def finish() -> None:
+            await asyncio.gather(*pending)
+            await producer.stop()
+
+        asyncio.run_coroutine_threadsafe(finish(), loop).result(120)
         loop.call_soon_threadsafe(loop.stop)
 
     return send, close
