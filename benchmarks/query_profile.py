@@ -64,7 +64,10 @@ def classify(raw: str) -> Counter:
 
 
 def profile_type(url: str, api_pid: int, texts: list[str], out: Path) -> tuple[Counter, float]:
-    """Samples per stage and the median latency of ``texts`` run in a loop under py-spy."""
+    """Samples per stage and the median latency of ``texts`` run in a loop under py-spy (after
+    one query not profiled: the hot data of new files is built by the first)."""
+    with httpx.Client(timeout=600) as client:
+        client.get(f"{url}/query", params={"db": DB, "q": texts[0]}).raise_for_status()
     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                             str(api_pid), "--format", "raw", "--rate", "250", "--output",
                             str(out), "--nonblocking"], stdout=subprocess.DEVNULL,

@@ -83,24 +83,25 @@ class SeriesRegistry:
             return found
 
 
-def series_keys(table: pa.Table, tags: list[str]) -> pa.Array:
-    """One string per row naming its series: ``tag=value`` of each non-null tag, in name
-    order (a tag column a part lacks is simply absent, as a null one)."""
-    pieces = []
-    for t in sorted(tags):
-        if t not in table.column_names:
-            continue
-        col = table.column(t)
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(col.type.value_type)
-        if not pa.types.is_string(col.type):
-            col = col.cast(pa.string())
-        pieces.append(pc.fill_null(pc.binary_join_element_wise(
-            pa.scalar(t + "="), col, pa.scalar(KEY_SEPARATOR), ""), ""))
-    if not pieces:
-        return pa.repeat(pa.scalar("", pa.string()), table.num_rows)
-    keys = pc.binary_join_element_wise(*pieces, "") if len(pieces) > 1 else pieces[0]
-    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+def series_codes(table: pa.Table, tags: list[str]) -> pa.Array | None:
+    """One int64 per row, equal for rows with equal tag values (nulls included): each tag
+    column dictionary-encoded and the codes combined. None when they would not fit."""
+    total, scale = None, 1
+    for t in tags:
+        col = table.column(t).combine_chunks()
+        encoded = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
+        size = len(encoded.dictionary) + 1
+        scale *= size
+        if scale >= 2**62:
+            return None
+        codes = pc.fill_null(pc.add(encoded.indices.cast(pa.int64()), 1), 0)
+        total = codes if total is None else pc.add(pc.multiply(total, size), codes)
+    return total if total is not None else pa.repeat(pa.scalar(0, pa.int64()), table.num_rows)
+
+
+def series_key(tags: dict) -> str:
+    """The registry's name of a series: ``tag=value`` of each non-null tag, in name order."""
+    return "".join(f"{t}={tags[t]}{KEY_SEPARATOR}" for t in sorted(tags) if tags[t] is not None)
 
 
 def build_part(table: pa.Table, tags: list[str], registry: SeriesRegistry,
@@ -109,22 +110,24 @@ def build_part(table: pa.Table, tags: list[str], registry: SeriesRegistry,
     present = [t for t in tags if t in table.column_names]
     if not unique:
         table = deduplicate(table, present, keep_order=True)
-    keys = series_keys(table, present)
+    codes = series_codes(table, present)
+    if codes is None:  # too many distinct tag values to combine: code the joined strings
+        codes = pc.dictionary_encode(pc.binary_join_element_wise(
+            *[pc.fill_null(table.column(t).cast(pa.string()), "\x00") for t in present],
+            KEY_SEPARATOR)).indices.cast(pa.int64())
     ns = pc.cast(table.column("time"), pa.int64())
-    order = pc.sort_indices(pa.table({"k": keys, "t": ns}), [("k", "ascending"),
-                                                            ("t", "ascending")])
+    order = pc.sort_indices(pa.table({"k": codes, "t": ns}), [("k", "ascending"),
+                                                             ("t", "ascending")])
     table = table.take(order)
-    keys = keys.take(order)
+    codes_np = np.asarray(pc.take(codes, order).to_numpy(), dtype=np.int64)
     times = np.asarray(pc.cast(table.column("time"), pa.int64()).to_numpy(), dtype=np.int64)
     n = table.num_rows
-    codes = np.asarray(pc.dictionary_encode(keys).indices.to_numpy(), dtype=np.int64)
-    change = np.flatnonzero(np.diff(codes)) + 1 if n else np.array([], dtype=np.int64)
+    change = np.flatnonzero(np.diff(codes_np)) + 1 if n else np.array([], dtype=np.int64)
     starts = np.concatenate([[0], change]).astype(np.int64) if n else change
     ends = np.concatenate([change, [n]]).astype(np.int64) if n else change
-    run_keys = keys.take(pa.array(starts)).to_pylist()
     tag_rows = table.select(present).take(pa.array(starts)).to_pylist() if present else [
-        {} for _ in run_keys]
-    gids = registry.ids_of(run_keys, tag_rows)
+        {} for _ in starts]
+    gids = registry.ids_of([series_key(r) for r in tag_rows], tag_rows)
     return HotPart(table=table, gids=gids, starts=starts, ends=ends,
                    tmin=times[starts] if n else times, tmax=times[ends - 1] if n else times,
                    times=times, distinct=np.unique(times), nbytes=table.nbytes + times.nbytes * 2)
