@@ -129,14 +129,15 @@ def series_json(series: list[Series], epoch: str | None, tz: str | None) -> list
     series when a column has no vectorised form (NaN, nested values: the per-value path
     raises or encodes those)."""
     timed = [s for s in series if s.has_time]
-    if not timed or any(s.table.num_columns != timed[0].table.num_columns for s in timed):
+    if not timed:
+        return []
+    try:  # one table of every series' rows (zero-copy); series of other shapes: per value
+        whole = pa.concat_tables([s.table for s in timed])
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
         return [None] * len(timed)
     columns: list[pa.Array] = []
-    for j in range(timed[0].table.num_columns):
-        chunks = [c for s in timed for c in s.table.column(j).chunks]
-        if len({c.type for c in chunks}) > 1:
-            return [None] * len(timed)
-        column = pa.concat_arrays(chunks) if chunks else pa.array([], pa.null())
+    for j in range(whole.num_columns):
+        column = whole.column(j).combine_chunks()
         if j == 0:
             ns = column.cast(pa.int64())
             tokens = (to_epoch(ns, epoch).cast(pa.string()) if epoch else
