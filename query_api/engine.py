@@ -187,6 +187,9 @@ class QueryEngine:
             self.hot_tables.move_to_end((db, table))
             while len(self.hot_tables) > HOT_TABLES:
                 self.hot_tables.popitem(last=False)
+            if tags and self.hot.holds(self._part_keys(wanted, keyed)):
+                # a few series' ranges of parts already indexed: less work than a thread hop
+                return self._load_hot(schema, wanted, keyed, rng, tags, stats)
             return await asyncio.to_thread(self._load_hot, schema, wanted, keyed, rng, tags,
                                            stats)
 
@@ -208,15 +211,20 @@ class QueryEngine:
 
         return await asyncio.to_thread(load)
 
+    @staticmethod
+    def _part_keys(files: list[ParquetFileMeta], snapshots: list[tuple[Any, pa.Table]]
+                   ) -> list[tuple]:
+        return ([("file", m.path, m.size, m.rows, m.max_offset) for m in files]
+                + [("buffer",) + key for key, _ in snapshots])
+
     def _hot_parts(self, schema: TableSchema, files: list[ParquetFileMeta],
                    snapshots: list[tuple[Any, pa.Table]]) -> list[HotPart]:
         assert self.hot is not None
-        names = schema.tags
-        parts = [self.hot.part(("file", m.path, m.size, m.rows, m.max_offset),
-                               lambda m=m: self.read_file(m, UNBOUNDED), names, unique=True)
-                 for m in files]
-        return parts + [self.hot.part(("buffer",) + key, lambda data=data: data, names,
-                                      unique=False) for key, data in snapshots]
+        loads = ([lambda m=m: self.read_file(m, UNBOUNDED) for m in files]
+                 + [lambda data=data: data for _, data in snapshots])
+        uniques = [True] * len(files) + [False] * len(snapshots)
+        return [self.hot.part(key, load, schema.tags, unique=unique) for key, load, unique
+                in zip(self._part_keys(files, snapshots), loads, uniques)]
 
     async def keep_warm(self, interval: float = 0.2) -> None:
         """Forever: index the new files and snapshots of the recently queried tables as soon

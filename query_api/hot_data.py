@@ -145,6 +145,10 @@ class HotParts:
         self.built = 0
         self.lock = threading.Lock()
 
+    def holds(self, keys: list[tuple]) -> bool:
+        with self.lock:
+            return all(k in self.parts for k in keys)
+
     def part(self, key: tuple, load, tags: list[str], unique: bool) -> HotPart:
         """The indexed part of ``key``, built from ``load()`` (an Arrow table) when missing."""
         with self.lock:

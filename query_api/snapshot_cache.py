@@ -56,7 +56,8 @@ class SnapshotCache:
             values = await self.catalog.snapshot_values(db, table, [k[2] for k in missing])
             if any(v is None or len(v) != k[3] for k, v in zip(missing, values)):
                 continue  # persisted (or rewritten) between the two reads: read the state again
-            decoded = await asyncio.to_thread(lambda: [decode_batches(v) for v in values])
+            decoded = (await asyncio.to_thread(lambda: [decode_batches(v) for v in values])
+                       if values else [])  # nothing new: no hop to a thread
             self._forget_gone(db, table, set(keys))
             found = {}
             for key in keys:
