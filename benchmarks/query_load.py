@@ -6,8 +6,9 @@ from concurrent clients, on influent and on the peer, one after the other.
    ``lines_per_message``, the peer through ``/write`` batches of the same size -- while one
    client runs single-groupby-1-1-1 queries back to back over the loaded data; p50/p99 of
    their latencies and the ingest rate actually offered;
-2. concurrency: ``clients`` threads, each with its own kept-alive connection, run
-   single-groupby-1-1-1 queries for ``seconds``; completed queries per second.
+2. concurrency, once influent has caught up with that ingest (its row count stops moving):
+   ``clients`` threads, each with its own kept-alive connection, run single-groupby-1-1-1
+   queries for ``seconds``; completed queries per second.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from benchmarks.ingest import chunk_lines
+from benchmarks.ingest import chunk_lines, influent_count
 from benchmarks.peer import Peer
 from benchmarks.queries import DevopsQueries, percentile
 from benchmarks.tsbs import generate_lines
@@ -125,6 +126,20 @@ def _concurrent(ask: Callable[[httpx.Client, str], None], texts: list[str], clie
             "qps": sum(done) / elapsed}
 
 
+def _caught_up(settings: Settings, db: str, timeout: float = 300.0) -> float:
+    """Seconds until the worker has made the produced lines visible (the row count stops
+    moving), so the concurrency figure is not a measure of the ingest backlog."""
+    t0 = time.monotonic()
+    last, still = -1, 0
+    with httpx.Client(timeout=600) as client:
+        while time.monotonic() - t0 < timeout and still < 3:
+            n = influent_count(client, settings, db)
+            still = still + 1 if n == last else 0
+            last = n
+            time.sleep(1.0)
+    return time.monotonic() - t0
+
+
 def measure(settings: Settings, peer: Peer, db: str, hosts: int, start_ns: int, end_ns: int,
             seconds: float, rate: int = 50_000, lines_per_message: int = 5_000,
             clients: int = 8) -> dict:
@@ -148,6 +163,7 @@ def measure(settings: Settings, peer: Peer, db: str, hosts: int, start_ns: int, 
                                                   send)}
     finally:
         close()
+    influent["under_ingest"]["caught_up_s"] = _caught_up(settings, db)
     influent["concurrent"] = _concurrent(ask_influent, texts, clients, seconds)
     with httpx.Client(timeout=600) as writer:
         def peer_write(batch: bytes) -> None:
