@@ -14,6 +14,8 @@ stack code: a KRaft Kafka broker, Redis, one Faust worker, the query API) and a 
    the peer's compacted TSM files;
 3. queries: the eight TSBS devops query types in InfluxQL on both ``/query`` endpoints, over
    data part persisted (Parquet) and part buffered in influent; latencies and equal answers;
+   then (benchmarks.query_load) single-groupby-1-1-1 p50/p99 during 50 000 lines/s of ingest
+   and queries/s from 8 concurrent clients;
 4. freshness: produce -> visible under a steady load (and under a light one);
 5. recovery: worker start -> ready with N buffered rows (benchmarks.recovery) vs influxd
    start -> ready with the same rows in its WAL.
