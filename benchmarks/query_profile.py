@@ -11,6 +11,7 @@ the share of samples per stage and the median latency (docs/benchmarks.md keeps 
 """
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def main(hosts: int, hours: float, iterations: int) -> None:
         print(table(rows))
     finally:
         stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
