@@ -111,6 +111,7 @@ def rows(results: dict) -> list[Row]:
                        "<= 10 ms, same answers", ok and lc["with_cache_median_s"] <= 0.010,
                        f"{lc['answers']}; from_cache={lc['from_cache']}; without cache "
                        f"{lc['without_cache_median_s'] * 1000:.1f} ms"))
+    out.extend(query_load_rows(results.get("query_load")))
     st = results.get("storage")
     if st:
         inf, peer = st["influent"], st["peer"]
@@ -180,6 +181,22 @@ def compaction_rows(results: dict) -> list[Row]:
         out.append(Row("compaction", "bytes per row of the compacted files (worker) vs "
                        "compacted TSM", a["bytes"] / a["rows"], peer, "B/row", False))
     return out
+
+
+def query_load_rows(r: dict | None) -> list[Row]:
+    """benchmarks.query_load: latency under ingest and queries per second of many clients."""
+    if not r:
+        return []
+    i, p = r["influent"], r["peer"]
+    load = f"{r['kind']} under {r['rate']:,} lines/s ingest"
+    return [
+        Row("query load", f"{load}, p50", i["under_ingest"]["p50_s"], p["under_ingest"]["p50_s"],
+            "s", False),
+        Row("query load", f"{load}, p99", i["under_ingest"]["p99_s"], p["under_ingest"]["p99_s"],
+            "s", False, "p99 <= 50 ms", i["under_ingest"]["p99_s"] <= 0.05),
+        Row("query load", f"{r['kind']} queries/s, {i['concurrent']['clients']} clients",
+            i["concurrent"]["qps"], p["concurrent"]["qps"], "q/s", True),
+    ]
 
 
 def _fmt(v: float | None, unit: str) -> str:

@@ -15,6 +15,8 @@ stack code: a KRaft Kafka broker, Redis, one Faust worker, the query API) and a 
    the peer's compacted TSM files;
 3. queries: the eight TSBS devops query types in InfluxQL on both ``/query`` endpoints, over
    data part persisted (Parquet) and part buffered in influent; latencies and equal answers;
+   then (benchmarks.query_load) single-groupby-1-1-1 p50/p99 during 50 000 lines/s of ingest
+   and queries/s from 8 concurrent clients;
 4. freshness: produce -> visible under a steady load of 50-line messages, one of one-line
    messages (2 000/s), and a light one;
 5. recovery: worker start -> ready with N buffered rows (benchmarks.recovery) vs influxd
@@ -51,7 +53,7 @@ import click
 import redis
 
 from benchmarks import compaction as compaction_bench
-from benchmarks import freshness, ingest, ingest_sizes, lastpoint_cache, queries, report
+from benchmarks import freshness, ingest, ingest_sizes, lastpoint_cache, queries, query_load, report
 from benchmarks import recovery as recovery_bench
 from benchmarks import storage as storage_bench
 from benchmarks.peer import Peer, influxd_version
@@ -90,6 +92,7 @@ class Plan:
     query_types: tuple[str, ...] = queries.QUERY_TYPES
     persisted_fraction: float = 0.6  # of each partition's rows, persisted during ingest
     compaction_files: int = 300      # L0 files the compaction phase starts from (about)
+    load_seconds: float = 10.0       # benchmarks.query_load, each of its measurements
 
     @property
     def lines(self) -> int:
@@ -107,7 +110,8 @@ class Plan:
 QUICK = Plan(name="quick", hosts=100, hours=2, lines_per_message=2000, peer_batch=5000,
              peer_writers=4, query_iterations=3, fresh_rate=200,
              fresh_lines=50, fresh_duration=4, light_rate=20, probe_every=0.1,
-             recovery_rows=100_000, recovery_stores=("rocksdb",), clean_recovery=False)
+             recovery_rows=100_000, recovery_stores=("rocksdb",), clean_recovery=False,
+             load_seconds=5.0)
 FULL = Plan(name="full", hosts=200, hours=16, lines_per_message=5000, peer_batch=5000,
             peer_writers=4, size_runs=((1, 50_000), (10, 200_000)), query_iterations=10,
             fresh_rate=200, fresh_lines=50, fresh_duration=20, light_rate=20, probe_every=0.2,
@@ -319,6 +323,19 @@ def phase_queries(stack: Stack, plan: Plan) -> dict:
     return out
 
 
+def phase_query_load(stack: Stack, plan: Plan) -> dict:
+    log(f"query load: {query_load.KIND} under 50 000 lines/s of ingest, then 8 clients "
+        f"({plan.load_seconds:g} s each)")
+    end_ns = START_NS + int(plan.hours * 3600 * 1_000_000_000)
+    r = query_load.measure(stack.settings, stack.peer, DB, plan.hosts, START_NS, end_ns,
+                           plan.load_seconds)
+    for side in ("influent", "peer"):
+        u, c = r[side]["under_ingest"], r[side]["concurrent"]
+        log(f"  {side:<8} p50 {u['p50_s'] * 1000:.1f} ms  p99 {u['p99_s'] * 1000:.1f} ms "
+            f"({u['offered_lines_per_s']:,.0f} lines/s offered); {c['qps']:.1f} queries/s")
+    return r
+
+
 def phase_freshness(stack: Stack, plan: Plan) -> dict:
     out = {}
     loads = [("steady", plan.fresh_rate, plan.fresh_lines)]
@@ -442,7 +459,7 @@ def phase_compaction(stack: Stack, plan: Plan) -> dict:
 # ---- main ------------------------------------------------------------------------------------
 
 
-PHASES = ("ingest", "storage", "queries", "freshness", "recovery", "compaction")
+PHASES = ("ingest", "storage", "queries", "query_load", "freshness", "recovery", "compaction")
 
 
 def run(plan: Plan, phases: tuple[str, ...], keep: bool) -> dict:
@@ -484,6 +501,8 @@ def run(plan: Plan, phases: tuple[str, ...], keep: bool) -> dict:
             phase("storage", phase_storage)
         if "queries" in phases and "ingest" in phases:
             phase("queries", phase_queries)
+        if "query_load" in phases and "ingest" in phases:
+            phase("query_load", phase_query_load)
         if "freshness" in phases:
             phase("freshness", phase_freshness)
         if "recovery" in phases:

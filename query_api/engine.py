@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import re
+from collections import OrderedDict
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,7 @@ from query_api.influxql.cached_reads import NewestRows
 from query_api.cache_queries import (cache_system_tables, covering_distinct_rows,
                                      covering_newest_rows, prepare_cache_calls,
                                      register_cache_functions, without_cache_calls)
+from query_api.hot_data import HotPart, HotParts, select
 from query_api.pruning import UNBOUNDED, TimeRange, plan_scan_limits
 from query_api import sql_guard
 from query_api.snapshot_cache import SnapshotCache
@@ -41,6 +44,8 @@ from topics.wire import decode_batches
 
 
 READ_THREADS = 8
+HOT_TABLES = 32  # recently queried tables whose new parts are indexed in the background
+log = logging.getLogger("influent.api")
 
 
 class DatabaseNotFound(LookupError):
@@ -130,16 +135,26 @@ class QueryEngine:
         self.catalog = catalog
         self.store = store
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
+        self.hot = HotParts(snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
+        self.hot_tables: OrderedDict[tuple[str, str], None] = OrderedDict()  # kept warm
         self.lifecycle = LifecycleCatalog(catalog)
         self.recent = QueryLog()  # system.queries
         self.caches: ValueCaches | None = None  # last/distinct value caches (query_api/cache_feed.py)
 
     async def table_state(self, db: str, table: str
                           ) -> tuple[TableSchema, list[ParquetFileMeta], list[pa.Table]]:
+        schema, files, keyed = await self.keyed_state(db, table)
+        return schema, files, [data for _, data in keyed]
+
+    async def keyed_state(self, db: str, table: str
+                          ) -> tuple[TableSchema, list[ParquetFileMeta], list[tuple[Any, pa.Table]]]:
+        """Schema, files and buffer snapshots, each snapshot with its cache key (None when
+        it has none)."""
         if self.snapshots is not None:
-            return await self.snapshots.table_state(db, table)
+            return await self.snapshots.keyed_state(db, table)
         schema, files, raw = await self.catalog.table_state(db, table)
-        return schema, files, await asyncio.to_thread(lambda: [decode_batches(s) for s in raw])
+        return schema, files, await asyncio.to_thread(lambda: [(None, decode_batches(s))
+                                                               for s in raw])
 
     def read_file(self, meta: ParquetFileMeta, rng: TimeRange) -> pa.Table:
         local = self.store.local_path(meta.path)
@@ -158,7 +173,8 @@ class QueryEngine:
         """The table's deduplicated rows within ``rng`` (files outside it are never opened),
         and with the tag values ``tags`` allows (rows filtered before dedup)."""
         stats = stats if stats is not None else QueryStats()
-        schema, files, snapshots = await self.table_state(db, table)
+        schema, files, keyed = await self.keyed_state(db, table)
+        snapshots = [data for _, data in keyed]
         rules = await self.lifecycle.visibility(db, table)  # retention and deletes, every path
         if rules.cutoff is not None:
             rng = rng.narrow(rules.cutoff, None)
@@ -167,6 +183,18 @@ class QueryEngine:
         stats.files_read += len(wanted)
         stats.files.extend(m.path for m in wanted)
         stats.buffer_batches += len(snapshots)
+        if (self.hot is not None and not rules.tombstones
+                and all(key is not None for key, _ in keyed)):
+            # the retention cutoff is already in ``rng``; tombstones take the path below
+            self.hot_tables[(db, table)] = None
+            self.hot_tables.move_to_end((db, table))
+            while len(self.hot_tables) > HOT_TABLES:
+                self.hot_tables.popitem(last=False)
+            if tags and self.hot.holds(self._part_keys(wanted, keyed)):
+                # a few series' ranges of parts already indexed: less work than a thread hop
+                return self._load_hot(schema, wanted, keyed, rng, tags, stats)
+            return await asyncio.to_thread(self._load_hot, schema, wanted, keyed, rng, tags,
+                                           stats)
 
         def load() -> pa.Table:
             def read(m: ParquetFileMeta) -> pa.Table:
@@ -185,6 +213,48 @@ class QueryEngine:
             return assemble_table(schema, parts, already_unique=len(wanted) == 1 and not snapshots)
 
         return await asyncio.to_thread(load)
+
+    @staticmethod
+    def _part_keys(files: list[ParquetFileMeta], snapshots: list[tuple[Any, pa.Table]]
+                   ) -> list[tuple]:
+        return ([("file", m.path, m.size, m.rows, m.max_offset) for m in files]
+                + [("buffer",) + key for key, _ in snapshots])
+
+    def _hot_parts(self, schema: TableSchema, files: list[ParquetFileMeta],
+                   snapshots: list[tuple[Any, pa.Table]]) -> list[HotPart]:
+        assert self.hot is not None
+        loads = ([lambda m=m: self.read_file(m, UNBOUNDED) for m in files]
+                 + [lambda data=data: data for _, data in snapshots])
+        uniques = [True] * len(files) + [False] * len(snapshots)
+        return [self.hot.part(key, load, schema.tags, unique=unique) for key, load, unique
+                in zip(self._part_keys(files, snapshots), loads, uniques)]
+
+    async def keep_warm(self, interval: float = 0.2) -> None:
+        """Forever: index the new files and snapshots of the recently queried tables as soon
+        as the catalog lists them, so queries rarely wait for a part to be built."""
+        while True:
+            await asyncio.sleep(interval)
+            for db, table in list(self.hot_tables):
+                try:
+                    schema, files, keyed = await self.keyed_state(db, table)
+                    if all(key is not None for key, _ in keyed):
+                        await asyncio.to_thread(self._hot_parts, schema, files, keyed)
+                except Exception:  # a table dropped meanwhile, Redis restarting: next round
+                    log.debug("warming %s.%s failed", db, table, exc_info=True)
+
+    def _load_hot(self, schema: TableSchema, files: list[ParquetFileMeta],
+                  snapshots: list[tuple[Any, pa.Table]], rng: TimeRange,
+                  tags: TagFilter | None, stats: QueryStats) -> pa.Table:
+        """:meth:`load_table` from the hot parts (query_api/hot_data.py)."""
+        assert self.hot is not None
+        names = schema.tags
+        parts = self._hot_parts(schema, files, snapshots)
+        usable = {c: v for c, v in (tags or {}).items() if c in names}
+        chosen = select(parts, rng.lo, rng.hi,
+                        self.hot.registry.matching(usable) if usable else None)
+        stats.rows_scanned += chosen.rows
+        merged = [assemble_table(schema, chosen.overlapping)] if chosen.overlapping else []
+        return assemble_table(schema, merged + chosen.unique, already_unique=True)
 
     async def require_database(self, db: str) -> None:
         if not await self.catalog.has_database(db):

@@ -72,9 +72,11 @@ def create_api(settings: Settings) -> FastAPI:
                                      asyncio.get_running_loop(), app.state.tokens,
                                      catalog_table_schemas(app.state.catalog))
         FlightTarget.port = flight_server.port
+        warming = asyncio.create_task(app.state.engine.keep_warm())  # query_api/hot_data.py
         try:
             yield
         finally:
+            warming.cancel()
             FlightTarget.port = 0
             await caches.close()
             await asyncio.to_thread(flight_server.shutdown)

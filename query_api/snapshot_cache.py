@@ -42,6 +42,13 @@ class SnapshotCache:
     async def table_state(self, db: str, table: str
                           ) -> tuple[TableSchema, list[ParquetFileMeta], list[pa.Table]]:
         """Schema, files and decoded buffer snapshots of a table, consistent with one another."""
+        schema, files, keyed = await self.keyed_state(db, table)
+        return schema, files, [data for _, data in keyed]
+
+    async def keyed_state(self, db: str, table: str
+                          ) -> tuple[TableSchema, list[ParquetFileMeta], list[tuple[Key | None, pa.Table]]]:
+        """Like :meth:`table_state`, each snapshot with its key (None when read the plain way):
+        a key names the same bytes for as long as it exists."""
         for _ in range(ATTEMPTS):
             schema, files, sizes = await self.catalog.table_state_sizes(db, table)
             keys = [(db, table, f, n) for f, n in sorted(sizes.items())]
@@ -49,7 +56,8 @@ class SnapshotCache:
             values = await self.catalog.snapshot_values(db, table, [k[2] for k in missing])
             if any(v is None or len(v) != k[3] for k, v in zip(missing, values)):
                 continue  # persisted (or rewritten) between the two reads: read the state again
-            decoded = await asyncio.to_thread(lambda: [decode_batches(v) for v in values])
+            decoded = (await asyncio.to_thread(lambda: [decode_batches(v) for v in values])
+                       if values else [])  # nothing new: no hop to a thread
             self._forget_gone(db, table, set(keys))
             found = {}
             for key in keys:
@@ -61,9 +69,10 @@ class SnapshotCache:
                 found[key] = data
                 self._put(key, data)
                 self.fetched += 1
-            return schema, files, [found[k] for k in keys]
+            return schema, files, [(k, found[k]) for k in keys]
         schema, files, raw = await self.catalog.table_state(db, table)
-        return schema, files, await asyncio.to_thread(lambda: [decode_batches(v) for v in raw])
+        return schema, files, await asyncio.to_thread(lambda: [(None, decode_batches(v))
+                                                               for v in raw])
 
     def _put(self, key: Key, data: pa.Table) -> None:
         if key[3] > self.max_bytes:

@@ -64,10 +64,15 @@ def limits() -> QueryLimits:
     return _limits
 
 
-def new_session() -> datafusion.SessionContext:
-    """A DataFusion session whose operators share one memory pool of the configured size."""
+def new_session(partitions: int | None = None) -> datafusion.SessionContext:
+    """A DataFusion session whose operators share one memory pool of the configured size;
+    ``partitions`` sets how many ways its plans split (one avoids repartitioning small
+    inputs, which costs more than it saves)."""
     runtime = datafusion.RuntimeEnvBuilder().with_greedy_memory_pool(_limits.memory_bytes)
-    return datafusion.SessionContext(datafusion.SessionConfig(), runtime)
+    config = datafusion.SessionConfig()
+    if partitions is not None:
+        config = config.with_target_partitions(partitions)
+    return datafusion.SessionContext(config, runtime)
 
 
 def query_error(exc: Exception) -> QueryError:

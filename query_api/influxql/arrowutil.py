@@ -36,3 +36,26 @@ def arrow_type(kind: str) -> pa.DataType:
     return {"float": pa.float64(), "integer": pa.int64(), "uinteger": pa.uint64(),
             "string": pa.string(), "boolean": pa.bool_(), "tag": pa.string(),
             "time": pa.int64()}.get(kind, pa.float64())
+
+
+def lookup(left: pa.Table, right: pa.Table, keys: list[str]) -> pa.Array | None:
+    """For each row of ``left``, the row of ``right`` with equal ``keys`` (null where none;
+    ``right``'s keys are unique): a left join in a few kernels, each key column dictionary-
+    encoded over both sides and the codes combined into one integer. None when the codes
+    would not fit in 62 bits (the caller joins instead)."""
+    n = left.num_rows
+    total, scale = None, 1
+    for key in keys:
+        lcol, rcol = left.column(key).combine_chunks(), right.column(key).combine_chunks()
+        if rcol.type != lcol.type:
+            rcol = rcol.cast(lcol.type)
+        encoded = pc.dictionary_encode(pa.concat_arrays([lcol, rcol]))
+        codes = encoded.indices.cast(pa.int64())
+        size = max(len(encoded.dictionary), 1)
+        scale *= size
+        if scale >= 2**62:
+            return None
+        total = codes if total is None else pc.add(pc.multiply(total, size), codes)
+    if total is None:
+        return None
+    return pc.index_in(total.slice(0, n), value_set=total.slice(n))

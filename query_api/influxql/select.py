@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from query_api import sql_guard
-from query_api.influxql import ast
-from query_api.influxql.arrowutil import arange, arrow_type, run_starts
+from query_api.influxql import arrow_scan, ast
+from query_api.influxql.arrowutil import arange, arrow_type, lookup, run_starts
 from query_api.influxql.conditions import compile_condition, quote_ident
 from query_api.influxql.expressions import evaluate
 from query_api.influxql.functions import REGISTRY, SELECTOR_SQL
@@ -72,8 +72,12 @@ def plain_strings(table: pa.Table) -> pa.Table:
     return table
 
 
+#: Below this many rows a measurement's plans run unpartitioned.
+SMALL_ROWS = 500_000
+
+
 def _context(table: pa.Table, name: str) -> datafusion.SessionContext:
-    ctx = sql_guard.new_session()
+    ctx = sql_guard.new_session(1 if table.num_rows < SMALL_ROWS else None)
     batches = table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
     ctx.register_record_batches(name, [batches])
     return ctx
@@ -280,12 +284,20 @@ def _aggregate_scan(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], no
         return None
     value_of = {name: f"__v{i}" for i, name in enumerate(fields)}
     aux_of = {name: f"__a{i}" for i, name in enumerate(plan.aux)}
-    cols = ['CAST("time" AS BIGINT) AS "__time"'] + _group_columns(plan, kinds)
-    cols += [f"{quote_ident(n)} AS \"{value_of[n]}\"" for n in fields]
-    cols += [f"{quote_ident(n)} AS \"{aux_of[n]}\"" if n in kinds
-             else f"CAST(NULL AS VARCHAR) AS \"{aux_of[n]}\"" for n in plan.aux]
-    scan = _sql(_context(table, "m"),
-                f"SELECT {', '.join(cols)} FROM m{_where(plan, kinds, now_ns, [])}")
+    mask = None if plan.condition is None else arrow_scan.tag_mask(plan.condition, table, kinds)
+    if not plan.aux and (plan.condition is None or mask is not None):  # no SQL needed
+        lo, hi = _bounds(plan, now_ns)
+        columns = {_g(i): ("tag", t) if kinds.get(t) == "tag" else ("const", None)
+                   for i, t in enumerate(plan.group_tags)}
+        columns.update({value_of[n]: ("value", n) for n in fields})
+        scan = arrow_scan.scan(table, lo, hi, mask, columns)
+    else:
+        cols = ['CAST("time" AS BIGINT) AS "__time"'] + _group_columns(plan, kinds)
+        cols += [f"{quote_ident(n)} AS \"{value_of[n]}\"" for n in fields]
+        cols += [f"{quote_ident(n)} AS \"{aux_of[n]}\"" if n in kinds
+                 else f"CAST(NULL AS VARCHAR) AS \"{aux_of[n]}\"" for n in plan.aux]
+        scan = _sql(_context(table, "m"),
+                    f"SELECT {', '.join(cols)} FROM m{_where(plan, kinds, now_ns, [])}")
     if scan.num_rows == 0:
         return None
     lo, _ = _bounds(plan, now_ns)
@@ -307,20 +319,26 @@ def run_aggregate(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_
         return None
     if plan.multi is not None:
         return _multi_result(plan, scan)
-    sctx = _context(scan.table, "scan")
+    sctx: datafusion.SessionContext | None = None
     results: list[tuple[CallSpec, pa.Table | None]] = []
     for call in plan.calls:
         if call.field not in scan.value_of:
             results.append((call, None))
             continue
+        value = scan.value_of[call.field]
         if call.func == "integral":
-            results.append((call, integral_table(scan.table, scan.value_of[call.field],
-                                                 scan.gcols, plan.interval, call)))
+            results.append((call, integral_table(scan.table, value, scan.gcols, plan.interval,
+                                                 call)))
             continue
-        point = call is plan.selector
+        # the selected point's time and fields: only without GROUP BY time or with fields
+        point = call is plan.selector and (not plan.interval or bool(plan.aux))
+        if arrow_scan.arrow_call(call.func, call.count_distinct, point,
+                                 scan.table.schema.field(value).type):
+            results.append((call, arrow_scan.aggregate(scan.table, call.func, value, scan.keys)))
+            continue
+        sctx = sctx or _context(scan.table, "scan")
         aux_cols = [f"\"{scan.aux_of[a]}\"" for a in plan.aux] if point else []
-        results.append((call, _sql(sctx, _call_sql(call, scan.value_of[call.field], scan.keys,
-                                                     aux_cols, point))))
+        results.append((call, _sql(sctx, _call_sql(call, value, scan.keys, aux_cols, point))))
     present = [(c, t) for c, t in results if t is not None and t.num_rows]
     if not present:
         return None
@@ -378,13 +396,15 @@ def _combine(plan: SelectPlan, scan: _Scan, results: list[tuple[CallSpec, pa.Tab
         if res is None or res.num_rows == 0:
             values = pa.nulls(frame.num_rows, _call_type(call, kinds))
         else:
-            joined = frame.select(keys + ["__row"]).join(
-                res.rename_columns([c if c != "__val" else call.key for c in res.column_names]),
-                keys=keys, join_type="left outer").sort_by("__row")
+            named = res.rename_columns([c if c != "__val" else call.key
+                                        for c in res.column_names])
+            rows = lookup(frame, res, keys)
+            joined = named.take(rows) if rows is not None else frame.select(
+                keys + ["__row"]).join(named, keys=keys, join_type="left outer").sort_by("__row")
             values = joined.column(call.key).combine_chunks()
             if grid:
                 active = _active_mask(frame, res, gcols, start_w)
-            if call is plan.selector:
+            if call is plan.selector and "__pt" in joined.column_names:
                 columns["__pt"] = joined.column("__pt").combine_chunks()
                 for name in plan.aux:
                     columns[name] = fill_column(
@@ -579,10 +599,14 @@ def _active_mask(frame: pa.Table, res: pa.Table, gcols: list[str], start_w: int 
     window when the WHERE clause has a lower time bound -- on."""
     if gcols:
         firsts = res.group_by(gcols).aggregate([("__w", "min")])
-        joined = frame.select(gcols + ["__w", "__row"]).join(
-            firsts.select(gcols + ["__w_min"]).rename_columns(gcols + ["__first"]), keys=gcols,
-            join_type="left outer").sort_by("__row")
-        first = joined.column("__first").combine_chunks()
+        rows = lookup(frame, firsts, gcols)
+        if rows is not None:
+            first = firsts.column("__w_min").combine_chunks().take(rows)
+        else:
+            joined = frame.select(gcols + ["__w", "__row"]).join(
+                firsts.select(gcols + ["__w_min"]).rename_columns(gcols + ["__first"]),
+                keys=gcols, join_type="left outer").sort_by("__row")
+            first = joined.column("__first").combine_chunks()
     else:
         first = pa.repeat(pa.scalar(pc.min(res.column("__w")).as_py(), pa.int64()),
                           frame.num_rows)

@@ -1,0 +1,126 @@
+"""Where a query's time goes, per TSBS query type: py-spy samples of the query API while one type
+runs again and again, each sample put in one stage.
+
+    python -m benchmarks.query_profile [--hosts 100 --hours 2 --iterations 40]
+
+Starts the same stack as benchmarks.run (its ``start_stack``), ingests TSBS cpu-only data (part
+persisted, part buffered), then for each query type attaches ``py-spy record --format raw`` to
+the API process while the queries run and sorts every sample into a stage by the innermost
+frame that names one (:data:`STAGES`, first match from the leaf up). Prints a Markdown table of
+the share of samples per stage and the median latency (docs/benchmarks.md keeps it).
+"""
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+import httpx
+
+from benchmarks import ingest, queries
+from benchmarks.run import DB, QUICK, Plan, start_stack, wait_persisted
+from benchmarks.tsbs import START_NS, generate_lines
+
+#: (stage, substrings of a frame "function (file:line)"); the innermost frame that matches
+#: any substring decides the sample's stage.
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("encoding", ("encode_json", "query_json", "results.py", "_series_of", "formats.py")),
+    ("parquet reads", ("read_file", "parquet", "file_rows", "footer")),
+    ("dedup", ("deduplicate", "dedup.py", "assemble_table", "keep_matching", "overlap")),
+    ("hot data", ("hot_data.py",)),
+    ("catalog and snapshots", ("redis", "catalog.py", "snapshot_cache.py", "decode_batches",
+                               "visibility", "table_state", "wire.py")),
+    ("planning", ("plan_select", "parse_query", "parser.py", "lexer.py", "planner.py",
+                  "plan_scan_limits", "sql_guard.py", "conditions.py")),
+    ("execution", ("select.py", "fill.py", "expressions.py", "series_calls.py",
+                   "to_arrow_table", "datafusion")),
+    ("HTTP", ("uvicorn", "starlette", "fastapi", "h11", "httptools", "anyio", "routes/")),
+)
+ORDER = [s for s, _ in STAGES] + ["other"]
+
+
+def stage_of(stack: str) -> str:
+    frames = stack.split(";")
+    for frame in reversed(frames):
+        for stage, marks in STAGES:
+            if any(m in frame for m in marks):
+                return stage
+    return "other"
+
+
+def classify(raw: str) -> Counter:
+    """Samples per stage from py-spy's raw output (``frame;frame;... count`` per line)."""
+    counts: Counter = Counter()
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if stack and n.isdigit() and "process_" not in stack.split(";")[0]:
+            counts[stage_of(stack)] += int(n)
+    return counts
+
+
+def profile_type(url: str, api_pid: int, texts: list[str], out: Path) -> tuple[Counter, float]:
+    """Samples per stage and the median latency of ``texts`` run in a loop under py-spy (after
+    one query not profiled: the hot data of new files is built by the first)."""
+    with httpx.Client(timeout=600) as client:
+        client.get(f"{url}/query", params={"db": DB, "q": texts[0]}).raise_for_status()
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                            str(api_pid), "--format", "raw", "--rate", "250", "--output",
+                            str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    latencies = []
+    with httpx.Client(timeout=600) as client:
+        for q in texts:
+            t0 = time.perf_counter()
+            client.get(f"{url}/query", params={"db": DB, "q": q}).raise_for_status()
+            latencies.append(time.perf_counter() - t0)
+    spy.send_signal(2)
+    spy.wait(timeout=60)
+    return classify(out.read_text() if out.exists() else ""), statistics.median(latencies)
+
+
+def table(rows: dict[str, tuple[Counter, float]]) -> str:
+    head = "| query type | median ms | " + " | ".join(ORDER) + " |"
+    lines = [head, "|" + "---|" * (len(ORDER) + 2)]
+    for kind, (counts, median) in rows.items():
+        total = sum(counts.values()) or 1
+        cells = [f"{100 * counts[s] / total:.0f} %" for s in ORDER]
+        lines.append(f"| {kind} | {median * 1000:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--hosts", default=QUICK.hosts, show_default=True)
+@click.option("--hours", default=QUICK.hours, show_default=True)
+@click.option("--iterations", default=40, show_default=True)
+def main(hosts: int, hours: float, iterations: int) -> None:
+    plan = Plan(**{**QUICK.__dict__, "hosts": hosts, "hours": hours})
+    work = Path(tempfile.mkdtemp(prefix="influent-profile-"))
+    lines = list(generate_lines(plan.hosts, plan.hours))
+    stack = start_stack(work, plan)
+    try:
+        messages = ingest.chunk_lines(lines, plan.lines_per_message)
+        ingest.influent_ingest(stack.settings, stack.services, messages, DB, len(lines),
+                               len(lines))
+        wait_persisted(stack.settings, DB, plan.partitions)
+        gen = queries.DevopsQueries(hosts, START_NS, START_NS + int(hours * 3600e9))
+        rows = {}
+        for kind in plan.query_types:
+            texts = [gen.generate(kind) for _ in range(iterations)]
+            rows[kind] = profile_type(stack.settings.http_url, stack.api.pid, texts,
+                                      work / f"{kind}.txt")
+            print(f"{kind}: {rows[kind][1] * 1000:.1f} ms", flush=True)
+        print(table(rows))
+    finally:
+        stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

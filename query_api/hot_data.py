@@ -1,0 +1,268 @@
+"""Hot data of the query API (a read buffer): every Parquet file and buffer snapshot a query
+reads is kept decoded, deduplicated within itself and sorted by series then time, with a series
+index (series -> row range and time bounds). A query takes from each part only the row ranges
+of the series its tag filter allows, cut to its time range by binary search, so a one-series
+query touches that series' rows alone.
+
+Parts are immutable (a file never changes; a snapshot's key includes its size), so the cache
+follows the catalog without invalidation: a query uses the parts the catalog lists now, and
+parts no longer listed age out (least recently used, bounded by bytes).
+
+Dedup only where data overlaps: the parts of a query are merged only when two of them hold a
+timestamp and a series (each part keeps its distinct timestamps and its series ids, so the
+check is a sort of a few thousand integers, not a hash of every row); the others are
+concatenated as they are.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from influent.model import KEY_SEPARATOR
+from persist.dedup import deduplicate
+from query_api.tag_filter import TagFilter
+
+#: Above this many series ranges in one part, rows are gathered with one ``take`` instead of
+#: one slice per range.
+SLICE_LIMIT = 32
+
+
+@dataclass(frozen=True)
+class HotPart:
+    """One file or snapshot: rows sorted by (series, time), write order columns kept."""
+
+    table: pa.Table
+    gids: np.ndarray       # series id of each run of rows
+    starts: np.ndarray     # first row of each run
+    ends: np.ndarray       # one past its last row
+    tmin: np.ndarray       # first and last time of each run (ns)
+    tmax: np.ndarray
+    times: np.ndarray      # every row's time (ns), sorted within each run
+    distinct: np.ndarray   # the part's distinct times, sorted (the overlap check)
+    nbytes: int
+
+
+class SeriesRegistry:
+    """Series ids shared by all parts of every table, and each series' tags (for filters)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.tags: list[dict[str, str]] = []
+        self._matches: dict[tuple, np.ndarray] = {}
+        self.lock = threading.Lock()
+
+    def ids_of(self, keys: list[str], tag_rows: list[dict]) -> np.ndarray:
+        with self.lock:
+            out = np.empty(len(keys), dtype=np.int64)
+            for i, (key, tags) in enumerate(zip(keys, tag_rows)):
+                gid = self.ids.get(key)
+                if gid is None:
+                    gid = self.ids[key] = len(self.tags)
+                    self.tags.append({k: v for k, v in tags.items() if v is not None})
+                out[i] = gid
+            return out
+
+    def matching(self, tag_filter: TagFilter) -> np.ndarray:
+        """Sorted ids of the series whose tags take allowed values."""
+        with self.lock:
+            key = (len(self.tags), tuple(sorted((c, tuple(sorted(v)))
+                                                 for c, v in tag_filter.items())))
+            found = self._matches.get(key)
+            if found is None:
+                found = np.array([i for i, tags in enumerate(self.tags)
+                                  if all(tags.get(c) in v for c, v in tag_filter.items())],
+                                 dtype=np.int64)
+                if len(self._matches) > 256:
+                    self._matches.clear()
+                self._matches[key] = found
+            return found
+
+
+def series_codes(table: pa.Table, tags: list[str]) -> pa.Array | None:
+    """One int64 per row, equal for rows with equal tag values (nulls included): each tag
+    column dictionary-encoded and the codes combined. None when they would not fit."""
+    total, scale = None, 1
+    for t in tags:
+        col = table.column(t).combine_chunks()
+        encoded = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
+        size = len(encoded.dictionary) + 1
+        scale *= size
+        if scale >= 2**62:
+            return None
+        codes = pc.fill_null(pc.add(encoded.indices.cast(pa.int64()), 1), 0)
+        total = codes if total is None else pc.add(pc.multiply(total, size), codes)
+    return total if total is not None else pa.repeat(pa.scalar(0, pa.int64()), table.num_rows)
+
+
+def series_key(tags: dict) -> str:
+    """The registry's name of a series: ``tag=value`` of each non-null tag, in name order."""
+    return "".join(f"{t}={tags[t]}{KEY_SEPARATOR}" for t in sorted(tags) if tags[t] is not None)
+
+
+def build_part(table: pa.Table, tags: list[str], registry: SeriesRegistry,
+               unique: bool) -> HotPart:
+    """Index one part (``unique``: its rows are already deduplicated, as a file's are)."""
+    present = [t for t in tags if t in table.column_names]
+    if not unique:
+        table = deduplicate(table, present, keep_order=True)
+    codes = series_codes(table, present)
+    if codes is None:  # too many distinct tag values to combine: code the joined strings
+        codes = pc.dictionary_encode(pc.binary_join_element_wise(
+            *[pc.fill_null(table.column(t).cast(pa.string()), "\x00") for t in present],
+            KEY_SEPARATOR)).indices.cast(pa.int64())
+    ns = pc.cast(table.column("time"), pa.int64())
+    order = pc.sort_indices(pa.table({"k": codes, "t": ns}), [("k", "ascending"),
+                                                             ("t", "ascending")])
+    table = table.take(order)
+    codes_np = np.asarray(pc.take(codes, order).to_numpy(), dtype=np.int64)
+    times = np.asarray(pc.cast(table.column("time"), pa.int64()).to_numpy(), dtype=np.int64)
+    n = table.num_rows
+    change = np.flatnonzero(np.diff(codes_np)) + 1 if n else np.array([], dtype=np.int64)
+    starts = np.concatenate([[0], change]).astype(np.int64) if n else change
+    ends = np.concatenate([change, [n]]).astype(np.int64) if n else change
+    tag_rows = table.select(present).take(pa.array(starts)).to_pylist() if present else [
+        {} for _ in starts]
+    gids = registry.ids_of([series_key(r) for r in tag_rows], tag_rows)
+    return HotPart(table=table, gids=gids, starts=starts, ends=ends,
+                   tmin=times[starts] if n else times, tmax=times[ends - 1] if n else times,
+                   times=times, distinct=np.unique(times), nbytes=table.nbytes + times.nbytes * 2)
+
+
+class HotParts:
+    """The LRU cache of indexed parts, bounded by ``max_bytes``."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.registry = SeriesRegistry()
+        self.parts: OrderedDict[tuple, HotPart] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.built = 0
+        self.lock = threading.Lock()
+
+    def holds(self, keys: list[tuple]) -> bool:
+        with self.lock:
+            return all(k in self.parts for k in keys)
+
+    def part(self, key: tuple, load, tags: list[str], unique: bool) -> HotPart:
+        """The indexed part of ``key``, built from ``load()`` (an Arrow table) when missing."""
+        with self.lock:
+            found = self.parts.get(key)
+            if found is not None:
+                self.parts.move_to_end(key)
+                self.hits += 1
+                return found
+        built = build_part(load(), tags, self.registry, unique)
+        with self.lock:
+            self.built += 1
+            if built.nbytes <= self.max_bytes and key not in self.parts:
+                self.parts[key] = built
+                self.bytes += built.nbytes
+                while self.bytes > self.max_bytes:
+                    _, old = self.parts.popitem(last=False)
+                    self.bytes -= old.nbytes
+        return built
+
+
+@dataclass
+class Selection:
+    """The rows of a query: ``unique`` pieces need no merge, ``overlapping`` ones do."""
+
+    unique: list[pa.Table]
+    overlapping: list[pa.Table]
+    rows: int
+
+
+def _ranges(part: HotPart, idx: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row range [a, b) of each chosen run, cut to [lo, hi] by binary search where the run
+    straddles a bound."""
+    a, b = part.starts[idx].copy(), part.ends[idx].copy()
+    for i in np.flatnonzero(part.tmin[idx] < lo):
+        s, e = a[i], b[i]
+        a[i] = s + np.searchsorted(part.times[s:e], lo, side="left")
+    for i in np.flatnonzero(part.tmax[idx] > hi):
+        s, e = a[i], b[i]
+        b[i] = s + np.searchsorted(part.times[s:e], hi, side="right")
+    return a, b
+
+
+def _rows_of(part: HotPart, a: np.ndarray, b: np.ndarray) -> pa.Table:
+    keep = b > a
+    a, b = a[keep], b[keep]
+    if len(a) == 0:
+        return part.table.slice(0, 0)
+    if len(a) == 1:
+        return part.table.slice(int(a[0]), int(b[0] - a[0]))
+    if len(a) <= SLICE_LIMIT:
+        return pa.concat_tables([part.table.slice(int(s), int(e - s)) for s, e in zip(a, b)])
+    lengths = b - a
+    offsets = np.repeat(a - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return part.table.take(pa.array(offsets + np.arange(lengths.sum())))
+
+
+def select(parts: list[HotPart], lo: int | None, hi: int | None,
+           wanted: np.ndarray | None) -> Selection:
+    """Rows of ``parts`` in [lo, hi] of the ``wanted`` series (None: all), with the pieces that
+    share a timestamp with another piece set apart for a merge."""
+    lo = np.iinfo(np.int64).min if lo is None else lo
+    hi = np.iinfo(np.int64).max if hi is None else hi
+    pieces: list[pa.Table] = []
+    stamps: list[np.ndarray] = []
+    series: list[np.ndarray] = []
+    for part in parts:
+        if len(part.gids) == 0 or part.distinct[-1] < lo or part.distinct[0] > hi:
+            continue
+        chosen = (part.tmax >= lo) & (part.tmin <= hi)
+        if wanted is not None:
+            chosen &= np.isin(part.gids, wanted, assume_unique=False)
+        idx = np.flatnonzero(chosen)
+        if len(idx) == 0:
+            continue
+        if len(idx) == len(part.gids) and part.distinct[0] >= lo and part.distinct[-1] <= hi:
+            piece = part.table
+        else:
+            piece = _rows_of(part, *_ranges(part, idx, lo, hi))
+        if piece.num_rows:
+            pieces.append(piece)
+            d = part.distinct
+            stamps.append(d[np.searchsorted(d, lo, "left"):np.searchsorted(d, hi, "right")])
+            series.append(part.gids[idx])
+    rows = sum(p.num_rows for p in pieces)
+    if len(pieces) < 2:
+        return Selection(pieces, [], rows)
+    shared = _overlapping(stamps, series)
+    return Selection([p for i, p in enumerate(pieces) if i not in shared],
+                     [p for i, p in enumerate(pieces) if i in shared], rows)
+
+
+#: Up to this many pieces sharing timestamps are checked pair by pair (a pair overlaps when it
+#: shares a timestamp and a series); more are all merged.
+PAIRWISE = 16
+
+
+def _overlapping(stamps: list[np.ndarray], series: list[np.ndarray]) -> set[int]:
+    candidates = sorted(_sharing(stamps) & _sharing(series))
+    if len(candidates) > PAIRWISE:
+        return set(candidates)
+    found: set[int] = set()
+    for n, i in enumerate(candidates):
+        for j in candidates[n + 1:]:
+            if (np.intersect1d(series[i], series[j]).size
+                    and np.intersect1d(stamps[i], stamps[j], assume_unique=True).size):
+                found.update((i, j))
+    return found
+
+
+def _sharing(values: list[np.ndarray]) -> set[int]:
+    """Indexes of the arrays (each without repeats) that hold a value another one holds too."""
+    owner = np.repeat(np.arange(len(values)), [len(v) for v in values])
+    flat = np.concatenate(values)
+    order = np.argsort(flat, kind="stable")
+    flat, owner = flat[order], owner[order]
+    same = np.flatnonzero(flat[1:] == flat[:-1])
+    return set(owner[same].tolist()) | set(owner[same + 1].tolist())

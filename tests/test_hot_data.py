@@ -1,0 +1,95 @@
+"""Hot data (query_api/hot_data.py, pure): whatever parts, tag filter and time range, the rows
+a query takes from the indexed parts -- merged only where parts overlap -- equal the rows of a
+full deduplication of everything, filtered afterwards."""
+from __future__ import annotations
+
+import random
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from influent.model import ORDER_SEQ, ORDER_TS
+from persist.dedup import deduplicate
+from query_api.hot_data import HotParts, select
+
+TAGS = ["host", "region"]
+
+
+def make_part(rng: random.Random, seq: int, hosts: list[str], times: list[int],
+              density: float = 0.8) -> pa.Table:
+    rows = [(h, t) for h in hosts for t in times if rng.random() < density]
+    rows += rng.sample(rows, min(3, len(rows)))  # repeated keys inside one part
+    rng.shuffle(rows)
+    n = len(rows)
+    region = [None if h == "h3" else "r" + h[-1] for h, _ in rows]  # a series without a tag
+    return pa.table({
+        "host": [h for h, _ in rows], "region": pa.array(region, pa.string()),
+        "time": pa.array([t for _, t in rows], pa.timestamp("ns")),
+        "a": pa.array([rng.choice([None, rng.random()]) for _ in range(n)], pa.float64()),
+        "b": [rng.randrange(100) for _ in range(n)],
+        ORDER_TS: [seq] * n, ORDER_SEQ: [seq * 10_000 + i for i in range(n)]})
+
+
+def canonical(table: pa.Table) -> list[tuple]:
+    cols = ["host", "region", "time", "a", "b"]
+    table = table.select(cols)
+    rows = zip(*[table.column(c).cast(pa.int64()).to_pylist() if c == "time"
+                 else table.column(c).to_pylist() for c in cols])
+    return sorted(rows, key=repr)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_selection_equals_full_dedup(seed: int):
+    rng = random.Random(seed)
+    hosts = ["h0", "h1", "h2", "h3"]
+    tables = []
+    for seq in range(rng.randrange(2, 7)):
+        start = rng.randrange(0, 60, 10)
+        times = list(range(start, start + rng.randrange(10, 80, 10), 10))
+        tables.append(make_part(rng, seq, rng.sample(hosts, rng.randrange(1, 5)), times))
+    hot = HotParts(10**9)
+    parts = [hot.part(("t", i), lambda t=t: t, TAGS, unique=False) for i, t in enumerate(tables)]
+    everything = deduplicate(pa.concat_tables(tables), TAGS)
+    lo, hi = sorted(rng.sample(range(-10, 150), 2))
+    wanted = frozenset(rng.sample(hosts, rng.randrange(1, 4)))
+    expected = everything.filter(pc.and_(
+        pc.is_in(everything.column("host"), value_set=pa.array(sorted(wanted))),
+        pc.and_(pc.greater_equal(everything.column("time").cast(pa.int64()), lo),
+                pc.less_equal(everything.column("time").cast(pa.int64()), hi))))
+    chosen = select(parts, lo, hi, hot.registry.matching({"host": wanted}))
+    pieces = list(chosen.unique)
+    if chosen.overlapping:
+        pieces.append(deduplicate(pa.concat_tables(chosen.overlapping), TAGS))
+    got = pa.concat_tables([p.select(["host", "region", "time", "a", "b"]) for p in pieces]) \
+        if pieces else expected.slice(0, 0)
+    assert canonical(got) == canonical(expected)
+    unfiltered = select(parts, None, None, None)
+    assert unfiltered.rows >= everything.num_rows
+
+
+def test_parts_without_shared_series_and_times_are_not_merged():
+    rng = random.Random(1)
+    first = make_part(rng, 1, ["h0"], [0, 10, 20], density=1)
+    other_host = make_part(rng, 2, ["h1"], [0, 10, 20], density=1)
+    later = make_part(rng, 3, ["h0"], [30, 40], density=1)
+    same = make_part(rng, 4, ["h0"], [20], density=1)
+    hot = HotParts(10**9)
+    parts = [hot.part(("p", i), lambda t=t: t, TAGS, unique=False)
+             for i, t in enumerate([first, other_host, later])]
+    assert select(parts, None, None, None).overlapping == []
+    parts.append(hot.part(("p", 3), lambda: same, TAGS, unique=False))
+    chosen = select(parts, None, None, None)
+    assert len(chosen.overlapping) == 2 and len(chosen.unique) == 2
+
+
+def test_cache_is_bounded_and_reuses_parts():
+    rng = random.Random(2)
+    table = make_part(rng, 1, ["h0", "h1"], list(range(0, 500, 10)))
+    hot = HotParts(10**9)
+    first = hot.part(("k",), lambda: table, TAGS, unique=False)
+    assert hot.part(("k",), lambda: pytest.fail("built twice"), TAGS, unique=False) is first
+    small = HotParts(first.nbytes + 1)
+    small.part(("a",), lambda: table, TAGS, unique=False)
+    small.part(("b",), lambda: table, TAGS, unique=False)
+    assert list(small.parts) == [("b",)] and small.bytes <= small.max_bytes
