@@ -163,18 +163,7 @@ def arrow_tokens(column: pa.Array) -> pa.Array | None:
     if pa.types.is_null(t):
         return pa.repeat(pa.scalar("null"), len(column))
     if pa.types.is_floating(t):
-        arr = column.cast(pa.float64())
-        if pc.all(pc.is_finite(arr)).as_py() is False:
-            return None
-        texts = arr.cast(pa.string())
-        magnitude = pc.abs(arr)
-        go_exponent = pc.or_(pc.and_(pc.less(magnitude, 1e-6), pc.not_equal(magnitude, 0.0)),
-                             pc.greater_equal(magnitude, 1e21))
-        redo = pc.fill_null(pc.not_equal(pc.match_substring(texts, "e"), go_exponent), False)
-        if pc.any(redo).as_py():
-            fixed = [go_float(v) for v in pc.filter(arr, redo).to_pylist()]
-            texts = pc.replace_with_mask(texts, redo, pa.array(fixed, pa.string()))
-        return texts.fill_null("null")
+        return go_float_texts(column.cast(pa.float64()))
     if pa.types.is_integer(t):
         return column.cast(pa.string()).fill_null("null")
     if pa.types.is_boolean(t):
@@ -225,23 +214,28 @@ def _go_string(value: str) -> str:
     return _HTML_RE.sub(lambda m: _HTML_ESCAPES[m.group(0)], text)
 
 
-def _float_tokens(column: tuple[Any, ...]) -> list[str] | None:
-    """Go's JSON for a column of floats (None for null) in one Arrow pass: Arrow's shortest
+def go_float_texts(arr: pa.Array) -> pa.Array | None:
+    """Go's JSON for a float64 array (``null`` for nulls) in one Arrow pass: Arrow's shortest
     round-trip digits are Go's, but it picks exponent notation by length where Go picks it by
     magnitude (below 1e-6 or from 1e21), so values where the two disagree are redone one by
     one. None when a value has no JSON form (NaN, inf): the slow path raises the error."""
-    arr = pa.array(column, pa.float64())
     if pc.all(pc.is_finite(arr)).as_py() is False:
         return None
     texts = arr.cast(pa.string())
     magnitude = pc.abs(arr)
     go_exponent = pc.or_(pc.and_(pc.less(magnitude, 1e-6), pc.not_equal(magnitude, 0.0)),
                          pc.greater_equal(magnitude, 1e21))
-    redo = pc.not_equal(pc.match_substring(texts, "e"), go_exponent)
-    out = texts.fill_null("null").to_pylist()
-    for i in pc.indices_nonzero(redo.fill_null(False)).to_pylist():
-        out[i] = go_float(column[i])
-    return out
+    redo = pc.fill_null(pc.not_equal(pc.match_substring(texts, "e"), go_exponent), False)
+    if pc.any(redo).as_py():
+        fixed = [go_float(v) for v in pc.filter(arr, redo).to_pylist()]
+        texts = pc.replace_with_mask(texts, redo, pa.array(fixed, pa.string()))
+    return texts.fill_null("null")
+
+
+def _float_tokens(column: tuple[Any, ...]) -> list[str] | None:
+    """Go's JSON for a column of floats (None for null), or None when one has no JSON form."""
+    texts = go_float_texts(pa.array(column, pa.float64()))
+    return None if texts is None else texts.to_pylist()
 
 
 def _column_tokens(column: tuple[Any, ...]) -> list[str] | None:

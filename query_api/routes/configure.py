@@ -79,6 +79,14 @@ class ConfigureRoutes:
             await set_retention(request.app, db, None, str(body["retention_period"]))
         return Response(status_code=200)
 
+    def _hard_delete_time(self, hard_delete_at: str | None, now_ms: int
+                          ) -> tuple[int | None, bool] | Response:
+        """``hard_delete_at`` as (time in ms or None for never, at once?), or the 400 answer."""
+        try:
+            return parse_hard_delete_at(hard_delete_at, now_ms, self.settings.hard_delete_default)
+        except HardDeleteTimeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
     async def delete_database(self, request: Request, db: str = "",
                               hard_delete_at: str | None = None) -> Response:
         """Soft-delete a database (persist/soft_deletes.py): renamed and hidden at once, its
@@ -87,11 +95,10 @@ class ConfigureRoutes:
         back under the old name (replays and buffers are dropped)."""
         catalog: Catalog = request.app.state.catalog
         now_ms = int(time.time() * 1000)
-        try:
-            hard_at, now = parse_hard_delete_at(hard_delete_at, now_ms,
-                                                self.settings.hard_delete_default)
-        except HardDeleteTimeError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        when = self._hard_delete_time(hard_delete_at, now_ms)
+        if isinstance(when, Response):
+            return when
+        hard_at, now = when
         soft = SoftDeletes(catalog, request.app.state.engine.store)
         if db and not await catalog.has_database(db):
             return await self._redelete(soft, await soft.record(db), hard_at, now, hard_delete_at)
@@ -111,11 +118,10 @@ class ConfigureRoutes:
         writes start a new table afresh."""
         catalog: Catalog = request.app.state.catalog
         now_ms = int(time.time() * 1000)
-        try:
-            hard_at, now = parse_hard_delete_at(hard_delete_at, now_ms,
-                                                self.settings.hard_delete_default)
-        except HardDeleteTimeError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        when = self._hard_delete_time(hard_delete_at, now_ms)
+        if isinstance(when, Response):
+            return when
+        hard_at, now = when
         if not db or not await catalog.has_database(db):
             return JSONResponse({"error": f"database not found: {db}"}, status_code=404)
         soft = SoftDeletes(catalog, request.app.state.engine.store)
