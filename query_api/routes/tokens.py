@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from persist.tokens import ADMIN_NAME, ALL, TokenError, TokenRecord, TokenStore, parse_permissions
+from query_api.routes.common import json_args
 from query_api.auth import OPEN, TokenAuthority, credentials, denied, request_needs
 
 BODY_PATHS = ("/api/v3/query_sql", "/api/v3/query_influxql", "/query")
@@ -40,7 +41,7 @@ async def request_args(request: Request) -> dict[str, Any]:
             except orjson.JSONDecodeError:
                 body = None
             if isinstance(body, dict):
-                args.update(body)
+                args.update(json_args(body))
         elif raw and "x-www-form-urlencoded" in ctype:
             args.update(dict(parse_qsl(raw.decode(errors="replace"))))
     return args
