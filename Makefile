@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench bench-quick down status clean
+.PHONY: setup run test bench bench-quick fuzz down status clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: setup
 bench-quick: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks.run --quick
+
+# The big API fuzzing run (at least 5 000 generated requests, counts by status code); `make test`
+# runs a bounded one (tests/test_api_fuzz.py).
+fuzz: setup
+	$(BIN)/python -m benchmarks.fuzz --requests 5000
 
 down:
 	$(BIN)/influent dev down

@@ -117,8 +117,6 @@ class RequestGate:
             denial = await authorize(request)
         except UNAVAILABLE_ERRORS as exc:  # the token store is out of reach
             denial = await unavailable(request, exc)
-        except BadRequest as exc:  # a body value the permission check cannot read
-            denial = await bad_request(request, exc)
         response: Response = denial if denial is not None else await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")

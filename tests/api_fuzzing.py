@@ -84,27 +84,28 @@ class Fuzzer:
         self.operations = [r.ok() for r in self.schema.get_all_operations()]
         self.session = requests.Session()
 
-    def ordered_operations(self) -> list:
-        """Every operation, those that create tokens last."""
-        return sorted(self.operations, key=lambda op: op.path in TOKEN_CREATING)
-
     def run(self, examples: int, credentials: Credentials,
             modes: Iterable[GenerationMode] = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE),
-            rounds: int = 1, seed_base: int = 0) -> FuzzReport:
+            seed_base: int = 0, operations: list | None = None) -> FuzzReport:
         """``examples`` generated requests per operation and mode (fewer where the operation
-        has fewer distinct requests), ``rounds`` times with different seeds."""
-        for n, (operation, mode) in enumerate(itertools.product(self.ordered_operations(), modes)):
-            for round_ in range(rounds):
-                self._run_operation(operation, mode, examples, credentials, seed_base + round_ * 1009 + n)
+        has fewer distinct requests); every operation, those that create tokens last."""
+        chosen = sorted(self.operations if operations is None else operations,
+                        key=lambda op: op.path in TOKEN_CREATING)
+        for n, (operation, mode) in enumerate(itertools.product(chosen, modes)):
+            self._run_operation(operation, mode, examples, credentials, seed_base + n)
         return self.report
 
     def run_until(self, total: int, examples: int, credentials: Credentials) -> FuzzReport:
-        """Rounds of :meth:`run` (new seeds each) until ``total`` requests were sent."""
+        """Rounds of :meth:`run` (new seeds each) until ``total`` requests were sent; the
+        operations that create tokens only in the last round (on an open server the first
+        token turns authentication on)."""
+        others = [op for op in self.operations if op.path not in TOKEN_CREATING]
+        tokens = [op for op in self.operations if op.path in TOKEN_CREATING]
         for round_ in itertools.count():
-            if self.report.requests >= total:
+            if self.report.requests + len(tokens) * examples >= total:
                 break
-            self.run(examples, credentials, seed_base=round_ * 7919)
-        return self.report
+            self.run(examples, credentials, seed_base=round_ * 7919, operations=others)
+        return self.run(examples, credentials, seed_base=7, operations=tokens)
 
     def _run_operation(self, operation, mode: GenerationMode, examples: int,
                        credentials: Credentials, seed_value: int) -> None:

@@ -59,3 +59,20 @@ def test_a_json_query_value_that_is_a_number_or_boolean_is_read_as_text(api):
     resp = httpx.post(f"{api}/query", json={"q": f"CREATE DATABASE {db}", "chunked": True,
                                             "chunk_size": 2}, timeout=60)
     assert resp.status_code == 200, resp.text
+
+
+def test_without_a_token_a_bad_body_is_a_401_first(kafka_bootstrap, redis_url, s3_endpoint,
+                                                    tmp_path):
+    """Authentication comes before reading the body: no token, 401; a valid one, the 400."""
+    settings = module_settings(kafka_bootstrap, redis_url, s3_endpoint, tmp_path / "state",
+                               token="bad-input-token")
+    proc = start_api(settings)
+    try:
+        body = {"q": "SHOW DATABASES", "db": ["x"]}
+        url = f"{settings.http_url}/query"
+        assert httpx.post(url, json=body, timeout=60).status_code == 401
+        resp = httpx.post(url, json=body, timeout=60,
+                          headers={"Authorization": "Bearer bad-input-token"})
+        assert resp.status_code == 400 and "'db'" in resp.text, resp.text
+    finally:
+        proc.stop()
