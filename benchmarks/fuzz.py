@@ -6,8 +6,9 @@ operation of ``/openapi.json`` (tests/api_fuzzing.py), on a stack of its own.
 Starts Kafka, Redis, one worker and two query APIs (one open, one with a bootstrap token) on
 free loopback ports with all state in a temp dir, seeds a database named as the schema's
 examples, then sends about half of the requests to the open API and half to the API with a token
-(with the token; and a tenth without one or with a wrong one, which must all get 401). Prints
-the answers by status code and every failed check; exits 1 when a check failed (an undocumented
+(with the token; and a tenth without one or with a wrong one, which must all get 401), then
+``--lp-bodies`` generated line protocol bodies through HTTP and Kafka (tests/lp_fuzzing.py).
+Prints the answers by status code and every failed check; exits 1 when a check failed (an undocumented
 5xx, a hang, a dropped connection, a request let through without a token) or a process is not
 alive and healthy afterwards.
 """
@@ -23,6 +24,10 @@ import httpx
 
 from influent import devstack
 from influent.config import Settings
+from hypothesis import HealthCheck, Phase, given, settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from tests import lp_fuzzing
 from tests.api_fuzzing import Credentials, FuzzReport, Fuzzer, healthy
 
 TOKEN = "fuzz-bootstrap-token"
@@ -49,8 +54,28 @@ def start_stack(work: Path) -> tuple[Settings, Settings, list[devstack.Service]]
     return settings, secured, services
 
 
-def run(requests: int, work: Path) -> tuple[FuzzReport, FuzzReport, list[str]]:
-    """(open API report, token API report, problems with the processes afterwards)."""
+def fuzz_line_protocol(api: lp_fuzzing.Api, bodies: int) -> dict[str, int]:
+    """``bodies`` generated line protocol bodies (8 per example) through HTTP and Kafka, with
+    every check of tests/lp_fuzzing.py; the totals."""
+    totals = {"bodies": 0, "rejected_lines": 0, "sentinels": 0}
+
+    @hypothesis_settings(max_examples=max(1, bodies // 8), deadline=None, database=None,
+                         phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(st.lists(lp_fuzzing.bodies(), min_size=8, max_size=8))
+    def send(generated: list) -> None:
+        outcomes = lp_fuzzing.fuzz_both_paths(api, generated)
+        totals["bodies"] += len(outcomes)
+        totals["rejected_lines"] += sum(len(o.rejected_lines) for o in outcomes)
+        totals["sentinels"] += sum(len(o.body.sentinels) for o in outcomes)
+
+    send()
+    return totals
+
+
+def run(requests: int, work: Path, lp_bodies: int = 0
+        ) -> tuple[FuzzReport, FuzzReport, dict[str, int], list[str]]:
+    """(open API report, token API report, line protocol totals, problems with the processes
+    afterwards)."""
     settings, secured, services = start_stack(work)
     try:
         httpx.post(f"{settings.http_url}/api/v3/write_lp", params={"db": "mydb"}, timeout=60,
@@ -65,11 +90,16 @@ def run(requests: int, work: Path) -> tuple[FuzzReport, FuzzReport, list[str]]:
         token_fuzzer.run(1, Credentials("wrong", "not-a-token", valid=False))
         token_fuzzer.run_until(requests - open_fuzzer.report.requests, 2,
                                Credentials("wrong", "not-a-token", valid=False))
-        problems = [f"{s.name} is not alive; log {s.log_path}" for s in services if not s.alive()]
+        problems = []
+        try:
+            lp = fuzz_line_protocol(lp_fuzzing.Api(secured, TOKEN), lp_bodies) if lp_bodies else {}
+        except AssertionError as exc:  # a failed line protocol check (hypothesis shows the case)
+            lp, problems = {}, [f"line protocol: {exc}"]
+        problems += [f"{s.name} is not alive; log {s.log_path}" for s in services if not s.alive()]
         for url in (settings.http_url, secured.http_url):
             if healthy(url) != (200, 200):
                 problems.append(f"{url}: /health, /ready = {healthy(url)}")
-        return open_fuzzer.report, token_fuzzer.report, problems
+        return open_fuzzer.report, token_fuzzer.report, lp, problems
     finally:
         for service in reversed(services):
             devstack.stop(service, timeout=60)
@@ -77,11 +107,13 @@ def run(requests: int, work: Path) -> tuple[FuzzReport, FuzzReport, list[str]]:
 
 @click.command()
 @click.option("--requests", default=5000, show_default=True, help="generated requests, at least")
+@click.option("--lp-bodies", default=80, show_default=True,
+              help="line protocol bodies through HTTP and Kafka afterwards (0: none)")
 @click.option("--keep", is_flag=True, help="keep the temp dir (logs) afterwards")
-def main(requests: int, keep: bool) -> None:
+def main(requests: int, lp_bodies: int, keep: bool) -> None:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="influent-fuzz-"))
-    open_report, token_report, problems = run(requests, work)
+    open_report, token_report, lp, problems = run(requests, work, lp_bodies)
     total = FuzzReport()
     for report in (open_report, token_report):
         total.statuses.update(report.statuses)
@@ -90,6 +122,10 @@ def main(requests: int, keep: bool) -> None:
     print(f"open API:  {open_report.summary()}")
     print(f"token API: {token_report.summary()}")
     print(f"total:     {total.summary()} in {time.monotonic() - started:.0f} s")
+    if lp:
+        print(f"line protocol: {lp['bodies']} bodies through HTTP and Kafka, "
+              f"{lp['rejected_lines']} lines rejected (same on both paths), "
+              f"{lp['sentinels']} sentinel lines")
     for line in total.failures + problems:
         print("FAILED:", line)
     print("logs:", work / "logs" if keep else "(removed; --keep keeps them)")
