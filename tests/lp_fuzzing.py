@@ -8,7 +8,8 @@ fuzzed ones, so that what must be kept is known. The checks (:func:`check_bodies
 - HTTP answers 204, or 400 naming each rejected line (its number, a reason), never a sentinel's;
 - the worker sends the rejected lines of each Kafka message to ``influent.rejected`` with a reason:
   the same line numbers the HTTP answer named for the same body (one admission code);
-- every sentinel row is queryable on both paths, and both databases hold the same tables;
+- both databases hold the same rows per table, with every sentinel no fuzzed line before it
+  could swallow (an open quote carries a line on past its newline);
 - the worker is alive afterwards (checked by the caller).
 """
 from __future__ import annotations

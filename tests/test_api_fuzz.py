@@ -106,8 +106,7 @@ def test_every_operation_is_fuzzed_without_undocumented_errors(stack: FuzzStack)
 @given(generated=st.lists(lp_fuzzing.bodies(), min_size=4, max_size=8))
 def test_line_protocol_fuzz_through_http_and_kafka(stack: FuzzStack, generated: list) -> None:
     """Generated and mutated line protocol through HTTP and Kafka: 204/400 naming the lines,
-    the same lines rejected with reasons on ``influent.rejected``, sentinel rows queryable on
-    both paths; the worker and the APIs stay alive and healthy."""
+    the same lines rejected with reasons on ``influent.rejected``, the same rows on both paths; the worker and the APIs stay alive and healthy."""
     outcomes = lp_fuzzing.fuzz_both_paths(lp_fuzzing.Api(stack.secured, TOKEN), generated)
     print(lp_fuzzing.describe(outcomes))
     stack.assert_alive()
