@@ -14,7 +14,7 @@ from influent import devstack
 from influent.config import Settings
 from tests import lp_fuzzing
 from tests.api_fuzzing import Credentials, Fuzzer, healthy, module_settings
-from tests.harness import Proc, start_api, start_worker
+from tests.harness import Proc, start_api, start_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +110,17 @@ def test_line_protocol_fuzz_through_http_and_kafka(stack: FuzzStack, generated: 
     outcomes = lp_fuzzing.fuzz_both_paths(lp_fuzzing.Api(stack.secured, TOKEN), generated)
     print(lp_fuzzing.describe(outcomes))
     stack.assert_alive()
+
+
+def test_tables_named_in_mixed_case_or_with_a_dot_are_queryable_by_their_quoted_names(
+        stack: FuzzStack) -> None:
+    """Found by the line protocol fuzz: table ``Fz`` was listed but ``SELECT ... FROM "Fz"``
+    answered 'table not found' (registered as ``fz``)."""
+    api = lp_fuzzing.Api(stack.secured, TOKEN)
+    resp = httpx.post(f"{api.url}/api/v3/write_lp", params={"db": "casedb"}, headers=api.headers,
+                      content=b"Mixed,host=a v=1i 1700000000000000000\n"
+                              b"dot.ted v=2i 1700000000000000000\n", timeout=60)
+    assert resp.status_code == 204, resp.text
+    expected = {"Mixed": 1, "dot.ted": 1}
+    assert wait_for(lambda: lp_fuzzing.table_rows(api, "casedb") == expected, 120,
+                    what="both tables queryable")
