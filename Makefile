@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench bench-quick soak down status clean
+.PHONY: setup run test bench bench-quick soak fuzz down status clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench-quick: setup
 # A soak with faults (benchmarks/soak.py): SOAK_ARGS='--minutes 2 --faults worker_kill'.
 soak: setup
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
+
+# The big API fuzzing run (at least 5 000 generated requests, counts by status code); `make test`
+# runs a bounded one (tests/test_api_fuzz.py).
+fuzz: setup
+	$(BIN)/python -m benchmarks.fuzz --requests 5000
 
 down:
 	$(BIN)/influent dev down

@@ -126,8 +126,12 @@ def referenced_tables(sql: str, tables: list[str]) -> list[str]:
 
 
 def _register(ctx: datafusion.SessionContext, name: str, data: pa.Table) -> None:
+    """Register ``data`` under the table's exact name: DataFusion parses the name it is given
+    as SQL, so it is quoted (else ``Cpu`` would be registered as ``cpu`` and ``"Cpu"`` not
+    found, and ``a.b`` read as schema ``a``)."""
     batches = data.to_batches() or [pa.RecordBatch.from_pylist([], schema=data.schema)]
-    ctx.register_record_batches(name, [batches])
+    quoted = '"' + name.replace('"', '""') + '"'
+    ctx.register_record_batches(quoted, [batches])
 
 
 class QueryEngine:

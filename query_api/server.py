@@ -14,6 +14,9 @@ import uuid
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
@@ -24,12 +27,14 @@ from persist.catalog import Catalog
 from persist.object_store import open_store
 from persist.tokens import TokenStore
 from query_api.auth import TokenAuthority
+from query_api.routes.common import BadRequest
 from query_api.routes.compat import compat_router
 from query_api.engine import QueryEngine
 from query_api import sql_guard
 from query_api.front import FlightTarget
 from query_api.flight_sql import catalog_table_schemas
 from query_api.metrics import ApiMetrics
+from query_api import openapi
 from query_api.routes.plugins import plugin_router
 from query_api.routes.caches import CacheRoutes
 from query_api.routes.configure import ConfigureRoutes
@@ -47,6 +52,8 @@ from topics.admin import ensure_topics
 
 log = logging.getLogger("influent.api")
 PROCESS_ID = str(uuid.uuid4())
+#: Errors that mean a backing service is out of reach, not that the request is wrong: 503.
+UNAVAILABLE_ERRORS = (KafkaError, RedisConnectionError, RedisTimeoutError)
 
 
 def create_api(settings: Settings) -> FastAPI:
@@ -87,6 +94,9 @@ def create_api(settings: Settings) -> FastAPI:
     metrics.registry.register(
         SnapshotCacheMetrics(lambda: getattr(getattr(app.state, "engine", None), "snapshots", None)))
     app.middleware("http")(RequestGate(metrics))
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, unavailable)
+    app.add_exception_handler(BadRequest, bad_request)
     app.include_router(service_router(settings, metrics))
     app.include_router(QueryRoutes(settings, metrics).router())
     app.include_router(ConfigureRoutes(settings).router())
@@ -98,6 +108,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(token_router())  # /api/v3/configure/token*
     app.include_router(plugin_router(settings))  # /api/v3/plugins/files, /api/v3/plugin_test/*
     app.include_router(lifecycle_router())  # deletes, retention periods
+    openapi.install(app)  # /openapi.json: the parameters and bodies the routes read
     return app
 
 
@@ -111,7 +122,10 @@ class RequestGate:
 
     async def __call__(self, request: Request, call_next):
         start = time.perf_counter()
-        denial = await authorize(request)
+        try:
+            denial = await authorize(request)
+        except UNAVAILABLE_ERRORS as exc:  # the token store is out of reach
+            denial = await unavailable(request, exc)
         response: Response = denial if denial is not None else await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
@@ -119,6 +133,18 @@ class RequestGate:
         self.metrics.latency.labels(path).observe(time.perf_counter() - start)
         response.headers["Access-Control-Allow-Origin"] = "*"
         return response
+
+
+async def bad_request(request: Request, exc: Exception) -> Response:
+    """400 naming the request value a route could not use (:class:`BadRequest`)."""
+    return JSONResponse({"error": str(exc)}, status_code=400)
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    """503 naming the service out of reach (documented on every route that needs one)."""
+    service = "Kafka" if isinstance(exc, KafkaError) else "Redis (the catalog)"
+    log.warning("%s %s: %s unavailable: %r", request.method, request.url.path, service, exc)
+    return JSONResponse({"error": f"{service} unavailable: {exc!r}"}, status_code=503)
 
 
 def service_router(settings: Settings, metrics: ApiMetrics) -> APIRouter:

@@ -18,7 +18,7 @@ from persist.partitioning import DEFAULT_TIME_FORMAT, PartitionTemplate
 from persist.soft_deletes import HardDeleteTimeError, SoftDeletes, format_ms, parse_hard_delete_at
 from persist.visibility import parse_duration
 from query_api.formats import CONTENT_TYPES, pick_format, render
-from query_api.routes.common import json_body
+from query_api.routes.common import json_body, text_field, text_list
 from query_api.routes.lifecycle import set_retention
 
 #: The Arrow type names of InfluxDB 3's create-table body -> field types.
@@ -54,18 +54,21 @@ class ConfigureRoutes:
                     format_ms(r.hard_delete_at_ms) for r in gone], pa.string())})
         else:
             table = pa.table({"iox::database": pa.array(names, pa.string())})
-        fmt = pick_format(format, None)
+        try:
+            fmt = pick_format(format, None)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         return StreamingResponse(render(table, fmt), media_type=CONTENT_TYPES[fmt])
 
     async def create_database(self, request: Request) -> Response:
         body = await json_body(request)
-        db = body.get("db") or ""
+        db = text_field(body, "db")
         reason = validate_db_name(db)
         if reason:
             return JSONResponse({"error": reason}, status_code=400)
         try:
             template = template_from(body)
-        except (ValueError, AttributeError) as exc:
+        except (ValueError, AttributeError, TypeError) as exc:
             return JSONResponse({"error": f"invalid partition_template: {exc}"}, status_code=400)
         try:
             retention = body.get("retention_period") and parse_duration(str(body["retention_period"]))
@@ -155,13 +158,15 @@ class ConfigureRoutes:
 
     async def create_table(self, request: Request) -> Response:
         body = await json_body(request)
-        db, table = body.get("db") or "", body.get("table") or ""
+        db, table = text_field(body, "db"), text_field(body, "table")
         reason = validate_db_name(db) or (None if table else "table name cannot be empty")
         if reason:
             return JSONResponse({"error": reason}, status_code=400)
-        columns = {t: TAG for t in body.get("tags") or []}
+        columns = {t: TAG for t in text_list(body, "tags")}
         try:
             for f in body.get("fields") or []:
+                if not isinstance(f["name"], str) or not f["name"]:
+                    raise ValueError(f"field name {f['name']!r} is not a non-empty string")
                 columns[f["name"]] = TABLE_FIELD_TYPES[f["type"]]
             template = template_from(body)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -19,7 +19,7 @@ from persist.lifecycle_catalog import LifecycleCatalog
 from persist.visibility import parse_duration
 from query_api.deletes import DeleteError, DeleteService, parse_v2_predicate
 from query_api.influxql.timeutil import InvalidTime, parse_time_literal
-from query_api.routes.common import json_body
+from query_api.routes.common import json_body, text_field
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -53,7 +53,7 @@ def lifecycle_router() -> APIRouter:
     @router.post("/api/v2/delete")
     async def delete_v2(request: Request, bucket: str = "", org: str = "") -> Response:
         body = await json_body(request)
-        db = (bucket or body.get("bucket") or "").split("/")[0]
+        db = (bucket or text_field(body, "bucket")).split("/")[0]
         if not db:
             return _error(400, "bucket is required")
         try:
@@ -64,10 +64,10 @@ def lifecycle_router() -> APIRouter:
         except InvalidTime as exc:
             return _error(400, f"invalid time: {exc}")
         try:
-            measurement, predicate = parse_v2_predicate(body.get("predicate") or "")
+            text = text_field(body, "predicate")
+            measurement, predicate = parse_v2_predicate(text)
             await deletes_of(request).delete(db, [measurement] if measurement else None, start,
-                                             stop, predicate,
-                                             f"/api/v2/delete {body.get('predicate') or ''}".strip())
+                                             stop, predicate, f"/api/v2/delete {text}".strip())
         except DeleteError as exc:
             return _error(400, str(exc))
         except LookupError as exc:
@@ -77,7 +77,7 @@ def lifecycle_router() -> APIRouter:
     @router.put("/api/v3/configure/database")
     async def update_database(request: Request) -> Response:
         body = await json_body(request)
-        return await set_retention(request.app, body.get("db") or "", None,
+        return await set_retention(request.app, text_field(body, "db"), None,
                                    body.get("retention_period"))
 
     @router.post("/api/v3/configure/database/retention_period")
@@ -93,7 +93,7 @@ def lifecycle_router() -> APIRouter:
     @router.put("/api/v3/configure/table")
     async def update_table(request: Request) -> Response:
         body = await json_body(request)
-        return await set_retention(request.app, body.get("db") or "", body.get("table") or "",
+        return await set_retention(request.app, text_field(body, "db"), text_field(body, "table"),
                                    body.get("retention_period"))
 
     @router.post("/api/v3/configure/table/retention_period")

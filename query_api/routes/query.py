@@ -54,6 +54,8 @@ class QueryRoutes:
                 params = orjson.loads(params)
             except orjson.JSONDecodeError:
                 return JSONResponse({"error": "'params' must be a JSON object"}, status_code=400)
+        if params is not None and not isinstance(params, dict):
+            return JSONResponse({"error": "'params' must be a JSON object"}, status_code=400)
         stats = QueryStats()
         try:
             schema, batches = await request.app.state.engine.sql_stream(db, q, params or None, stats)
@@ -78,6 +80,8 @@ class QueryRoutes:
                 params = orjson.loads(params)
             except orjson.JSONDecodeError:
                 return {"error": "error parsing query parameters: params must be JSON"}, stats
+        if params is not None and not isinstance(params, dict):
+            return {"error": "error parsing query parameters: params must be a JSON object"}, stats
         app = request.app
         started = time.time()
         try:

@@ -23,7 +23,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from persist.tokens import ADMIN_NAME, ALL, TokenError, TokenRecord, TokenStore, parse_permissions
-from query_api.auth import OPEN, TokenAuthority, credentials, denied, request_needs
+from query_api.routes.common import BadRequest, json_args
+from query_api.auth import ANY, OPEN, TokenAuthority, credentials, denied, request_needs
 
 BODY_PATHS = ("/api/v3/query_sql", "/api/v3/query_influxql", "/query")
 
@@ -40,7 +41,7 @@ async def request_args(request: Request) -> dict[str, Any]:
             except orjson.JSONDecodeError:
                 body = None
             if isinstance(body, dict):
-                args.update(body)
+                args.update(json_args(body))
         elif raw and "x-www-form-urlencoded" in ctype:
             args.update(dict(parse_qsl(raw.decode(errors="replace"))))
     return args
@@ -48,12 +49,15 @@ async def request_args(request: Request) -> dict[str, Any]:
 
 async def authorize(request: Request) -> Response | None:
     """None when the request may go on; else the empty 401/403 answer (as InfluxDB 3)."""
+    if request_needs(request.method, request.url.path, {}) == [OPEN]:
+        return None  # before any catalog lookup: /health answers while Redis is down
     authority: TokenAuthority = request.app.state.tokens
     if not await authority.enabled():
         return None
-    needs = request_needs(request.method, request.url.path, await request_args(request))
-    if needs == [OPEN]:
-        return None
+    try:
+        needs = request_needs(request.method, request.url.path, await request_args(request))
+    except BadRequest:  # a body the route refuses (400) anyway; only a valid token gets that far
+        needs = [ANY]
     principal = await authority.authenticate(credentials(request.headers, request.query_params))
     if principal is None:
         return Response(status_code=401)
