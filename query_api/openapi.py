@@ -88,6 +88,21 @@ TOKEN_BODY = json_object(token_name=STRING, permissions=STRINGS, expiry_secs=INT
 CONFIG_ERRORS = {400: "the request is invalid (the answer says why)", **AUTH, **UNAVAILABLE}
 
 # Operations keyed by (METHOD, path); every route of the app has one (tests/test_openapi.py).
+def _cache_operations(kind: str, body: dict[str, Any]) -> dict[tuple[str, str], Operation]:
+    """POST and DELETE of ``/api/v3/configure/<kind>_cache`` (query_api/routes/caches.py)."""
+    path = f"/api/v3/configure/{kind}_cache"
+    return {
+        ("POST", path): Operation(
+            f"create a {kind} value cache", (), {"application/json": body},
+            {201: "created; the answer is the definition", 404: "database or table not found",
+             409: "the table has a cache of that name", **CONFIG_ERRORS}),
+        ("DELETE", path): Operation(
+            f"delete a {kind} value cache", (DB, TABLE, Param("name", "cache name")),
+            {"application/json": json_object(db=STRING, table=STRING, name=STRING)},
+            {404: "cache not found", **CONFIG_ERRORS}),
+    }
+
+
 _QUERY_SQL = Operation("SQL query", (SQL, DB, FORMAT, PARAMS),
                        {"application/json": SQL_BODY, "application/x-www-form-urlencoded": SQL_BODY},
                        {400: "the query is invalid", 404: "database not found", **AUTH, **TIMEOUT,
@@ -180,6 +195,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/api/v3/configure/table/retention_period"): Operation(
         "clear a table's retention period", (), None,
         {204: "updated", 404: "database or table not found", **CONFIG_ERRORS}),
+    **_cache_operations("last", json_object(
+        db=STRING, table=STRING, name=STRING, key_columns=STRINGS, value_columns=STRINGS,
+        count=INTEGER, ttl=INTEGER)),
+    **_cache_operations("distinct", json_object(
+        db=STRING, table=STRING, name=STRING, columns=STRINGS, max_cardinality=INTEGER,
+        max_age=INTEGER)),
     ("POST", "/api/v2/delete"): Operation(
         "delete rows (InfluxDB 2)", (),
         {"application/json": json_object(start=STRING, stop=STRING, predicate=STRING,
