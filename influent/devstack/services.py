@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from influent.config import PROJECT_ROOT, Settings
+from influent.model import MAX_MESSAGE_BYTES
 from influent.devstack.install import KAFKA_LOG4J, _cds_options, _java, _kafka_jvm_options, kafka_classpath, require
 from influent.devstack.processes import MissingPrerequisite, Service, ServiceStartError, _check_port_free, _spawn, free_ports, http_status, kafka_metadata, redis_ping, stop, wait_ready
 
-#: Largest Kafka message the local broker accepts: 16 MiB of payload plus batch overhead.
-KAFKA_MAX_MESSAGE_BYTES = 20 * 1024 * 1024
+#: Largest Kafka record batch the local broker accepts: the same bound the clients use for a
+#: request (``MAX_MESSAGE_BYTES``) and docker-compose's brokers set, so a message one accepts
+#: the other does too.
+KAFKA_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES
 
 
 def _new_cluster_id() -> str:
@@ -107,7 +110,7 @@ def _kafka_properties(data_dir: Path, node: KafkaNode, quorum: KafkaQuorum | Non
         # Only closed segments are compacted: 64 MiB segments (not 1 GiB) let a long-running
         # dev stack's changelogs actually shrink.
         "log.segment.bytes": str(64 * 1024 * 1024),
-        # Messages up to 16 MiB (plus batch overhead).
+        # Messages up to the clients' MAX_MESSAGE_BYTES.
         "message.max.bytes": str(KAFKA_MAX_MESSAGE_BYTES),
         "replica.fetch.max.bytes": str(KAFKA_MAX_MESSAGE_BYTES),
         "replica.fetch.response.max.bytes": str(KAFKA_MAX_MESSAGE_BYTES),
