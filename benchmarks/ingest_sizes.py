@@ -178,6 +178,9 @@ def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
                   f"{res['pipeline_cpu_s_per_m_lines']:.1f}; Kafka bytes/input byte "
                   f"{res['kafka_bytes_per_input_byte']}, Redis {res['redis_bytes_per_input_byte']}",
                   flush=True)
+        if loads and not sizes:  # a worker that just started is still starting its agents
+            ingest.influent_ingest(settings, services, tsbs.generate_messages(2000, 1), "warmup",
+                                   2000, 2000)
         for rate, lines in loads:
             name = f"{rate:g}x{lines}"
             spies = {svc: start_profile(services[svc].pid, profile_dir / f"{svc}-fresh{name}.txt")
