@@ -195,3 +195,27 @@ def test_small_batches_are_encoded_plain_and_large_ones_compressed_both_read_bac
         with pa.ipc.new_stream(sink, batch.schema, options=plain) as writer:
             writer.write(batch)
         assert (len(data) < sink.getvalue().size) == (batch.nbytes >= COMPRESS_MIN_BYTES)
+
+
+@pytest.mark.integration
+def test_groups_close_at_the_join_limit_with_the_same_rows_and_rejections(redis_url, monkeypatch):
+    import persist.admission as admission
+    messages = [msg(10 + i, f"cpu,host=h{i % 3} usage={i}i {BASE_NS + i}\ncpu,host=x usage=1.5\n")
+                for i in range(12)]
+
+    async def scenario():
+        catalog = Catalog.connect(redis_url, unique("limit"))
+        try:
+            whole = await ingest_batch(messages, CatalogCache(catalog), "d")
+            monkeypatch.setattr(admission, "JOIN_MAX_BYTES", 100)  # about two messages a group
+            groups = admission._admissions([m.request("d", 1 << 30) for m in messages], True)
+            cut = await ingest_batch(messages, CatalogCache(catalog), "d")
+            return whole, groups, cut
+        finally:
+            await catalog.close()
+
+    whole, groups, cut = asyncio.run(scenario())
+    assert [len(g.members) for g in groups] == [2] * 6
+    assert rows_of(cut) == rows_of(whole) and len(rows_of(cut)) == 12
+    assert [(r.message.offset, r.error.line) for r in cut.rejected] == [
+        (r.message.offset, r.error.line) for r in whole.rejected] == [(10 + i, 2) for i in range(12)]
