@@ -165,11 +165,7 @@ async def influent_freshness(settings: Settings, db: str, messages: Sequence[byt
             visible: dict[str, float] = {}
 
             async def watch_load() -> None:
-                """When every load row is queryable (probe rows are in another table). Not
-                asked before the last load message is sent (no count could be complete
-                earlier): a count of the load table every second during the load would be a
-                query load of its own on the API, which the peer's run does not get."""
-                await load_task
+                """When every load row is queryable (probe rows are in another table)."""
                 while time.monotonic() - t_start < duration + 600:
                     visible["rows"] = await count("SELECT count(*) AS n FROM cpu")
                     if visible["rows"] >= expected:
@@ -177,8 +173,8 @@ async def influent_freshness(settings: Settings, db: str, messages: Sequence[byt
                         return
                     await asyncio.sleep(1.0)
 
-            load_task = asyncio.create_task(_pace(messages, rate, send_load))
             watcher = asyncio.create_task(watch_load())
+            load_task = asyncio.create_task(_pace(messages, rate, send_load))
             query_s: list[float] = []
             samples = await _probes(duration, probe_every, poll, send_probe, visible_ids,
                                     query_s)
