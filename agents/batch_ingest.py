@@ -27,7 +27,7 @@ from aiokafka.structs import ConsumerRecord
 
 from agents.catalog_cache import CatalogCache
 from persist.admission import Admission, WriteRequest, admit
-from persist.partitioning import partition_keys, split_by_partition
+from persist.partitioning import split_rows
 from topics.line_protocol import LineError, ParsedTable
 from topics.wire import NUDGE_HEADER, ORDER_SEQ, ORDER_TS, ROWS_PER_MESSAGE_BITS, header_dict
 
@@ -94,6 +94,7 @@ class BufferEntry:
     offset: int
     origin: str | None
     rows: pa.RecordBatch | pa.Table
+    partition: int = -1  # the source partition (-1: not given)
 
 
 @dataclass
@@ -104,6 +105,10 @@ class BatchOutcome:
     @property
     def rows(self) -> int:
         return sum(e.rows.num_rows for e in self.entries)
+
+    def of_partition(self, partition: int) -> "BatchOutcome":
+        return BatchOutcome([e for e in self.entries if e.partition == partition],
+                            [r for r in self.rejected if r.message.partition == partition])
 
 
 def whole_message_error(body: bytes, reason: str) -> list[LineError]:
@@ -153,9 +158,27 @@ def drop_obsolete_rows(rows: pa.RecordBatch, deleted_at: int | None,
     return rows if keep is None else rows.filter(keep)
 
 
+def by_partition(rows: pa.RecordBatch, partitions: np.ndarray) -> list[tuple[int, pa.RecordBatch]]:
+    """Rows split by the source partition of each row (``partitions``, one per row), in
+    partition order, row order kept within one; rows are usually already grouped (slices)."""
+    if len(partitions) == 0 or partitions[0] == partitions[-1] and (
+            len(partitions) < 3 or (partitions == partitions[0]).all()):
+        return [(int(partitions[0]), rows)] if len(partitions) else []
+    if (np.diff(partitions) >= 0).all():
+        cuts = np.flatnonzero(np.diff(partitions)) + 1
+        bounds = np.concatenate(([0], cuts, [len(partitions)]))
+        return [(int(partitions[a]), rows.slice(int(a), int(b - a)))
+                for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(int(p), rows.filter(pa.array(partitions == p))) for p in np.unique(partitions)]
+
+
 async def ingest_batch(messages: list[WriteMessage], cache: CatalogCache, default_db: str,
                        max_body_bytes: int = 1 << 30) -> BatchOutcome:
-    """Admit, order and split one partition's batch of messages (no Kafka side effects)."""
+    """Admit, order and split one batch of messages (no Kafka side effects). The messages may
+    come from several source partitions (each partition's in offset order): they are parsed
+    together, and every entry holds the rows of one partition, keyed by the last offset of
+    that partition's messages in its group, exactly as if each partition's messages had come
+    alone."""
     outcome = BatchOutcome()
     messages = [m for m in messages if NUDGE_HEADER not in m.headers]  # older workers' nudges
     if not messages:
@@ -165,29 +188,39 @@ async def ingest_batch(messages: list[WriteMessage], cache: CatalogCache, defaul
                              join=True)
     offsets = np.fromiter((m.offset for m in messages), np.int64, len(messages))
     stamps = np.fromiter((m.timestamp_ms for m in messages), np.int64, len(messages))
-    parts: dict[tuple[str, str, str, int, str | None], list[pa.RecordBatch]] = defaultdict(list)
+    sources = np.fromiter((m.partition for m in messages), np.int64, len(messages))
+    parts: dict[tuple[str, str, str, int, int, str | None], list[pa.RecordBatch]] = defaultdict(
+        list)
     for admission in admissions:
         db = admission.request.database
         first = messages[admission.members[0]]
         if admission.refusal is not None:
             outcome.rejected += [Rejection(db, e, first) for e in refusal_errors(admission)]
             continue
-        last = messages[admission.members[-1]]
+        members = np.asarray(admission.members, dtype=np.int64)
+        # the last offset of this group's messages in each partition: the entries' offset
+        last = {int(p): int(offsets[members[sources[members] == p]].max())
+                for p in np.unique(sources[members])}
         for table in admission.tables:
             ordered = write_order(table, admission, offsets, stamps)
             template = await cache.template(db, table.name)
             deleted_at = cache.deleted_at(db, table.name)
-            for pk, rows in split_by_partition(ordered, partition_keys(ordered, template)).items():
-                mark = cache.watermark(db, table.name, pk, last.partition)
-                rows = drop_obsolete_rows(rows, deleted_at, mark)
-                if rows.num_rows:
-                    parts[(db, table.name, pk, last.offset, admission.request.origin)].append(rows)
+            lines = table.lines.to_numpy(zero_copy_only=False).astype(np.int64)
+            row_sources = sources[members[admission.member_of(lines)]]
+            for partition, rows_of_partition in by_partition(ordered, row_sources):
+                for pk, rows in split_rows(rows_of_partition, template).items():
+                    mark = cache.watermark(db, table.name, pk, partition)
+                    rows = drop_obsolete_rows(rows, deleted_at, mark)
+                    if rows.num_rows:
+                        parts[(db, table.name, pk, partition, last[partition],
+                               admission.request.origin)].append(rows)
         for err in admission.rejected:
             i, line = admission.locate(err.line)
             outcome.rejected.append(Rejection(db, LineError(line, err.original, err.reason),
                                               messages[i]))
-    for (db, table, pk, offset, origin), batches in sorted(parts.items(), key=lambda kv: kv[0][3]):
+    for (db, table, pk, partition, offset, origin), batches in sorted(
+            parts.items(), key=lambda kv: (kv[0][3], kv[0][4])):
         rows = batches[0] if len(batches) == 1 else pa.Table.from_batches(batches)
-        outcome.entries.append(BufferEntry(db, table, pk, offset, origin, rows))
-    outcome.rejected.sort(key=lambda r: (r.message.offset, r.error.line))
+        outcome.entries.append(BufferEntry(db, table, pk, offset, origin, rows, partition))
+    outcome.rejected.sort(key=lambda r: (r.message.partition, r.message.offset, r.error.line))
     return outcome

@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from agents.backpressure import BufferedBytes
-from agents.batch_ingest import (BatchOutcome, Rejection, WriteMessage, ingest_batch,
+from agents.batch_ingest import (BatchOutcome, BufferEntry, Rejection, WriteMessage, ingest_batch,
                                  whole_message_error)
 from agents.catalog_cache import CatalogCache
 from agents.partition_reader import BatchLimits, PartitionReader, partition_context
@@ -37,7 +37,7 @@ from influent.failpoints import failpoint
 from persist.catalog import Catalog
 from tables.buffers import BufferKey, is_position_key, position_key
 from topics.declarations import PipelineTopics
-from topics.wire import BatchRef, RejectedLine, batch_stats, encode_batch, now
+from topics.wire import BatchRef, RejectedLine, batch_stats, encode_batch, now, stats_headers
 
 log = logging.getLogger("influent.ingest")
 
@@ -47,6 +47,12 @@ TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 def batch_limits(settings: Settings) -> BatchLimits:
     return BatchLimits(max_records=settings.ingest_max_rows, max_bytes=settings.ingest_max_bytes,
                        max_wait_ms=settings.ingest_max_wait_ms)
+
+
+def describe(batch: dict[int, list[ConsumerRecord]]) -> str:
+    """``p3@10-12 p5@7-7``: the partitions and offsets of a batch, for the log."""
+    return " ".join(f"p{p}@{records[0].offset}-{records[-1].offset}"
+                    for p, records in sorted(batch.items()))
 
 
 class IngestDelay:
@@ -92,63 +98,77 @@ class Ingestor:
         self.running: list[asyncio.Task] = []
         self.delay = IngestDelay()
 
-    async def publish(self, partition: int, outcome: BatchOutcome, next_offset: int) -> None:
-        with partition_context(self.app, self.settings.writes_topic, partition):
-            snapshots = []
-            for entry in outcome.entries:
-                data = encode_batch(entry.rows)
-                key = BufferKey.of(entry.database, entry.table, entry.partition_key, partition,
-                                   entry.offset)
-                raw_key = key.encode()
-                if raw_key not in self.buffers:  # a replay rewrites an entry: count it once
-                    self.pressure.add(partition, len(data))
-                self.buffers[raw_key] = data
-                snapshots.append((entry.database, entry.table, key.snapshot_field, data))
-                ref = BatchRef(entry.database, entry.table, entry.partition_key,
-                               self.settings.writes_topic, partition, entry.offset)
-                headers = ref.headers()
-                if entry.origin is not None:  # who wrote it (e.g. a trigger), for the loop guard
-                    headers["origin"] = entry.origin.encode()
-                await self.topics.accepted.send(key=f"{entry.database}/{entry.table}".encode(),
-                                                value=data, partition=partition, headers=headers)
-            await self.catalog.put_snapshots(snapshots)
-            received = now()
-            for r in outcome.rejected:
-                record = RejectedLine(r.database, r.error.line, r.error.original, r.error.reason,
-                                      r.message.topic, r.message.partition, r.message.offset,
-                                      received)
-                await self.topics.rejected.send(key=r.database.encode(), value=record.to_json(),
-                                                partition=partition)
-            failpoint("ingest_before_position")
-            self.buffers[position_key(partition)] = str(next_offset).encode()
+    async def publish(self, outcome: BatchOutcome, next_offsets: dict[int, int]) -> None:
+        """Per partition, in this order: its entries (buffers table) and accepted messages; the
+        snapshots of all partitions (one Redis pipeline); per partition its rejected lines and
+        then its position (the next offset), which so always follows its rows."""
+        snapshots = []
+        topic = self.settings.writes_topic
+        for partition in sorted(next_offsets):
+            with partition_context(self.app, topic, partition):
+                for entry in outcome.entries:
+                    if entry.partition == partition:
+                        snapshots.append(await self.buffer(partition, entry))
+        await self.catalog.put_snapshots(snapshots)
+        received = now()
+        for partition, next_offset in sorted(next_offsets.items()):
+            with partition_context(self.app, topic, partition):
+                for r in outcome.rejected:
+                    if r.message.partition != partition:
+                        continue
+                    record = RejectedLine(r.database, r.error.line, r.error.original,
+                                          r.error.reason, r.message.topic, r.message.partition,
+                                          r.message.offset, received)
+                    await self.topics.rejected.send(key=r.database.encode(),
+                                                    value=record.to_json(), partition=partition)
+                failpoint("ingest_before_position")
+                self.buffers[position_key(partition)] = str(next_offset).encode()
 
-    async def handle(self, partition: int, records: list[ConsumerRecord]) -> None:
-        messages = [WriteMessage.from_record(r) for r in records]
-        next_offset = records[-1].offset + 1
+    async def buffer(self, partition: int, entry: BufferEntry) -> tuple[str, str, str, bytes]:
+        """Write one entry to the buffers table and the accepted topic; its snapshot item."""
+        data = encode_batch(entry.rows)
+        key = BufferKey.of(entry.database, entry.table, entry.partition_key, partition,
+                           entry.offset)
+        raw_key = key.encode()
+        if raw_key not in self.buffers:  # a replay rewrites an entry: count it once
+            self.pressure.add(partition, len(data))
+        self.buffers[raw_key] = data
+        ref = BatchRef(entry.database, entry.table, entry.partition_key,
+                       self.settings.writes_topic, partition, entry.offset)
+        headers = ref.headers() | stats_headers(entry.rows)
+        if entry.origin is not None:  # who wrote it (e.g. a trigger), for the loop guard
+            headers["origin"] = entry.origin.encode()
+        await self.topics.accepted.send(key=f"{entry.database}/{entry.table}".encode(),
+                                        value=data, partition=partition, headers=headers)
+        return entry.database, entry.table, key.snapshot_field, data
+
+    async def handle(self, batch: dict[int, list[ConsumerRecord]]) -> None:
+        """One fetch: the records of every partition, admitted together."""
+        messages = [WriteMessage.from_record(r) for records in batch.values() for r in records]
+        next_offsets = {p: records[-1].offset + 1 for p, records in batch.items()}
         delay = 0.2
         while True:
             try:
                 outcome = await ingest_batch(messages, self.cache, self.settings.default_db,
                                              self.settings.max_body_bytes)
-                await self.publish(partition, outcome, next_offset)
-                self.delay.note(records[-1].timestamp, len(records))
+                await self.publish(outcome, next_offsets)
+                self.delay.note(max(records[-1].timestamp for records in batch.values()),
+                                len(messages))
                 if outcome.rejected:
-                    log.info("p%d@%d-%d: %d rows buffered, %d lines rejected", partition,
-                             records[0].offset, records[-1].offset, outcome.rows,
-                             len(outcome.rejected))
+                    log.info("%s: %d rows buffered, %d lines rejected", describe(batch),
+                             outcome.rows, len(outcome.rejected))
                 return
             except TRANSIENT as exc:  # Redis away: wait for it, never drop the write
-                log.warning("p%d@%d: catalog unavailable (%s); retrying in %.1fs",
-                            partition, records[0].offset, exc, delay)
+                log.warning("%s: catalog unavailable (%s); retrying in %.1fs", describe(batch),
+                            exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as exc:  # a bug must not stop the partition or lose the lines
-                log.exception("p%d@%d-%d: ingest failed", partition, records[0].offset,
-                              records[-1].offset)
+                log.exception("%s: ingest failed", describe(batch))
                 rejected = [Rejection(m.headers.get("db") or self.settings.default_db, e, m)
                             for m in messages
                             for e in whole_message_error(m.value, f"internal error: {exc!r}")]
-                await self.publish(partition, BatchOutcome(rejected=rejected), next_offset)
+                await self.publish(BatchOutcome(rejected=rejected), next_offsets)
                 return
 
     async def committed_by_faust(self, partitions: list[int]) -> dict[int, int]:

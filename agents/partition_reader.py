@@ -35,8 +35,9 @@ log = logging.getLogger("influent.ingest")
 
 IDLE_FETCH_WAIT_MS = 500
 
-#: Handler of one partition's batch (records in offset order, contiguous from its position).
-BatchHandler = Callable[[int, list[ConsumerRecord]], Awaitable[None]]
+#: Handler of one fetch: records of each partition (in offset order, contiguous from the
+#: partition's position), by partition.
+BatchHandler = Callable[[dict[int, list[ConsumerRecord]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -150,14 +151,19 @@ class PartitionReader:
                 try:
                     fetched = await self.consumer.getmany(
                         timeout_ms=self.limits.max_wait_ms, max_records=self.limits.max_records)
+                    batch = {}
                     for tp in sorted(fetched, key=lambda t: t.partition):
                         records = from_position(fetched[tp],
                                                 self.partitions.get(tp.partition, 1 << 62))
-                        if not records:
-                            continue
-                        await self.handle(tp.partition, records)
-                        self.partitions[tp.partition] = records[-1].offset + 1
-                        self.handled_records += len(records)
+                        if records:
+                            batch[tp.partition] = records
+                    if batch:
+                        # all partitions' records in one handling: the fixed costs of a batch
+                        # (parse set-up, catalog check, snapshot write) once per fetch
+                        await self.handle(batch)
+                        for partition, records in batch.items():
+                            self.partitions[partition] = records[-1].offset + 1
+                            self.handled_records += len(records)
                     delay = 0.2
                     await self._report_positions()
                 except asyncio.CancelledError:

@@ -41,7 +41,7 @@ from persist.policy import PendingBuffer, PersistPolicy
 from persist.tombstones import drop_deleted
 from tables.buffers import BufferKey, is_position_key
 from topics.declarations import PipelineTopics
-from topics.wire import BatchRef, batch_stats, decode_batches, header_dict
+from topics.wire import BatchRef, batch_stats, decode_batches, header_dict, stats_from_headers
 
 log = logging.getLogger("influent.persist")
 
@@ -105,9 +105,10 @@ class Persister:
         self.seen: dict[int, int] = {}  # accepted partition -> highest offset tracked
         self.flushed: dict[int, float] = {}  # partition -> time its last flush tick was handled
 
-    def track(self, partition: int, raw_key: bytes, data: bytes) -> None:
+    def track(self, partition: int, raw_key: bytes, data: bytes,
+              stats: tuple[int, int] | None = None) -> None:
         key = BufferKey.decode(raw_key)
-        rows, written_ms = batch_stats(data)
+        rows, written_ms = stats if stats is not None else batch_stats(data)
         self.pending[partition][(key.database, key.table, key.partition_key)].add(
             raw_key, len(data), rows, written_ms)
 
@@ -200,8 +201,10 @@ class Persister:
             await self.drop_obsolete(partition, buf_id)
 
     def track_accepted(self, partition: int, headers, value: bytes) -> None:
-        ref = BatchRef.from_headers(header_dict(headers))
-        self.track(partition, BufferKey.for_batch(ref).encode(), value)
+        found = header_dict(headers)
+        ref = BatchRef.from_headers(found)
+        self.track(partition, BufferKey.for_batch(ref).encode(), value,
+                   stats_from_headers(found, value))
 
     async def track_read_back(self, p: int, records, generation: int) -> None:
         for record in records:

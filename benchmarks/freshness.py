@@ -76,11 +76,12 @@ async def _pace(messages: Sequence[bytes], rate: float, send) -> tuple[int, floa
     return sent, time.monotonic() - t0
 
 
-async def _probes(duration: float, probe_every: float, poll: float, send_probe, visible_ids
-                  ) -> list[float | None]:
+async def _probes(duration: float, probe_every: float, poll: float, send_probe, visible_ids,
+                  query_s: list[float] | None = None) -> list[float | None]:
     """Send a probe every ``probe_every`` s for ``duration`` s; one poller asks every ``poll`` s
     which outstanding probes are visible (one query for all, so a backlog of unseen probes does
-    not multiply the query load). Latencies in sending order; None = not seen in time."""
+    not multiply the query load). Latencies in sending order; None = not seen in time. Each
+    poll query's own duration is appended to ``query_s`` (what the query adds to a latency)."""
     samples: list[float | None] = []
     outstanding: dict[str, tuple[int, float]] = {}
     sending = True
@@ -102,8 +103,11 @@ async def _probes(duration: float, probe_every: float, poll: float, send_probe, 
     async def poller() -> None:
         while sending or outstanding:
             if outstanding:
+                asked = time.perf_counter()
                 found = await visible_ids(list(outstanding))
                 t = time.perf_counter()
+                if query_s is not None:
+                    query_s.append(t - asked)
                 for pid in found:
                     if pid in outstanding:
                         i, t0 = outstanding.pop(pid)
@@ -171,7 +175,9 @@ async def influent_freshness(settings: Settings, db: str, messages: Sequence[byt
 
             watcher = asyncio.create_task(watch_load())
             load_task = asyncio.create_task(_pace(messages, rate, send_load))
-            samples = await _probes(duration, probe_every, poll, send_probe, visible_ids)
+            query_s: list[float] = []
+            samples = await _probes(duration, probe_every, poll, send_probe, visible_ids,
+                                    query_s)
             sent, load_s = await load_task
             await asyncio.gather(*pending)
             await watcher
@@ -181,6 +187,8 @@ async def influent_freshness(settings: Settings, db: str, messages: Sequence[byt
     all_visible = visible.get("at")
     return summarise(samples, sent, load_s, len(messages), {
         "load_rows": expected, "load_rows_visible": visible.get("rows", 0),
+        "poll_query_p50_s": percentile(sorted(query_s), 0.5) if query_s else None,
+        "poll_query_p99_s": percentile(sorted(query_s), 0.99) if query_s else None,
         "all_load_visible_after_load_end_s": None if all_visible is None else all_visible - load_end,
         "ingested_lines_per_s": None if all_visible is None else expected / (all_visible - t_start),
     })

@@ -100,7 +100,8 @@ def stop_profile(proc: subprocess.Popen | None) -> None:
 
 #: Frames worth naming in a summary: the project's modules and the libraries on the hot path.
 PROFILE_MODULES = ("agents/", "topics/", "persist/", "tables/", "faust/", "aiokafka/", "redis/",
-                   "pyarrow/", "mode/")
+                   "pyarrow/", "mode/", "query_api/", "datafusion/", "uvicorn/", "starlette/",
+                   "fastapi/")
 
 
 def summarize_profile(path: Path, top: int = 15) -> list[tuple[str, float]]:
@@ -126,7 +127,9 @@ def fresh(settings: Settings, rate: float, lines: int, duration: float) -> dict:
     res = asyncio.run(freshness.influent_freshness(settings, f"fresh{int(rate)}x{lines}", messages,
                                                    rate, duration, probe_every=0.2))
     print(f"freshness {rate:g} msg/s x {lines} lines: p50 {res['p50_s']:.3f} s, p99 "
-          f"{res['p99_s']:.3f} s, lost {res['lost']}, load {res['load_msgs_per_s']:.0f} msg/s",
+          f"{res['p99_s']:.3f} s, lost {res['lost']}, load {res['load_msgs_per_s']:.0f} msg/s; "
+          f"a poll query itself p50 {res['poll_query_p50_s']:.3f} s, p99 "
+          f"{res['poll_query_p99_s']:.3f} s",
           flush=True)
     return res
 
@@ -156,14 +159,18 @@ def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
         for size, lines in sizes:
             messages = tsbs.generate_messages(lines, size)
             written = WrittenBytes(work / "kafka", "sizes", settings.redis_url)
-            spy = start_profile(worker.pid, profile_dir / f"worker-{size}.txt") if profile_dir else None
+            spies = {name: start_profile(services[name].pid, profile_dir / f"{name}-{size}.txt")
+                     for name in ("worker", "api")} if profile_dir else {}
             try:
                 res = ingest.influent_ingest(settings, services, messages, f"sizes{size}", lines,
                                              lines)
             finally:
-                stop_profile(spy)
-            if spy is not None:
-                res["profile_top"] = summarize_profile(profile_dir / f"worker-{size}.txt")
+                for spy in spies.values():
+                    stop_profile(spy)
+            for name, spy in spies.items():
+                if spy is not None:
+                    res[f"profile_top_{name}"] = summarize_profile(
+                        profile_dir / f"{name}-{size}.txt")
             res.update(written.per_input_byte(res["bytes"]))
             results[size] = res
             print(f"{size:>5} lines/message: {res['lines_per_s']:>9,.0f} lines/s, worker "
@@ -171,8 +178,18 @@ def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
                   f"{res['pipeline_cpu_s_per_m_lines']:.1f}; Kafka bytes/input byte "
                   f"{res['kafka_bytes_per_input_byte']}, Redis {res['redis_bytes_per_input_byte']}",
                   flush=True)
+        if loads and not sizes:  # a worker that just started is still starting its agents
+            ingest.influent_ingest(settings, services, tsbs.generate_messages(2000, 1), "warmup",
+                                   2000, 2000)
         for rate, lines in loads:
-            results[f"fresh {rate:g}x{lines}"] = fresh(settings, rate, lines, fresh_s)
+            name = f"{rate:g}x{lines}"
+            spies = {svc: start_profile(services[svc].pid, profile_dir / f"{svc}-fresh{name}.txt")
+                     for svc in ("worker", "api")} if profile_dir else {}
+            try:
+                results[f"fresh {name}"] = fresh(settings, rate, lines, fresh_s)
+            finally:
+                for spy in spies.values():
+                    stop_profile(spy)
         return results
     finally:
         for service in (api, worker):
@@ -190,7 +207,7 @@ def main() -> None:
                         help="steady loads messages/s x lines, e.g. 200x50,2000x1 (influent only)")
     parser.add_argument("--fresh-seconds", type=float, default=15.0)
     parser.add_argument("--out", default="")
-    parser.add_argument("--profile", default="", help="folder for py-spy profiles of the worker")
+    parser.add_argument("--profile", default="", help="folder for py-spy profiles of the worker and the query API")
     args = parser.parse_args()
     profile = Path(args.profile) if args.profile else None
     if profile:

@@ -243,37 +243,58 @@ def parses_alone(body: bytes) -> bool:
     return b'"' in body and (body.count(b'"') % 2 == 1 or b'\\"' in body)
 
 
+#: A group of joined writes closes at this many bytes and the next write starts another: the
+#: parse is fastest per line on a few MB (TSBS, 5 000-line messages: 1.9 us/line for groups
+#: of ~4 MB, 2.4 for each 1.7 MB message alone, 2.6 for 14 MB joined, best of 6 runs).
+JOIN_MAX_BYTES = 4 * 1024 * 1024
+
+
+def _newlines(body: bytes) -> int:
+    """``body.count(b"\\n")``; large bodies with numpy (4x faster on a 1.7 MB message)."""
+    if len(body) < 65536:
+        return body.count(b"\n")
+    return int(np.count_nonzero(np.frombuffer(body, np.uint8) == 10))
+
+
 def _admissions(requests: list[WriteRequest], join: bool) -> list[Admission]:
     """The admissions to parse: one per write, or with ``join`` one per group of writes of one
     database, precision, origin and all-or-nothing setting (bodies joined by newlines, in
-    order); JSON, writes with an open quote and refused writes stay alone. A joined write costs
-    a few bytes checks and list appends, no object of its own."""
+    order, up to about :data:`JOIN_MAX_BYTES` per group); JSON, writes with an open quote and
+    refused writes stay alone. A joined write costs a few bytes checks and list appends, no
+    object of its own."""
     if not join:
         return [_decode(r, i) for i, r in enumerate(requests)]
     out: list[Admission] = []
-    groups: dict[tuple, tuple[Admission, list[bytes], list[int]]] = {}
+    groups: dict[tuple, tuple[Admission, list[bytes]]] = {}
+    sizes: dict[tuple, int] = {}
+    closed: list[tuple[Admission, list[bytes]]] = []
     for i, request in enumerate(requests):
         body, refusal = _decoded(request)
         alone = refusal is not None or _is_json(request, body) or parses_alone(body)
         key = (request.database, request.precision, request.origin, request.all_or_nothing,
                i if alone else None)
-        if body[-1:] == b"\n" and not alone:
-            body = body[:-1]  # its empty last line: blank lines between writes would cost the
-            # parser its one-pass plan for uniform lines (3x slower on one-line messages)
         found = groups.get(key)
         if found is None:
             head = Admission(request, body, refusal=refusal, members=[i],
                              precision=request.precision.strip().lower() or "ns")
-            groups[key] = (head, [body], [body.count(b"\n") + 1])
+            groups[key] = found = (head, [body])
+            sizes[key] = len(body)
             out.append(head)
         else:
             found[0].members.append(i)
             found[1].append(body)
-            found[2].append(body.count(b"\n") + 1)
-    for head, bodies, line_counts in groups.values():
+            sizes[key] += len(body)
+        if sizes[key] >= JOIN_MAX_BYTES and not alone:
+            closed.append(groups.pop(key))
+    for head, bodies in closed + list(groups.values()):
         if len(bodies) > 1:
-            head.body = b"\n".join(bodies)
-            counts = np.asarray(line_counts, dtype=np.int64)
+            # each write's empty last line is left out: blank lines between writes would cost
+            # the parser its one-pass plan for uniform lines (3x slower on one-line messages)
+            ends = [b[-1:] == b"\n" for b in bodies]
+            head.body = b"\n".join(memoryview(b)[:-1] if end else b
+                                   for b, end in zip(bodies, ends))
+            counts = np.fromiter((_newlines(b) + (not end) for b, end in zip(bodies, ends)),
+                                 np.int64, len(bodies))
             head.starts = np.concatenate(([1], 1 + np.cumsum(counts[:-1])))
     return out
 

@@ -81,6 +81,28 @@ def partition_keys(batch: pa.RecordBatch, template: PartitionTemplate = DEFAULT_
     return pc.binary_join_element_wise(*parts, "|")
 
 
+_NS_PER_DAY = 86_400_000_000_000
+
+
+def split_rows(batch: pa.RecordBatch, template: PartitionTemplate = DEFAULT_TEMPLATE
+               ) -> dict[str, pa.RecordBatch]:
+    """``split_by_partition(batch, partition_keys(batch, template))``, without a key string per
+    row in the common case: a date-only template without tags over rows of one UTC day (the
+    day from an integer division of ``time``) has one key, formatted once."""
+    times = batch.column("time")
+    if (template.tags or not batch.num_rows or times.null_count
+            or not pa.types.is_timestamp(times.type) or times.type.tz not in (None, "UTC")
+            or "%" in _DATE_ONLY.sub("", template.time_format.replace("%%", ""))):
+        return split_by_partition(batch, partition_keys(batch, template))
+    if times.type.unit != "ns":
+        times = pc.cast(times, pa.timestamp("ns", times.type.tz))
+    ns = times.view(pa.int64()).to_numpy()
+    if int(ns.min()) // _NS_PER_DAY != int(ns.max()) // _NS_PER_DAY:
+        return split_by_partition(batch, partition_keys(batch, template))
+    first = pa.array([int(ns[0])], pa.timestamp("ns", times.type.tz))
+    return {_encode(pc.strftime(first, format=template.time_format))[0].as_py(): batch}
+
+
 def split_by_partition(batch: pa.RecordBatch, keys: pa.Array) -> dict[str, pa.RecordBatch]:
     """Rows of ``batch`` grouped by their partition key, input order kept within a group."""
     unique = pc.unique(keys)

@@ -115,6 +115,26 @@ def test_a_batch_equals_its_messages_one_by_one(redis_url):
     assert cold_trips >= 2
 
 
+def test_split_rows_is_split_by_partition_of_the_partition_keys():
+    from persist.partitioning import (PartitionTemplate, partition_keys, split_by_partition,
+                                      split_rows)
+    day = 86_400_000_000_000
+    cases = [[BASE_NS, BASE_NS + 5, BASE_NS + 3_600_000_000_000], [BASE_NS, BASE_NS + day * 40],
+             [-day + 1, -day + 2], [-1, 0], [0], [day - 1, day - 2, 0]]
+    templates = [PartitionTemplate(), PartitionTemplate("%Y-%m"), PartitionTemplate("%Y-%m-%dT%H"),
+                 PartitionTemplate("%Y-%m-%d", ("host",)), PartitionTemplate("100%%-%Y")]
+    for unit, scale in (("ns", 1), ("us", 1000)):
+        for times in cases:
+            batch = pa.record_batch({
+                "host": pa.array(["a|b", None, "c"] * len(times))[:len(times)],
+                "time": pa.array([t // scale for t in times], pa.timestamp(unit))})
+            for template in templates:
+                expected = split_by_partition(batch, partition_keys(batch, template))
+                got = split_rows(batch, template)
+                assert list(got) == list(expected), (times, template)
+                assert all(got[k].equals(expected[k]) for k in got), (times, template)
+
+
 def test_date_only_formats_are_applied_once_per_day_with_the_same_text():
     from persist.partitioning import format_times
     times = pa.array([BASE_NS, BASE_NS + 86_400_000_000_000 * 40 + 5, None, -86_400_000_000_000 + 1,
@@ -123,3 +143,79 @@ def test_date_only_formats_are_applied_once_per_day_with_the_same_text():
         assert format_times(times, fmt).equals(pa.compute.strftime(times, format=fmt)), fmt
     chunked = pa.chunked_array([times[:2], times[2:]])
     assert format_times(chunked, "%Y-%m-%d").equals(pa.compute.strftime(times, format="%Y-%m-%d"))
+
+
+@pytest.mark.integration
+def test_messages_of_several_partitions_give_each_partition_its_own_entries(redis_url):
+    """A fetch of several partitions is admitted at once; the entries, their offsets and the
+    rejected lines are those of each partition's messages alone."""
+    def on(partition: int, m: WriteMessage) -> WriteMessage:
+        return m._replace(partition=partition)
+
+    messages = [on(p, msg(10 * p + i, f"cpu,host=h{i} usage={p}i {BASE_NS + i}"))
+                for p in (1, 4) for i in range(5)]
+    messages += [on(4, msg(45, "cpu,host=h1 usage=1.5")),  # conflicts with usage: rejected
+                 on(4, msg(46, "mem,host=h1 free=2.5 1700000000000000000")),
+                 on(6, msg(7, f"cpu,host=h8 usage=8i {BASE_NS + 86_400_000_000_000}"))]
+
+    def entries(outcome):
+        return [(e.partition, e.table, e.partition_key, e.offset, rows_of(
+            type(outcome)([e]))) for e in outcome.entries]
+
+    async def scenario():
+        catalog = Catalog.connect(redis_url, unique("parts"))
+        try:
+            together = await ingest_batch(messages, CatalogCache(catalog), "d")
+            alone_cache = CatalogCache(Catalog.connect(redis_url, unique("parts1")))
+            alone = [await ingest_batch([m for m in messages if m.partition == p], alone_cache, "d")
+                     for p in (1, 4, 6)]
+            return together, alone
+        finally:
+            await catalog.close()
+
+    together, alone = asyncio.run(scenario())
+    assert entries(together) == [x for a in alone for x in entries(a)]
+    assert [(e.partition, e.table, e.offset) for e in together.entries] == [
+        (1, "cpu", 14), (4, "cpu", 46), (4, "mem", 46), (6, "cpu", 7)]
+    assert [(r.message.partition, r.message.offset, r.error.line) for r in together.rejected] == [
+        (4, 45, 1)]
+    assert [(r.message.partition, r.message.offset) for r in together.rejected] == [
+        (r.message.partition, r.message.offset) for a in alone for r in a.rejected]
+
+
+def test_small_batches_are_encoded_plain_and_large_ones_compressed_both_read_back():
+    from topics.wire import COMPRESS_MIN_BYTES, decode_batches, encode_batch
+    for n in (1, 10, 5000):
+        batch = pa.record_batch({"host": pa.array([f"h{i % 7}" for i in range(n)]),
+                                 "v": pa.array(range(n), pa.int64())})
+        data = encode_batch(batch)
+        assert decode_batches(data).equals(pa.Table.from_batches([batch]))
+        plain = pa.ipc.IpcWriteOptions()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema, options=plain) as writer:
+            writer.write(batch)
+        assert (len(data) < sink.getvalue().size) == (batch.nbytes >= COMPRESS_MIN_BYTES)
+
+
+@pytest.mark.integration
+def test_groups_close_at_the_join_limit_with_the_same_rows_and_rejections(redis_url, monkeypatch):
+    import persist.admission as admission
+    messages = [msg(10 + i, f"cpu,host=h{i % 3} usage={i}i {BASE_NS + i}\ncpu,host=x usage=1.5\n")
+                for i in range(12)]
+
+    async def scenario():
+        catalog = Catalog.connect(redis_url, unique("limit"))
+        try:
+            whole = await ingest_batch(messages, CatalogCache(catalog), "d")
+            monkeypatch.setattr(admission, "JOIN_MAX_BYTES", 100)  # about two messages a group
+            groups = admission._admissions([m.request("d", 1 << 30) for m in messages], True)
+            cut = await ingest_batch(messages, CatalogCache(catalog), "d")
+            return whole, groups, cut
+        finally:
+            await catalog.close()
+
+    whole, groups, cut = asyncio.run(scenario())
+    assert [len(g.members) for g in groups] == [2] * 6
+    assert rows_of(cut) == rows_of(whole) and len(rows_of(cut)) == 12
+    assert [(r.message.offset, r.error.line) for r in cut.rejected] == [
+        (r.message.offset, r.error.line) for r in whole.rejected] == [(10 + i, 2) for i in range(12)]
