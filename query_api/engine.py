@@ -28,6 +28,7 @@ from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta, with_write_order
 from persist.tokens import TokenStore, tokens_table
 from query_api.cache_feed import ValueCaches
+from query_api.catalog_reads import TableRead, read_table
 from query_api.influxql.cached_reads import NewestRows
 from query_api.cache_queries import (cache_system_tables, covering_distinct_rows,
                                      covering_newest_rows, prepare_cache_calls,
@@ -150,12 +151,12 @@ class QueryEngine:
         schema, files, keyed = await self.keyed_state(db, table)
         return schema, files, [data for _, data in keyed]
 
-    async def keyed_state(self, db: str, table: str
+    async def keyed_state(self, db: str, table: str, read: TableRead | None = None
                           ) -> tuple[TableSchema, list[ParquetFileMeta], list[tuple[Any, pa.Table]]]:
         """Schema, files and buffer snapshots, each snapshot with its cache key (None when
-        it has none)."""
+        it has none); ``read``: the statement's catalog read (query_api/catalog_reads.py)."""
         if self.snapshots is not None:
-            return await self.snapshots.keyed_state(db, table)
+            return await self.snapshots.keyed_state(db, table, read.state if read else None)
         schema, files, raw = await self.catalog.table_state(db, table)
         return schema, files, await asyncio.to_thread(lambda: [(None, decode_batches(s))
                                                                for s in raw])
@@ -173,13 +174,16 @@ class QueryEngine:
         return file_rows(pq.read_table(source, filters=filters), meta)
 
     async def load_table(self, db: str, table: str, rng: TimeRange = UNBOUNDED,
-                         stats: QueryStats | None = None, tags: TagFilter | None = None) -> pa.Table:
+                         stats: QueryStats | None = None, tags: TagFilter | None = None,
+                         read: TableRead | None = None) -> pa.Table:
         """The table's deduplicated rows within ``rng`` (files outside it are never opened),
-        and with the tag values ``tags`` allows (rows filtered before dedup)."""
+        and with the tag values ``tags`` allows (rows filtered before dedup). ``read``: the
+        statement's catalog read of this table, when it made one (one round trip for all)."""
         stats = stats if stats is not None else QueryStats()
-        schema, files, keyed = await self.keyed_state(db, table)
+        schema, files, keyed = await self.keyed_state(db, table, read)
         snapshots = [data for _, data in keyed]
-        rules = await self.lifecycle.visibility(db, table)  # retention and deletes, every path
+        rules = await self.lifecycle.visibility(  # retention and deletes, every path
+            db, table, marks=read.marks if read is not None else None)
         if rules.cutoff is not None:
             rng = rng.narrow(rules.cutoff, None)
         wanted = [m for m in files if rng.overlaps(m.min_time, m.max_time)]
@@ -351,25 +355,46 @@ class QueryEngine:
 
 class EngineSource:
     """The InfluxQL executor's view of a database: catalog metadata and pruned, deduplicated
-    tables from the same loading path as SQL."""
+    tables from the same loading path as SQL.
+
+    :meth:`prefetch` reads everything a statement over one measurement needs from the catalog
+    in one round trip (query_api/catalog_reads.py); until :meth:`forget` the reads of that
+    database and table are answered from it, the table's state once."""
 
     def __init__(self, engine: QueryEngine, stats: QueryStats):
         self.engine = engine
         self.stats = stats
+        self.read: TableRead | None = None
+
+    async def prefetch(self, db: str, table: str) -> None:
+        self.read = await read_table(self.engine.catalog, self.engine.lifecycle, db, table)
+
+    def forget(self) -> None:
+        self.read = None
 
     async def databases(self) -> list[str]:
+        if self.read is not None:
+            return list(self.read.databases)
         return await self.engine.catalog.databases()
 
     async def tables(self, db: str) -> list[str]:
+        if self.read is not None and self.read.db == db:
+            return list(self.read.tables)
         return await self.engine.catalog.tables(db)
 
     async def schema(self, db: str, table: str) -> TableSchema:
+        if self.read is not None and (self.read.db, self.read.table) == (db, table):
+            return self.read.schema
         return await self.engine.catalog.table_schema(db, table)
 
     async def load(self, db: str, table: str, time_range: tuple[int | None, int | None] | None = None,
                    tags: TagFilter | None = None) -> pa.Table:
         rng = TimeRange(*time_range) if time_range else UNBOUNDED
-        return await self.engine.load_table(db, table, rng, self.stats, tags)
+        read = self.read if self.read is not None and (self.read.db, self.read.table) == (
+            db, table) else None
+        if read is not None:
+            self.read = None  # the table's state is used once; later reads go to the catalog
+        return await self.engine.load_table(db, table, rng, self.stats, tags, read)
 
     async def newest_rows(self, db: str, table: str, wanted: NewestRows) -> pa.Table | None:
         """Newest rows per group from a covering last value cache (query_api/cache_queries.py)."""

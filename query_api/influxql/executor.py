@@ -198,6 +198,38 @@ async def run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQL
                      now_ns: int, rp: str | None = None) -> StatementResult:
     if has_subquery(stmt):
         return await run_with_subquery(stmt, db, source, now_ns, rp, run_select)
+    prefetch = getattr(source, "prefetch", None)
+    if prefetch is None:
+        return await _run_select(stmt, db, source, now_ns, rp)
+    target = _single_target(stmt, db, rp)
+    if target is not None:
+        await prefetch(*target)  # the statement's catalog reads in one round trip
+    try:
+        return await _run_select(stmt, db, source, now_ns, rp)
+    finally:
+        source.forget()
+
+
+def _single_target(stmt: ast.SelectStatement, db: str | None, rp: str | None
+                   ) -> tuple[str, str] | None:
+    """(database, measurement) of a FROM clause naming one measurement (as
+    :func:`resolve_database` names the database), else None."""
+    if len(stmt.sources) != 1:
+        return None
+    m = stmt.sources[0]
+    if not isinstance(m, ast.Measurement) or m.regex is not None or not m.name:
+        return None
+    name = m.database or db
+    policy = m.retention_policy or rp
+    if not name:
+        return None
+    if policy and policy not in ("autogen", "default"):
+        name = f"{name}/{policy}"
+    return name, m.name
+
+
+async def _run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQLSource,
+                      now_ns: int, rp: str | None = None) -> StatementResult:
     targets = await _sources(stmt, db, source, rp)
     kinds_of: dict[tuple[str, str], dict[str, str]] = {}
     union: dict[str, str] = {}
