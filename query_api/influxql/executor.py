@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from query_api.influxql import ast, management, meta
+from query_api.influxql import ast, management, meta, small_select
 from query_api.influxql.cached_reads import cached_newest_rows
 from query_api.influxql.conditions import ConditionError, tag_filter
 from query_api.influxql.deletes import DeleteHook, DeleteStatement, run_delete
@@ -28,6 +28,7 @@ from query_api.influxql.source import InfluxQLSource
 from query_api.influxql.continuous import (CQ_STATEMENTS, ContinuousQueryHook,
                                            run_continuous_query_statement)
 from query_api.influxql.into import WriteHook, run_into
+from query_api.influxql.small_select import run_small
 from query_api.influxql.subquery import has_subquery, run_with_subquery
 from query_api.influxql.timeutil import UnknownTimeZone
 
@@ -245,6 +246,7 @@ async def _run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQ
     series: list[Series] = []
     columns = [plan.time_name] + [c.name for c in plan.columns]
     tags = tag_filter(plan.condition)
+    small_shape = small_select.applies(plan)
     for target in targets:
         table = await cached_newest_rows(source, plan, *target, lo, hi)  # a covering cache
         if table is None:
@@ -255,7 +257,9 @@ async def _run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQ
         runner = (run_aggregate if plan.aggregate else
                   run_raw_transform if plan.transforms else run_raw)
         if table.num_rows <= INLINE_ROWS:  # a thread hop costs more than the work
-            result = runner(plan, table, kinds_of[target], now_ns)
+            small = run_small(plan, table, kinds_of[target], now_ns) if small_shape else False
+            result = (small if small is not False
+                      else runner(plan, table, kinds_of[target], now_ns))
         else:
             result = await asyncio.to_thread(runner, plan, table, kinds_of[target], now_ns)
         if result is not None:
