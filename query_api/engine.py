@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from influent.model import ARROW_TYPES, FIELD_TYPES, TAG, TAG_ARROW_TYPE, TIME, TIME_ARROW_TYPE
+from influent.model import (ARROW_TYPES, FIELD_TYPES, INTERNAL_COLUMNS, TAG, TAG_ARROW_TYPE, TIME,
+                           TIME_ARROW_TYPE, TIME_COLUMN)
 from persist.catalog import Catalog, TableSchema
 from persist.dedup import deduplicate, project_columns
 from persist.engine_catalog import processing_engine_logs
@@ -115,6 +116,12 @@ def assemble_table(schema: TableSchema, parts: list[pa.Table], already_unique: b
     return project_columns(deduped).cast(target, safe=False)
 
 
+def _narrow(table: pa.Table, schema: TableSchema) -> pa.Table:
+    """The columns of ``table`` that ``schema`` names, with the write-order columns."""
+    return table.select([c for c in table.column_names
+                         if c in schema.columns or c in INTERNAL_COLUMNS])
+
+
 def referenced_tables(sql: str, tables: list[str]) -> list[str]:
     """Tables whose name occurs in the query text as a whole word or a quoted identifier: only
     those are loaded (a cheap superset of what the query can read)."""
@@ -175,10 +182,13 @@ class QueryEngine:
 
     async def load_table(self, db: str, table: str, rng: TimeRange = UNBOUNDED,
                          stats: QueryStats | None = None, tags: TagFilter | None = None,
-                         read: TableRead | None = None) -> pa.Table:
+                         read: TableRead | None = None,
+                         columns: frozenset[str] | None = None) -> pa.Table:
         """The table's deduplicated rows within ``rng`` (files outside it are never opened),
         and with the tag values ``tags`` allows (rows filtered before dedup). ``read``: the
-        statement's catalog read of this table, when it made one (one round trip for all)."""
+        statement's catalog read of this table, when it made one (one round trip for all).
+        ``columns``: the caller reads only these (and ``time``); hot data then assembles
+        only them (other paths may return more columns)."""
         stats = stats if stats is not None else QueryStats()
         schema, files, keyed = await self.keyed_state(db, table, read)
         snapshots = [data for _, data in keyed]
@@ -200,9 +210,9 @@ class QueryEngine:
                 self.hot_tables.popitem(last=False)
             if tags and self.hot.holds(self._part_keys(wanted, keyed)):
                 # a few series' ranges of parts already indexed: less work than a thread hop
-                return self._load_hot(schema, wanted, keyed, rng, tags, stats)
+                return self._load_hot(schema, wanted, keyed, rng, tags, stats, columns)
             return await asyncio.to_thread(self._load_hot, schema, wanted, keyed, rng, tags,
-                                           stats)
+                                           stats, columns)
 
         def load() -> pa.Table:
             def read(m: ParquetFileMeta) -> pa.Table:
@@ -252,8 +262,10 @@ class QueryEngine:
 
     def _load_hot(self, schema: TableSchema, files: list[ParquetFileMeta],
                   snapshots: list[tuple[Any, pa.Table]], rng: TimeRange,
-                  tags: TagFilter | None, stats: QueryStats) -> pa.Table:
-        """:meth:`load_table` from the hot parts (query_api/hot_data.py)."""
+                  tags: TagFilter | None, stats: QueryStats,
+                  columns: frozenset[str] | None = None) -> pa.Table:
+        """:meth:`load_table` from the hot parts (query_api/hot_data.py); with ``columns``,
+        only those and ``time`` (pieces to merge keep every tag: the series key)."""
         assert self.hot is not None
         names = schema.tags
         parts = self._hot_parts(schema, files, snapshots)
@@ -261,8 +273,19 @@ class QueryEngine:
         chosen = select(parts, rng.lo, rng.hi,
                         self.hot.registry.matching(usable) if usable else None)
         stats.rows_scanned += chosen.rows
-        merged = [assemble_table(schema, chosen.overlapping)] if chosen.overlapping else []
-        return assemble_table(schema, merged + chosen.unique, already_unique=True)
+        merge_schema = out_schema = schema
+        overlapping, unique = chosen.overlapping, chosen.unique
+        if columns is not None:
+            wanted = columns | {TIME_COLUMN}
+            merge_schema = TableSchema({c: k for c, k in schema.columns.items()
+                                        if c in wanted or k == TAG})
+            out_schema = TableSchema({c: k for c, k in schema.columns.items() if c in wanted})
+            overlapping = [_narrow(t, merge_schema) for t in overlapping]
+            unique = [_narrow(t, out_schema) for t in unique]
+        merged = [assemble_table(merge_schema, overlapping)] if overlapping else []
+        if columns is not None:
+            merged = [_narrow(t, out_schema) for t in merged]
+        return assemble_table(out_schema, merged + unique, already_unique=True)
 
     async def require_database(self, db: str) -> None:
         if not await self.catalog.has_database(db):
@@ -395,6 +418,18 @@ class EngineSource:
         if read is not None:
             self.read = None  # the table's state is used once; later reads go to the catalog
         return await self.engine.load_table(db, table, rng, self.stats, tags, read)
+
+    async def load_columns(self, db: str, table: str,
+                           time_range: tuple[int | None, int | None] | None,
+                           tags: TagFilter | None, columns: frozenset[str]) -> pa.Table:
+        """:meth:`load` for a caller that reads only ``columns`` (and ``time``): the hot data
+        path assembles only those (others may return more)."""
+        rng = TimeRange(*time_range) if time_range else UNBOUNDED
+        read = self.read if self.read is not None and (self.read.db, self.read.table) == (
+            db, table) else None
+        if read is not None:
+            self.read = None
+        return await self.engine.load_table(db, table, rng, self.stats, tags, read, columns)
 
     async def newest_rows(self, db: str, table: str, wanted: NewestRows) -> pa.Table | None:
         """Newest rows per group from a covering last value cache (query_api/cache_queries.py)."""

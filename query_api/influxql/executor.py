@@ -250,8 +250,10 @@ async def _run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQ
     for target in targets:
         table = await cached_newest_rows(source, plan, *target, lo, hi)  # a covering cache
         if table is None:
-            table = await source.load(*target, (lo, hi) if lo is not None or hi is not None
-                                      else None, tags)
+            rng = (lo, hi) if lo is not None or hi is not None else None
+            narrow = getattr(source, "load_columns", None) if small_shape else None
+            table = (await narrow(*target, rng, tags, small_select.columns_read(plan))
+                     if narrow is not None else await source.load(*target, rng, tags))
         if table.num_rows == 0:
             continue
         runner = (run_aggregate if plan.aggregate else

@@ -51,6 +51,15 @@ def applies(plan: SelectPlan) -> bool:
     return True
 
 
+def columns_read(plan: SelectPlan) -> frozenset[str]:
+    """The columns a plan of this shape reads besides ``time``: the calls' fields and the
+    names in the WHERE clause (the general path reads no others for this shape either)."""
+    names = {c.field for c in plan.calls}
+    if plan.condition is not None:
+        names.update(r.name for r in ast.walk(plan.condition) if isinstance(r, ast.VarRef))
+    return frozenset(names)
+
+
 def _windows(ns: np.ndarray, interval: int, offset: int) -> np.ndarray:
     """GROUP BY time window start of each time (UTC: floor of ``t - offset``)."""
     shifted = ns - offset if offset else ns
