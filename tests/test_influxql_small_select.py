@@ -125,3 +125,14 @@ def test_declines_a_field_condition_and_other_types():
     plan = plan_of("SELECT max(i) FROM cpu WHERE time >= '2020-01-01T00:00:00Z' "
                    "AND time < '2020-01-01T01:00:00Z' GROUP BY time(1m)")
     assert run_small(plan, unsigned, {**KINDS, "i": "uinteger"}, NOW) is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 2**63 - 1),
+                          st.integers(0, 2**53).map(lambda s: s * 1_000_000_000 % 2**63)),
+                max_size=40))
+def test_small_utc_formatting_matches_the_arrow_kernels(values):
+    """format_rfc3339 formats few UTC times one by one; same text as the vectorised form."""
+    from query_api.influxql.timeutil import _format, format_rfc3339
+    ns = pa.array(values, pa.int64())
+    assert format_rfc3339(ns).to_pylist() == _format(ns, None).to_pylist()
