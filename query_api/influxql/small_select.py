@@ -104,10 +104,12 @@ def run_small(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: 
     per_field: dict[str, tuple[np.ndarray, np.ndarray, pa.DataType]] = {}
     for name in fields:
         column = table.column(name)
-        valid = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)[rows]
-        values = column.fill_null(0).to_numpy()[rows] if column.null_count else \
-            column.to_numpy()[rows]
-        per_field[name] = (values[valid], windows[valid], column.type)
+        if column.null_count:
+            valid = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)[rows]
+            values = column.fill_null(0).to_numpy()[rows][valid]
+            per_field[name] = (values, windows[valid], column.type)
+        else:
+            per_field[name] = (column.to_numpy()[rows], windows, column.type)
     firsts = [w.min() for _, w, _ in per_field.values() if len(w)]
     if not firsts:
         return None  # no call has a point: no series
