@@ -65,9 +65,9 @@ rows_strategy = st.lists(
     max_size=60)
 
 queries = st.builds(
-    lambda calls, where, lower, upper, interval, offset, fill: (
+    lambda calls, where, lower, upper, interval, offset, fill, order: (
         f"SELECT {calls} FROM cpu WHERE {where}{lower}time < '2020-01-01T01:{upper:02d}:00Z' "
-        f"GROUP BY time({interval}m{offset}){fill}"),
+        f"GROUP BY time({interval}m{offset}){fill}{order}"),
     st.sampled_from(["max(f)", "min(i)", "max(f), min(f), max(i) AS top",
                      "max(i), max(i)", "min(f) AS low"]),
     st.sampled_from(["", "host = 'a' AND ", "(host = 'a' OR host = 'b') AND ",
@@ -75,7 +75,10 @@ queries = st.builds(
     st.sampled_from(["", "time >= '2020-01-01T00:07:30Z' AND ", "time >= '2020-01-01T00:00:00Z' AND ",
                      "time > '2020-01-01T01:30:00Z' AND "]),
     st.integers(0, 59), st.sampled_from([1, 5, 7, 60]), st.sampled_from(["", ", 2m", ", -1m"]),
-    st.sampled_from(["", " fill(null)", " fill(none)"]))
+    st.sampled_from(["", " fill(null)", " fill(none)"]),
+    st.sampled_from(["", " ORDER BY time DESC", " ORDER BY time DESC LIMIT 5", " LIMIT 3",
+                     " LIMIT 2 OFFSET 4", " ORDER BY time DESC LIMIT 1 OFFSET 2", " OFFSET 100",
+                     " SLIMIT 1", " SOFFSET 1"]))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -104,8 +107,6 @@ def test_tsbs_single_groupby_shape():
     "SELECT max(f) FROM cpu GROUP BY time(1m) fill(0)",
     "SELECT max(f) FROM cpu GROUP BY time(1m) fill(previous)",
     "SELECT max(f) FROM cpu GROUP BY time(1m) tz('Europe/Paris')",
-    "SELECT max(f) FROM cpu GROUP BY time(1m) ORDER BY time DESC",
-    "SELECT max(f) FROM cpu GROUP BY time(1m) LIMIT 3",
     "SELECT max(f), host FROM cpu GROUP BY time(1m)",
     "SELECT max(f) * 2 FROM cpu GROUP BY time(1m)",
     "SELECT max(f) FROM cpu",

@@ -13,8 +13,9 @@ the same :class:`MeasurementResult` the general path builds (same columns, types
 
 :func:`run_small` answers None when the plan is not of this shape (and the caller runs the
 general path); the conditions are in :func:`applies`. Anything else -- GROUP BY tags, other
-functions, time zones, fills other than null/none, LIMIT/SLIMIT, ORDER BY time DESC, fields
-that are not int64/float64 in the table -- is not touched.
+functions, time zones, fills other than null/none, fields that are not int64/float64 in the
+table -- is not touched. ORDER BY time DESC and LIMIT/OFFSET apply to the one series' rows as
+in the general path (SLIMIT/SOFFSET are the executor's).
 """
 from __future__ import annotations
 
@@ -37,9 +38,7 @@ def applies(plan: SelectPlan) -> bool:
     checked there)."""
     if not (plan.aggregate and plan.interval > 0 and not plan.group_tags
             and plan.location is None and plan.fill.mode in FILLS and not plan.transforms
-            and plan.multi is None and not plan.aux and not plan.extend
-            and not plan.descending and not plan.limit and not plan.offset_rows
-            and not plan.slimit and not plan.soffset and plan.calls):
+            and plan.multi is None and not plan.aux and not plan.extend and plan.calls):
         return False
     if any(c.func not in FUNCS or c.count_distinct for c in plan.calls):
         return False
@@ -138,14 +137,17 @@ def run_small(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: 
         outputs[call.key] = (out, has, dtype)
         any_point |= has
     grid = base + np.arange(count, dtype=np.int64) * plan.interval
-    select = None if plan.fill.mode == "null" else np.flatnonzero(any_point)
-    arrays = [pa.array(grid if select is None else grid[select], pa.int64())]
+    select = np.arange(count) if plan.fill.mode == "null" else np.flatnonzero(any_point)
+    if plan.descending:  # ORDER BY time DESC: the same rows, last window first
+        select = select[::-1]
+    if plan.limit or plan.offset_rows:  # LIMIT/OFFSET count the rows of the one series
+        end = plan.offset_rows + plan.limit if plan.limit else None
+        select = select[plan.offset_rows:end]
+    arrays = [pa.array(grid[select], pa.int64())]
     names_out = [TIME]
     for i, col in enumerate(plan.columns):
         out, has, dtype = outputs[col.expr.name]
-        if select is not None:
-            out, has = out[select], has[select]
-        arrays.append(pa.array(out, dtype, mask=~has))
+        arrays.append(pa.array(out[select], dtype, mask=~has[select]))
         names_out.append(_o(i))
     result = pa.table(arrays, names=names_out)
     return MeasurementResult(table=result, group_tags=(), starts=(0,) if result.num_rows else ())
