@@ -65,8 +65,22 @@ class QueryStats:
     files: list[str] = field(default_factory=list)
 
 
+_ARROW_SCHEMAS: dict[frozenset, pa.Schema] = {}
+
+
 def arrow_schema(schema: TableSchema) -> pa.Schema:
-    """The user-visible Arrow schema of a table, from the catalog's column kinds."""
+    """The user-visible Arrow schema of a table, from the catalog's column kinds (memoised:
+    every query of a table builds the same one, and pyarrow schemas are immutable)."""
+    key = frozenset(schema.columns.items())
+    found = _ARROW_SCHEMAS.get(key)
+    if found is None:
+        if len(_ARROW_SCHEMAS) >= 10_000:
+            _ARROW_SCHEMAS.clear()
+        found = _ARROW_SCHEMAS[key] = _arrow_schema(schema)
+    return found
+
+
+def _arrow_schema(schema: TableSchema) -> pa.Schema:
     fields = []
     for name in sorted(schema.columns):
         kind = schema.columns[name]
