@@ -35,11 +35,11 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dedup", ("deduplicate", "dedup.py", "assemble_table", "keep_matching", "overlap")),
     ("hot data", ("hot_data.py",)),
     ("catalog and snapshots", ("redis", "catalog.py", "snapshot_cache.py", "decode_batches",
-                               "visibility", "table_state", "wire.py")),
+                               "visibility", "table_state", "wire.py", "catalog_reads.py")),
     ("planning", ("plan_select", "parse_query", "parser.py", "lexer.py", "planner.py",
                   "plan_scan_limits", "sql_guard.py", "conditions.py")),
     ("execution", ("select.py", "fill.py", "expressions.py", "series_calls.py",
-                   "to_arrow_table", "datafusion")),
+                   "to_arrow_table", "datafusion", "arrow_scan.py", "executor.py")),
     ("HTTP", ("uvicorn", "starlette", "fastapi", "h11", "httptools", "anyio", "routes/")),
 )
 ORDER = [s for s, _ in STAGES] + ["other"]

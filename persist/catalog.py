@@ -44,6 +44,20 @@ return out
 """
 
 
+_FILE_METAS: dict[bytes, ParquetFileMeta] = {}
+
+
+def _file_meta(record: bytes) -> ParquetFileMeta:
+    """A file record decoded, memoised by its bytes (a record never changes once written, and
+    every query of a table reads all of its records)."""
+    meta = _FILE_METAS.get(record)
+    if meta is None:
+        if len(_FILE_METAS) >= 100_000:
+            _FILE_METAS.clear()
+        meta = _FILE_METAS[record] = ParquetFileMeta.from_json(record)
+    return meta
+
+
 @dataclass(frozen=True)
 class TableSchema:
     """Columns of one table as the catalog knows them: name -> kind."""
@@ -264,14 +278,22 @@ class Catalog:
                                 ) -> tuple[TableSchema, list[ParquetFileMeta], dict[str, int]]:
         """Like :meth:`table_state`, with each snapshot's field and size instead of its bytes
         (for readers that keep snapshots they have already fetched)."""
-        key = self.k_buffer(db, table)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self.k_columns(db, table))
-            pipe.hgetall(self.k_files(db, table))
-            pipe.eval(_FIELD_SIZES, 1, key)
-            cols, files, sizes = await pipe.execute()
+            self.queue_state_sizes(pipe, db, table)
+            return self.state_sizes(*await pipe.execute())
+
+    def queue_state_sizes(self, pipe, db: str, table: str) -> None:
+        """Queue the three reads of :meth:`table_state_sizes` on a caller's pipeline (their
+        replies go to :meth:`state_sizes`)."""
+        pipe.hgetall(self.k_columns(db, table))
+        pipe.hgetall(self.k_files(db, table))
+        pipe.eval(_FIELD_SIZES, 1, self.k_buffer(db, table))
+
+    @staticmethod
+    def state_sizes(cols: dict, files: dict, sizes: list
+                    ) -> tuple[TableSchema, list[ParquetFileMeta], dict[str, int]]:
         schema = TableSchema({k.decode(): v.decode() for k, v in cols.items()})
-        metas = sorted((ParquetFileMeta.from_json(v) for v in files.values()),
+        metas = sorted((_file_meta(v) for v in files.values()),
                        key=lambda m: (m.max_write_ts, m.max_write_seq, m.path))
         return schema, metas, {sizes[i].decode(): int(sizes[i + 1]) for i in range(0, len(sizes), 2)}
 

@@ -181,14 +181,16 @@ class LifecycleCatalog:
             for i in ids:
                 await asyncio.to_thread(store.delete, f"{TOMBSTONE_PREFIX}{i:012d}.json")
 
-    async def visibility(self, db: str, table: str, now_ns: int | None = None) -> Visibility:
+    async def visibility(self, db: str, table: str, now_ns: int | None = None,
+                         marks: list | None = None) -> Visibility:
         """The retention cutoff and tombstones of one table. Tombstones are kept in memory
-        and read again only when the tombstone or purge counter moved."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self.k_tombstone_seq())
-            pipe.get(self.k_tombstone_purges())
-            pipe.hmget(self.catalog.k_retention(), [f"{db}\x1f{table}", db])
-            seq, purges, (own, inherited) = await pipe.execute()
+        and read again only when the tombstone or purge counter moved. ``marks``: the replies
+        of :meth:`queue_visibility` when the caller read them in its own pipeline."""
+        if marks is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self.queue_visibility(pipe, db, table)
+                marks = await pipe.execute()
+        seq, purges, (own, inherited) = marks
         seen = (int(seq or 0), int(purges or 0))
         if seen != self._seen_seq:
             _, self._seen = await self.tombstones()
@@ -198,6 +200,12 @@ class LifecycleCatalog:
         return Visibility(cutoff=None if period is None else now_ns - int(period),
                           tombstones=tuple(t for t in self._seen
                                            if t.database == db and t.covers(table)))
+
+    def queue_visibility(self, pipe, db: str, table: str) -> None:
+        """Queue the three reads :meth:`visibility` needs (their replies are its ``marks``)."""
+        pipe.get(self.k_tombstone_seq())
+        pipe.get(self.k_tombstone_purges())
+        pipe.hmget(self.catalog.k_retention(), [f"{db}\x1f{table}", db])
 
     # ---- retention copies -----------------------------------------------------------------
     async def save_retention_copy(self, store: ObjectStore) -> None:

@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from influent.model import ARROW_TYPES, FIELD_TYPES, TAG, TAG_ARROW_TYPE, TIME, TIME_ARROW_TYPE
+from influent.model import (ARROW_TYPES, FIELD_TYPES, INTERNAL_COLUMNS, TAG, TAG_ARROW_TYPE, TIME,
+                           TIME_ARROW_TYPE, TIME_COLUMN)
 from persist.catalog import Catalog, TableSchema
 from persist.dedup import deduplicate, project_columns
 from persist.engine_catalog import processing_engine_logs
@@ -28,6 +29,7 @@ from persist.object_store import ObjectStore
 from persist.parquet_files import ParquetFileMeta, with_write_order
 from persist.tokens import TokenStore, tokens_table
 from query_api.cache_feed import ValueCaches
+from query_api.catalog_reads import TableRead, read_table
 from query_api.influxql.cached_reads import NewestRows
 from query_api.cache_queries import (cache_system_tables, covering_distinct_rows,
                                      covering_newest_rows, prepare_cache_calls,
@@ -63,8 +65,22 @@ class QueryStats:
     files: list[str] = field(default_factory=list)
 
 
+_ARROW_SCHEMAS: dict[frozenset, pa.Schema] = {}
+
+
 def arrow_schema(schema: TableSchema) -> pa.Schema:
-    """The user-visible Arrow schema of a table, from the catalog's column kinds."""
+    """The user-visible Arrow schema of a table, from the catalog's column kinds (memoised:
+    every query of a table builds the same one, and pyarrow schemas are immutable)."""
+    key = frozenset(schema.columns.items())
+    found = _ARROW_SCHEMAS.get(key)
+    if found is None:
+        if len(_ARROW_SCHEMAS) >= 10_000:
+            _ARROW_SCHEMAS.clear()
+        found = _ARROW_SCHEMAS[key] = _arrow_schema(schema)
+    return found
+
+
+def _arrow_schema(schema: TableSchema) -> pa.Schema:
     fields = []
     for name in sorted(schema.columns):
         kind = schema.columns[name]
@@ -114,6 +130,12 @@ def assemble_table(schema: TableSchema, parts: list[pa.Table], already_unique: b
     return project_columns(deduped).cast(target, safe=False)
 
 
+def _narrow(table: pa.Table, schema: TableSchema) -> pa.Table:
+    """The columns of ``table`` that ``schema`` names, with the write-order columns."""
+    return table.select([c for c in table.column_names
+                         if c in schema.columns or c in INTERNAL_COLUMNS])
+
+
 def referenced_tables(sql: str, tables: list[str]) -> list[str]:
     """Tables whose name occurs in the query text as a whole word or a quoted identifier: only
     those are loaded (a cheap superset of what the query can read)."""
@@ -150,12 +172,12 @@ class QueryEngine:
         schema, files, keyed = await self.keyed_state(db, table)
         return schema, files, [data for _, data in keyed]
 
-    async def keyed_state(self, db: str, table: str
+    async def keyed_state(self, db: str, table: str, read: TableRead | None = None
                           ) -> tuple[TableSchema, list[ParquetFileMeta], list[tuple[Any, pa.Table]]]:
         """Schema, files and buffer snapshots, each snapshot with its cache key (None when
-        it has none)."""
+        it has none); ``read``: the statement's catalog read (query_api/catalog_reads.py)."""
         if self.snapshots is not None:
-            return await self.snapshots.keyed_state(db, table)
+            return await self.snapshots.keyed_state(db, table, read.state if read else None)
         schema, files, raw = await self.catalog.table_state(db, table)
         return schema, files, await asyncio.to_thread(lambda: [(None, decode_batches(s))
                                                                for s in raw])
@@ -173,13 +195,19 @@ class QueryEngine:
         return file_rows(pq.read_table(source, filters=filters), meta)
 
     async def load_table(self, db: str, table: str, rng: TimeRange = UNBOUNDED,
-                         stats: QueryStats | None = None, tags: TagFilter | None = None) -> pa.Table:
+                         stats: QueryStats | None = None, tags: TagFilter | None = None,
+                         read: TableRead | None = None,
+                         columns: frozenset[str] | None = None) -> pa.Table:
         """The table's deduplicated rows within ``rng`` (files outside it are never opened),
-        and with the tag values ``tags`` allows (rows filtered before dedup)."""
+        and with the tag values ``tags`` allows (rows filtered before dedup). ``read``: the
+        statement's catalog read of this table, when it made one (one round trip for all).
+        ``columns``: the caller reads only these (and ``time``); hot data then assembles
+        only them (other paths may return more columns)."""
         stats = stats if stats is not None else QueryStats()
-        schema, files, keyed = await self.keyed_state(db, table)
+        schema, files, keyed = await self.keyed_state(db, table, read)
         snapshots = [data for _, data in keyed]
-        rules = await self.lifecycle.visibility(db, table)  # retention and deletes, every path
+        rules = await self.lifecycle.visibility(  # retention and deletes, every path
+            db, table, marks=read.marks if read is not None else None)
         if rules.cutoff is not None:
             rng = rng.narrow(rules.cutoff, None)
         wanted = [m for m in files if rng.overlaps(m.min_time, m.max_time)]
@@ -196,9 +224,9 @@ class QueryEngine:
                 self.hot_tables.popitem(last=False)
             if tags and self.hot.holds(self._part_keys(wanted, keyed)):
                 # a few series' ranges of parts already indexed: less work than a thread hop
-                return self._load_hot(schema, wanted, keyed, rng, tags, stats)
+                return self._load_hot(schema, wanted, keyed, rng, tags, stats, columns)
             return await asyncio.to_thread(self._load_hot, schema, wanted, keyed, rng, tags,
-                                           stats)
+                                           stats, columns)
 
         def load() -> pa.Table:
             def read(m: ParquetFileMeta) -> pa.Table:
@@ -248,8 +276,10 @@ class QueryEngine:
 
     def _load_hot(self, schema: TableSchema, files: list[ParquetFileMeta],
                   snapshots: list[tuple[Any, pa.Table]], rng: TimeRange,
-                  tags: TagFilter | None, stats: QueryStats) -> pa.Table:
-        """:meth:`load_table` from the hot parts (query_api/hot_data.py)."""
+                  tags: TagFilter | None, stats: QueryStats,
+                  columns: frozenset[str] | None = None) -> pa.Table:
+        """:meth:`load_table` from the hot parts (query_api/hot_data.py); with ``columns``,
+        only those and ``time`` (pieces to merge keep every tag: the series key)."""
         assert self.hot is not None
         names = schema.tags
         parts = self._hot_parts(schema, files, snapshots)
@@ -257,8 +287,19 @@ class QueryEngine:
         chosen = select(parts, rng.lo, rng.hi,
                         self.hot.registry.matching(usable) if usable else None)
         stats.rows_scanned += chosen.rows
-        merged = [assemble_table(schema, chosen.overlapping)] if chosen.overlapping else []
-        return assemble_table(schema, merged + chosen.unique, already_unique=True)
+        merge_schema = out_schema = schema
+        overlapping, unique = chosen.overlapping, chosen.unique
+        if columns is not None:
+            wanted = columns | {TIME_COLUMN}
+            merge_schema = TableSchema({c: k for c, k in schema.columns.items()
+                                        if c in wanted or k == TAG})
+            out_schema = TableSchema({c: k for c, k in schema.columns.items() if c in wanted})
+            overlapping = [_narrow(t, merge_schema) for t in overlapping]
+            unique = [_narrow(t, out_schema) for t in unique]
+        merged = [assemble_table(merge_schema, overlapping)] if overlapping else []
+        if columns is not None:
+            merged = [_narrow(t, out_schema) for t in merged]
+        return assemble_table(out_schema, merged + unique, already_unique=True)
 
     async def require_database(self, db: str) -> None:
         if not await self.catalog.has_database(db):
@@ -351,25 +392,58 @@ class QueryEngine:
 
 class EngineSource:
     """The InfluxQL executor's view of a database: catalog metadata and pruned, deduplicated
-    tables from the same loading path as SQL."""
+    tables from the same loading path as SQL.
+
+    :meth:`prefetch` reads everything a statement over one measurement needs from the catalog
+    in one round trip (query_api/catalog_reads.py); until :meth:`forget` the reads of that
+    database and table are answered from it, the table's state once."""
 
     def __init__(self, engine: QueryEngine, stats: QueryStats):
         self.engine = engine
         self.stats = stats
+        self.read: TableRead | None = None
+
+    async def prefetch(self, db: str, table: str) -> None:
+        self.read = await read_table(self.engine.catalog, self.engine.lifecycle, db, table)
+
+    def forget(self) -> None:
+        self.read = None
 
     async def databases(self) -> list[str]:
+        if self.read is not None:
+            return list(self.read.databases)
         return await self.engine.catalog.databases()
 
     async def tables(self, db: str) -> list[str]:
+        if self.read is not None and self.read.db == db:
+            return list(self.read.tables)
         return await self.engine.catalog.tables(db)
 
     async def schema(self, db: str, table: str) -> TableSchema:
+        if self.read is not None and (self.read.db, self.read.table) == (db, table):
+            return self.read.schema
         return await self.engine.catalog.table_schema(db, table)
 
     async def load(self, db: str, table: str, time_range: tuple[int | None, int | None] | None = None,
                    tags: TagFilter | None = None) -> pa.Table:
         rng = TimeRange(*time_range) if time_range else UNBOUNDED
-        return await self.engine.load_table(db, table, rng, self.stats, tags)
+        read = self.read if self.read is not None and (self.read.db, self.read.table) == (
+            db, table) else None
+        if read is not None:
+            self.read = None  # the table's state is used once; later reads go to the catalog
+        return await self.engine.load_table(db, table, rng, self.stats, tags, read)
+
+    async def load_columns(self, db: str, table: str,
+                           time_range: tuple[int | None, int | None] | None,
+                           tags: TagFilter | None, columns: frozenset[str]) -> pa.Table:
+        """:meth:`load` for a caller that reads only ``columns`` (and ``time``): the hot data
+        path assembles only those (others may return more)."""
+        rng = TimeRange(*time_range) if time_range else UNBOUNDED
+        read = self.read if self.read is not None and (self.read.db, self.read.table) == (
+            db, table) else None
+        if read is not None:
+            self.read = None
+        return await self.engine.load_table(db, table, rng, self.stats, tags, read, columns)
 
     async def newest_rows(self, db: str, table: str, wanted: NewestRows) -> pa.Table | None:
         """Newest rows per group from a covering last value cache (query_api/cache_queries.py)."""

@@ -45,12 +45,16 @@ class SnapshotCache:
         schema, files, keyed = await self.keyed_state(db, table)
         return schema, files, [data for _, data in keyed]
 
-    async def keyed_state(self, db: str, table: str
+    async def keyed_state(self, db: str, table: str, first: tuple | None = None
                           ) -> tuple[TableSchema, list[ParquetFileMeta], list[tuple[Key | None, pa.Table]]]:
         """Like :meth:`table_state`, each snapshot with its key (None when read the plain way):
-        a key names the same bytes for as long as it exists."""
+        a key names the same bytes for as long as it exists. ``first``: the caller's own read
+        of :meth:`Catalog.table_state_sizes`, used for the first attempt."""
         for _ in range(ATTEMPTS):
-            schema, files, sizes = await self.catalog.table_state_sizes(db, table)
+            if first is not None:
+                (schema, files, sizes), first = first, None
+            else:
+                schema, files, sizes = await self.catalog.table_state_sizes(db, table)
             keys = [(db, table, f, n) for f, n in sorted(sizes.items())]
             missing = [k for k in keys if k not in self.entries]
             values = await self.catalog.snapshot_values(db, table, [k[2] for k in missing])

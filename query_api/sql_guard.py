@@ -108,10 +108,12 @@ def timeout_error() -> QueryTimeout:
 
 async def within_limit(awaitable, deadline: float):
     """Await ``awaitable`` until the monotonic ``deadline``; QueryTimeout past it (the
-    awaited DataFusion future is cancelled)."""
+    awaited DataFusion future is cancelled). Runs in the caller's task (``wait_for`` would
+    start another task: one more event loop turn per query)."""
     try:
-        return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            return await awaitable
+    except TimeoutError:
         raise timeout_error() from None
 
 

@@ -47,7 +47,7 @@ def tag_values(table: pa.Table, name: str) -> pa.ChunkedArray:
         col = col.cast(col.type.value_type)
     if not pa.types.is_string(col.type):
         col = col.cast(pa.string())
-    return pc.fill_null(col, "")
+    return pc.fill_null(col, "") if col.null_count else col
 
 
 def scan(table: pa.Table, lo: int | None, hi: int | None, mask: pa.Array | None,

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from query_api.influxql import ast, management, meta
+from query_api.influxql import ast, management, meta, small_select
 from query_api.influxql.cached_reads import cached_newest_rows
 from query_api.influxql.conditions import ConditionError, tag_filter
 from query_api.influxql.deletes import DeleteHook, DeleteStatement, run_delete
@@ -28,6 +28,7 @@ from query_api.influxql.source import InfluxQLSource
 from query_api.influxql.continuous import (CQ_STATEMENTS, ContinuousQueryHook,
                                            run_continuous_query_statement)
 from query_api.influxql.into import WriteHook, run_into
+from query_api.influxql.small_select import run_small
 from query_api.influxql.subquery import has_subquery, run_with_subquery
 from query_api.influxql.timeutil import UnknownTimeZone
 
@@ -198,6 +199,38 @@ async def run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQL
                      now_ns: int, rp: str | None = None) -> StatementResult:
     if has_subquery(stmt):
         return await run_with_subquery(stmt, db, source, now_ns, rp, run_select)
+    prefetch = getattr(source, "prefetch", None)
+    if prefetch is None:
+        return await _run_select(stmt, db, source, now_ns, rp)
+    target = _single_target(stmt, db, rp)
+    if target is not None:
+        await prefetch(*target)  # the statement's catalog reads in one round trip
+    try:
+        return await _run_select(stmt, db, source, now_ns, rp)
+    finally:
+        source.forget()
+
+
+def _single_target(stmt: ast.SelectStatement, db: str | None, rp: str | None
+                   ) -> tuple[str, str] | None:
+    """(database, measurement) of a FROM clause naming one measurement (as
+    :func:`resolve_database` names the database), else None."""
+    if len(stmt.sources) != 1:
+        return None
+    m = stmt.sources[0]
+    if not isinstance(m, ast.Measurement) or m.regex is not None or not m.name:
+        return None
+    name = m.database or db
+    policy = m.retention_policy or rp
+    if not name:
+        return None
+    if policy and policy not in ("autogen", "default"):
+        name = f"{name}/{policy}"
+    return name, m.name
+
+
+async def _run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQLSource,
+                      now_ns: int, rp: str | None = None) -> StatementResult:
     targets = await _sources(stmt, db, source, rp)
     kinds_of: dict[tuple[str, str], dict[str, str]] = {}
     union: dict[str, str] = {}
@@ -213,17 +246,22 @@ async def run_select(stmt: ast.SelectStatement, db: str | None, source: InfluxQL
     series: list[Series] = []
     columns = [plan.time_name] + [c.name for c in plan.columns]
     tags = tag_filter(plan.condition)
+    small_shape = small_select.applies(plan)
     for target in targets:
         table = await cached_newest_rows(source, plan, *target, lo, hi)  # a covering cache
         if table is None:
-            table = await source.load(*target, (lo, hi) if lo is not None or hi is not None
-                                      else None, tags)
+            rng = (lo, hi) if lo is not None or hi is not None else None
+            narrow = getattr(source, "load_columns", None) if small_shape else None
+            table = (await narrow(*target, rng, tags, small_select.columns_read(plan))
+                     if narrow is not None else await source.load(*target, rng, tags))
         if table.num_rows == 0:
             continue
         runner = (run_aggregate if plan.aggregate else
                   run_raw_transform if plan.transforms else run_raw)
         if table.num_rows <= INLINE_ROWS:  # a thread hop costs more than the work
-            result = runner(plan, table, kinds_of[target], now_ns)
+            small = run_small(plan, table, kinds_of[target], now_ns) if small_shape else False
+            result = (small if small is not False
+                      else runner(plan, table, kinds_of[target], now_ns))
         else:
             result = await asyncio.to_thread(runner, plan, table, kinds_of[target], now_ns)
         if result is not None:

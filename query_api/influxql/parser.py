@@ -37,10 +37,29 @@ class ParsedQuery:
     texts: tuple[str, ...]  # each statement's source text (for error messages)
 
 
+#: Recently parsed texts (without parameters): the parse is pure and its result immutable, and
+#: a query is often parsed twice (the permission check, then the executor) or sent again.
+_PARSED: dict[str, ParsedQuery] = {}
+PARSED_KEPT = 512
+PARSED_TEXT_LIMIT = 4096
+
+
 def parse_query(text: str, params: dict[str, Any] | None = None) -> ParsedQuery:
     """Parse ``;``-separated statements, binding ``$name`` placeholders from ``params`` (the
     decoded JSON of the ``params`` request parameter); raises :class:`ParseError`."""
-    return _Parser(text, params).parse_query()
+    if params or len(text) > PARSED_TEXT_LIMIT:
+        return _Parser(text, params).parse_query()
+    found = _PARSED.get(text)
+    if found is not None:
+        return found
+    parsed = _Parser(text, params).parse_query()  # a ParseError is not kept
+    if len(_PARSED) >= PARSED_KEPT:
+        try:  # the oldest goes (threads may parse too: a lost race only skips an eviction)
+            del _PARSED[next(iter(_PARSED))]
+        except (KeyError, RuntimeError, StopIteration):
+            pass
+    _PARSED[text] = parsed
+    return parsed
 
 
 def parse_expr(text: str) -> ast.Expr:

@@ -42,15 +42,22 @@ class StatementResult:
     tz: str | None = None
 
 
-def _time_values(series: list[Series], epoch: str | None, tz: str | None) -> list[pa.Array]:
-    """Each time-carrying series' times, encoded in one vectorised pass over all of them (the
-    windows of a GROUP BY time result repeat across series and are formatted once)."""
+def _encoded_times(series: list[Series], epoch: str | None, tz: str | None) -> pa.Array | None:
+    """The times of every time-carrying series, encoded in one vectorised pass over all of
+    them (the windows of a GROUP BY time result repeat across series and are formatted once)."""
     timed = [s for s in series if s.has_time]
     if not timed:
-        return []
+        return None
     times = pa.concat_arrays([a for s in timed for a in s.table.column(0).cast(pa.int64()).chunks]
                              or [pa.array([], pa.int64())])
-    encoded = to_epoch(times, epoch) if epoch else format_rfc3339(times, tz)
+    return to_epoch(times, epoch) if epoch else format_rfc3339(times, tz)
+
+
+def _time_values(series: list[Series], encoded: pa.Array | None) -> list[pa.Array]:
+    """Each time-carrying series' slice of :func:`_encoded_times`."""
+    timed = [s for s in series if s.has_time]
+    if encoded is None:
+        return []
     out, begin = [], 0
     for s in timed:
         out.append(encoded.slice(begin, s.table.num_rows))
@@ -102,8 +109,9 @@ def statement_json(statement_id: int, result: StatementResult, epoch: str | None
         return {"statement_id": statement_id, "error": result.error}
     if not result.series:
         return {"statement_id": statement_id}
-    times = iter(_time_values(result.series, epoch, result.tz))
-    texts = iter(series_json(result.series, epoch, result.tz))
+    encoded = _encoded_times(result.series, epoch, result.tz)
+    times = iter(_time_values(result.series, encoded))
+    texts = iter(series_json(result.series, epoch, result.tz, encoded))
     out = []
     for s in result.series:
         entry: dict[str, Any] = {}
@@ -123,11 +131,13 @@ def statement_json(statement_id: int, result: StatementResult, epoch: str | None
     return {"statement_id": statement_id, "series": out}
 
 
-def series_json(series: list[Series], epoch: str | None, tz: str | None) -> list[str | None]:
+def series_json(series: list[Series], epoch: str | None, tz: str | None,
+                encoded: pa.Array | None = None) -> list[str | None]:
     """The JSON text of each time-carrying series' ``values``, computed column by column over
     all the series at once (a few Arrow kernels per column, not per series); None for every
     series when a column has no vectorised form (NaN, nested values: the per-value path
-    raises or encodes those)."""
+    raises or encodes those). ``encoded``: the series' times already encoded
+    (:func:`_encoded_times`)."""
     timed = [s for s in series if s.has_time]
     if not timed:
         return []
@@ -139,9 +149,11 @@ def series_json(series: list[Series], epoch: str | None, tz: str | None) -> list
     for j in range(whole.num_columns):
         column = whole.column(j).combine_chunks()
         if j == 0:
-            ns = column.cast(pa.int64())
-            tokens = (to_epoch(ns, epoch).cast(pa.string()) if epoch else
-                      pc.binary_join_element_wise("\"", format_rfc3339(ns, tz), "\"", ""))
+            if encoded is None:
+                ns = column.cast(pa.int64())
+                encoded = to_epoch(ns, epoch) if epoch else format_rfc3339(ns, tz)
+            tokens = (encoded.cast(pa.string()) if epoch else
+                      pc.binary_join_element_wise("\"", encoded, "\"", ""))
         else:
             tokens = arrow_tokens(column)
         if tokens is None:

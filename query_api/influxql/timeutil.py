@@ -9,6 +9,7 @@ in the zone's wall clock (tz()) and shift back when the window start has another
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -145,11 +146,37 @@ def format_rfc3339(ns: pa.Array, tz: str | None = None) -> pa.Array:
     GROUP BY time results repeat the same few window times across series: those are
     formatted once and spread back with ``take``."""
     ns = ns.cast(pa.int64())
+    if tz is None and len(ns) <= SMALL_FORMAT:
+        values = ns.to_pylist()
+        if all(v is not None and v >= 0 for v in values):
+            return pa.array([_utc_text(v) for v in values], pa.string())
     if len(ns) > 256:
         distinct = pc.unique(ns)
         if len(distinct) * 4 < len(ns):
             return pc.take(_format(distinct, tz), pc.index_in(ns, value_set=distinct))
     return _format(ns, tz)
+
+
+#: Up to this many UTC times are formatted one by one (memoised): a dozen Arrow kernels cost
+#: more than that for the few windows of a small GROUP BY time result.
+SMALL_FORMAT = 512
+_UTC_TEXTS: dict[int, str] = {}
+
+
+def _utc_text(ns: int) -> str:
+    """:func:`_format` of one time from 1970 on (int64 ns end in 2262), UTC, memoised
+    (window starts repeat from query to query)."""
+    text = _UTC_TEXTS.get(ns)
+    if text is None:
+        seconds, fraction = divmod(ns, 1_000_000_000)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        if fraction:
+            text += "." + f"{fraction:09d}".rstrip("0")
+        text += "Z"
+        if len(_UTC_TEXTS) >= 100_000:
+            _UTC_TEXTS.clear()
+        _UTC_TEXTS[ns] = text
+    return text
 
 
 def _format(ns: pa.Array, tz: str | None) -> pa.Array:
