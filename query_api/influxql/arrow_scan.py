@@ -1,18 +1,29 @@
 """Arrow compute in place of a DataFusion plan for the commonest small shapes of an aggregate
 query (pure): a WHERE clause of tag comparisons joined by AND/OR (the TSBS host filters), and
-``max``/``min``/``count`` per (series, window). Planning a DataFusion statement costs a few
-milliseconds, more than these computations over the rows of a few series; every other shape
-keeps the SQL of :mod:`query_api.influxql.select`, and both give the same rows.
+``max``/``min``/``count``/``sum``/``mean`` per (series, window). Planning a DataFusion
+statement costs a few milliseconds, more than these computations over the rows of a few
+series; every other shape keeps the SQL of :mod:`query_api.influxql.select`, and both give the
+same rows.
+
+``sum`` and ``mean`` keep InfluxDB 1.x's arithmetic to the last bit: its reducers add the
+points one after another (``sum += v``; a mean is then ``sum / float64(count)``), and Arrow's
+hash aggregation does the same per group in row order (one thread) starting from 0, which is
+also what a one-partition DataFusion aggregate did here before (checked against a plain
+sequential loop on adversarial values in tests/test_influxql_execution.py). Integers are
+summed as int64 (exact, wrapping like Go), as 1.x's integer reducers do.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from query_api.influxql import ast
 
 #: calls computed here (not the selected point's time: plain aggregates over numbers)
-ARROW_CALLS = {"max": "max", "min": "min", "count": "count"}
+ARROW_CALLS = frozenset({"max", "min", "count", "sum", "mean"})
 _NUMERIC = (pa.types.is_integer, pa.types.is_floating)
 
 
@@ -55,16 +66,9 @@ def scan(table: pa.Table, lo: int | None, hi: int | None, mask: pa.Array | None,
     """Rows in [lo, hi] where ``mask`` holds, as ``__time`` (int64) and the named columns:
     output name -> (kind, source column): kind ``tag`` (``''`` when absent or null),
     ``const`` (always ``''``) or ``value`` (as stored)."""
-    ns = pc.cast(table.column("time"), pa.int64())
-    keep = mask
-    for bound, test in ((lo, pc.greater_equal), (hi, pc.less_equal)):
-        if bound is not None:
-            cond = test(ns, bound)
-            keep = cond if keep is None else pc.and_(keep, cond)
-    if keep is not None:
-        table = table.filter(keep)
-        ns = pc.cast(table.column("time"), pa.int64())
-    out, names = [ns], ["__time"]
+    needed = ["time"] + [source for kind, source in columns.values() if kind != "const"]
+    table = rows_where(table.select(list(dict.fromkeys(needed))), lo, hi, mask)
+    out, names = [pc.cast(table.column("time"), pa.int64())], ["__time"]
     for name, (kind, source) in columns.items():
         if kind == "tag":
             out.append(tag_values(table, source))
@@ -76,17 +80,124 @@ def scan(table: pa.Table, lo: int | None, hi: int | None, mask: pa.Array | None,
     return pa.table(out, names=names)
 
 
+def rows_where(table: pa.Table, lo: int | None, hi: int | None, mask: pa.Array | None
+               ) -> pa.Table:
+    """The rows in [lo, hi] where ``mask`` holds (the table itself when that is every row:
+    the source often cut the time range already)."""
+    ns = pc.cast(table.column("time"), pa.int64())
+    keep = mask
+    for bound, test in ((lo, pc.greater_equal), (hi, pc.less_equal)):
+        if bound is not None:
+            cond = test(ns, bound)
+            keep = cond if keep is None else pc.and_(keep, cond)
+    if keep is None or pc.all(keep).as_py():
+        return table
+    return table.filter(keep)
+
+
+def edge_rows(keyed: pa.Table, gcols: list[str], descending: bool) -> pa.Array:
+    """The rows (of ``__time`` and the group columns ``gcols``) that a ``LIMIT 1`` per group
+    can return: none older (newer, ascending) than the earliest of the groups' newest
+    (oldest) times. Each run of rows of one group gives its time bound in one pass; for the
+    usual "last point of each series" that leaves a few rows to sort."""
+    times = keyed.column("__time").combine_chunks().to_numpy()
+    heads, run_ids, _ = runs([keyed.column(g).combine_chunks() for g in gcols], len(times))
+    per_run = (np.maximum if descending else np.minimum).reduceat(times, heads)
+    per_group = np.full(int(run_ids.max()) + 1, np.iinfo(np.int64).min if descending
+                        else np.iinfo(np.int64).max, dtype=np.int64)
+    (np.maximum if descending else np.minimum).at(per_group, run_ids, per_run)
+    if descending:
+        return pa.array(times >= per_group.min())
+    return pa.array(times <= per_group.max())
+
+
 def arrow_call(func: str, count_distinct: bool, point: bool, value_type: pa.DataType) -> bool:
     """Whether :func:`aggregate` computes this call."""
+    if func in ("sum", "mean") and pa.types.is_floating(value_type) and (
+            value_type != pa.float64()):
+        return False
     return (func in ARROW_CALLS and not count_distinct and not point
             and any(test(value_type) for test in _NUMERIC))
 
 
-def aggregate(table: pa.Table, func: str, value: str, keys: list[str]) -> pa.Table:
-    """``func`` of ``value`` per key over the rows where it is not null: keys..., ``__val``."""
-    rows = table.select(keys + [value]).filter(pc.is_valid(table.column(value)))
-    if rows.num_rows == 0:
-        return pa.table([rows.column(k) for k in keys] + [pa.array([], pa.int64())],
-                        names=keys + ["__val"])
-    done = rows.group_by(keys, use_threads=False).aggregate([(value, ARROW_CALLS[func])])
-    return done.rename_columns([c if c in keys else "__val" for c in done.column_names])
+@dataclass(frozen=True)
+class Groups:
+    """The rows' key combinations: a dense id per row and one row of keys per id."""
+
+    ids: np.ndarray        # int64, one per row
+    keys: pa.Table         # the key columns, row i = group i
+
+
+def groups(table: pa.Table, keys: list[str]) -> Groups:
+    """Group ids of ``table``'s rows by ``keys`` (columns without nulls)."""
+    n = table.num_rows
+    cols = [table.column(k).combine_chunks() for k in keys]
+    heads, run_ids, first = runs(cols, n)
+    keyed = pa.table(cols, names=keys).take(pa.array(heads[first], pa.int64()))
+    return Groups(np.repeat(run_ids, np.diff(np.append(heads, n))), keyed)
+
+
+def runs(cols: list[pa.Array], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of equal values of ``cols`` (n rows, no nulls): each run's first row, the
+    dense group id of each run (runs of equal values share one) and, per group, its first
+    run. Rows come in runs (a series' rows are together, its windows in order), so only the
+    first row of each run is hashed: comparing neighbours is far cheaper than hashing."""
+    if n == 0:
+        return (np.zeros(0, dtype=np.int64),) * 3
+    change = None
+    for col in cols:
+        if n > 1:
+            diff = pc.not_equal(col.slice(1), col.slice(0, n - 1))
+            change = diff if change is None else pc.or_(change, diff)
+    if change is None:
+        return (np.zeros(1, dtype=np.int64),) * 3
+    heads = np.concatenate([np.zeros(1, dtype=np.int64), pc.indices_nonzero(
+        pc.fill_null(change, True)).to_numpy().astype(np.int64) + 1])
+    ids = np.zeros(len(heads), dtype=np.int64)
+    first = np.zeros(1, dtype=np.int64)
+    for col in cols:  # dense ids of the runs' keys, one column at a time (stays in 62 bits)
+        encoded = pc.dictionary_encode(col.take(pa.array(heads)))
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        _, first, ids = np.unique(ids * max(len(encoded.dictionary), 1) + codes,
+                                  return_index=True, return_inverse=True)
+        ids = ids.reshape(-1).astype(np.int64)
+    return heads, ids, first
+
+
+def aggregate(table: pa.Table, func: str, value: str, grouped: Groups) -> pa.Table:
+    """``func`` of ``value`` per group over the rows where it is not null: keys..., ``__val``.
+    ``sum``/``mean`` add in row order within each group (see the module's note)."""
+    col = table.column(value).combine_chunks()
+    ids = grouped.ids
+    if col.null_count:
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        ids, col = ids[valid], col.filter(pa.array(valid))
+    size = grouped.keys.num_rows
+    counts = np.bincount(ids, minlength=size)
+    present = np.flatnonzero(counts)
+    if func in ("max", "min"):
+        done = pa.table({"__id": ids, "__v": col}).group_by(
+            ["__id"], use_threads=False).aggregate([("__v", func)])
+        present = done.column("__id").to_numpy()
+        val: pa.Array | np.ndarray = done.column(f"__v_{func}").combine_chunks()
+    elif func == "count":
+        val = counts[present]
+    else:
+        val = _sums(col, ids, size, func == "mean")[present]
+        if func == "mean":
+            val = val / counts[present]
+    keyed = grouped.keys.take(pa.array(present, pa.int64()))
+    return keyed.append_column("__val", pa.array(val))
+
+
+def _sums(col: pa.Array, ids: np.ndarray, size: int, mean: bool) -> np.ndarray:
+    """Per group, its values added one after another in row order from 0: ``bincount``'s
+    loop for floats (and for an unsigned mean, in double as the SQL form did); integers in
+    int64 (uint64), exact and wrapping, as 1.x's integer reducers."""
+    values = col.to_numpy(zero_copy_only=False)
+    if pa.types.is_floating(col.type) or (mean and pa.types.is_unsigned_integer(col.type)):
+        return np.bincount(ids, weights=values.astype(np.float64), minlength=size)
+    kind = np.uint64 if pa.types.is_unsigned_integer(col.type) else np.int64
+    sums = np.zeros(size, dtype=kind)
+    np.add.at(sums, ids, values.astype(kind))
+    return sums.astype(np.float64) if mean else sums
