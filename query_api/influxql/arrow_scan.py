@@ -101,7 +101,7 @@ def edge_rows(keyed: pa.Table, gcols: list[str], descending: bool) -> pa.Array:
     (oldest) times. Each run of rows of one group gives its time bound in one pass; for the
     usual "last point of each series" that leaves a few rows to sort."""
     times = keyed.column("__time").combine_chunks().to_numpy()
-    heads, run_ids, _ = runs([keyed.column(g).combine_chunks() for g in gcols], len(times))
+    heads, run_ids, _ = runs([_flat(keyed.column(g)) for g in gcols], len(times))
     per_run = (np.maximum if descending else np.minimum).reduceat(times, heads)
     per_group = np.full(int(run_ids.max()) + 1, np.iinfo(np.int64).min if descending
                         else np.iinfo(np.int64).max, dtype=np.int64)
@@ -124,31 +124,108 @@ def arrow_call(func: str, count_distinct: bool, point: bool, value_type: pa.Data
 class Groups:
     """The rows' key combinations: a dense id per row and one row of keys per id."""
 
-    ids: np.ndarray        # int64, one per row
-    keys: pa.Table         # the key columns, row i = group i
+    ids: np.ndarray          # int64, one per row
+    keys: pa.Table           # the key columns, row i = group i
+    order: np.ndarray | None  # the rows in time order within each group; None: row order is
+    change: pa.Array | None  # where a row's keys differ from the previous row's
+
+
+@dataclass(frozen=True)
+class SeriesParts:
+    """Groups holding several series split into (series, window) parts: 1.x reduces each
+    series on its own, then combines the partial results of a group series by series."""
+
+    ids: np.ndarray          # part of each row
+    group: np.ndarray        # group of each part
+    order: np.ndarray | None  # rows in time order within each part; None: row order is
+    combine: np.ndarray      # the parts in the order they are combined: by group, series key
 
 
 def groups(table: pa.Table, keys: list[str]) -> Groups:
     """Group ids of ``table``'s rows by ``keys`` (columns without nulls)."""
     n = table.num_rows
-    cols = [table.column(k).combine_chunks() for k in keys]
-    heads, run_ids, first = runs(cols, n)
+    cols = [_flat(table.column(k)) for k in keys]
+    change = _changes(cols, n)
+    heads, run_ids, first = runs(cols, n, change)
+    ids = np.repeat(run_ids, np.diff(np.append(heads, n)))
     keyed = pa.table(cols, names=keys).take(pa.array(heads[first], pa.int64()))
-    return Groups(np.repeat(run_ids, np.diff(np.append(heads, n))), keyed)
+    return Groups(ids, keyed, _time_order(table, ids, heads, run_ids), change)
 
 
-def runs(cols: list[pa.Array], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The runs of equal values of ``cols`` (n rows, no nulls): each run's first row, the
-    dense group id of each run (runs of equal values share one) and, per group, its first
-    run. Rows come in runs (a series' rows are together, its windows in order), so only the
-    first row of each run is hashed: comparing neighbours is far cheaper than hashing."""
-    if n == 0:
-        return (np.zeros(0, dtype=np.int64),) * 3
+def series_parts(table: pa.Table, keys: list[str], series: list[str], grouped: Groups
+                 ) -> SeriesParts | None:
+    """The (series, window) parts of the groups (``series``: the tag columns not among the
+    keys, in tag name order); None when every group is one series."""
+    if not series:
+        return None
+    n = table.num_rows
+    cols = [_flat(table.column(c)) for c in series]
+    change = _changes(cols, n)
+    if grouped.change is not None:
+        change = grouped.change if change is None else pc.or_(grouped.change, change)
+    heads, run_ids, first = runs([_flat(table.column(c)) for c in keys] + cols, n, change)
+    size = len(first)
+    if size == grouped.keys.num_rows:
+        return None
+    ids = np.repeat(run_ids, np.diff(np.append(heads, n)))
+    starts = heads[first]
+    group = grouped.ids[starts]
+    ranked = pa.table([pa.array(group)] + [table.column(c).take(pa.array(starts))
+                                           for c in series], names=["__g"] + series)
+    combine = pc.sort_indices(ranked, sort_keys=[(c, "ascending") for c in ranked.column_names])
+    return SeriesParts(ids, group, _time_order(table, ids, heads, run_ids),
+                       combine.to_numpy())
+
+
+def _time_order(table: pa.Table, ids: np.ndarray, heads: np.ndarray, run_ids: np.ndarray
+                ) -> np.ndarray | None:
+    """None when the rows of each group are already in time order (times rise within every
+    run, and a group's runs follow each other in time); else the rows sorted by (group,
+    time), stable."""
+    n = len(ids)
+    if n < 2:
+        return None
+    times = table.column("__time").combine_chunks().to_numpy()
+    rising = np.diff(times) >= 0
+    rising[heads[1:] - 1] = True  # a run's first row may be older than the previous run's last
+    if rising.all():
+        if len(heads) == int(run_ids.max()) + 1:
+            return None  # one run per group
+        ends = np.append(heads[1:], n) - 1
+        by_group = np.argsort(run_ids, kind="stable")
+        same = run_ids[by_group[1:]] == run_ids[by_group[:-1]]
+        if not (times[heads[by_group[1:]]] < times[ends[by_group[:-1]]])[same].any():
+            return None
+    return np.lexsort((times, ids))
+
+
+def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
+
+
+def _changes(cols: list[pa.Array], n: int) -> pa.Array | None:
+    """Where a row's values of ``cols`` differ from the previous row's (from row 1 on)."""
     change = None
     for col in cols:
         if n > 1:
             diff = pc.not_equal(col.slice(1), col.slice(0, n - 1))
             change = diff if change is None else pc.or_(change, diff)
+    return change
+
+
+def runs(cols: list[pa.Array], n: int, change: pa.Array | None = None
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of equal values of ``cols`` (n rows, no nulls): each run's first row, the
+    dense group id of each run (runs of equal values share one) and, per group, its first
+    run. Rows come in runs (a series' rows are together, its windows in order), so only the
+    first row of each run is hashed: comparing neighbours is far cheaper than hashing.
+    ``change``: :func:`_changes` of ``cols`` when the caller has it."""
+    if n == 0:
+        return (np.zeros(0, dtype=np.int64),) * 3
+    if change is None:
+        change = _changes(cols, n)
     if change is None:
         return (np.zeros(1, dtype=np.int64),) * 3
     heads = np.concatenate([np.zeros(1, dtype=np.int64), pc.indices_nonzero(
@@ -164,15 +241,19 @@ def runs(cols: list[pa.Array], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return heads, ids, first
 
 
-def aggregate(table: pa.Table, func: str, value: str, grouped: Groups) -> pa.Table:
+def aggregate(table: pa.Table, func: str, value: str, grouped: Groups,
+              parts: SeriesParts | None = None) -> pa.Table:
     """``func`` of ``value`` per group over the rows where it is not null: keys..., ``__val``.
-    ``sum``/``mean`` add in row order within each group (see the module's note)."""
+    ``sum``/``mean`` add each series' values in time order, then (``parts``: groups of several
+    series) the series' results in series key order, as 1.x does (see the module's note)."""
     col = table.column(value).combine_chunks()
+    size = grouped.keys.num_rows
+    if func in ("sum", "mean"):
+        return _sum_or_mean(col, func == "mean", grouped, parts)
     ids = grouped.ids
     if col.null_count:
         valid = col.is_valid().to_numpy(zero_copy_only=False)
         ids, col = ids[valid], col.filter(pa.array(valid))
-    size = grouped.keys.num_rows
     counts = np.bincount(ids, minlength=size)
     present = np.flatnonzero(counts)
     if func in ("max", "min"):
@@ -180,14 +261,48 @@ def aggregate(table: pa.Table, func: str, value: str, grouped: Groups) -> pa.Tab
             ["__id"], use_threads=False).aggregate([("__v", func)])
         present = done.column("__id").to_numpy()
         val: pa.Array | np.ndarray = done.column(f"__v_{func}").combine_chunks()
-    elif func == "count":
-        val = counts[present]
     else:
-        val = _sums(col, ids, size, func == "mean")[present]
-        if func == "mean":
-            val = val / counts[present]
+        val = counts[present]
+    return _keyed(grouped, present, val)
+
+
+def _keyed(grouped: Groups, present: np.ndarray, val) -> pa.Table:
     keyed = grouped.keys.take(pa.array(present, pa.int64()))
     return keyed.append_column("__val", pa.array(val))
+
+
+def _sum_or_mean(col: pa.Array, mean: bool, grouped: Groups, parts: SeriesParts | None
+                 ) -> pa.Table:
+    size = grouped.keys.num_rows
+    unit = parts if parts is not None else grouped
+    ids, order = unit.ids, unit.order
+    if order is not None:
+        ids, col = ids[order], col.take(pa.array(order))
+    if col.null_count:
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        ids, col = ids[valid], col.filter(pa.array(valid))
+    nparts = len(parts.group) if parts is not None else size
+    counts = np.bincount(ids, minlength=nparts)
+    sums = _sums(col, ids, nparts, mean)
+    if parts is None:
+        present = np.flatnonzero(counts)
+        val = sums[present] / counts[present] if mean else sums[present]
+        return _keyed(grouped, present, val)
+    combine = parts.combine[counts[parts.combine] > 0]  # series with values, in key order
+    group = parts.group[combine]
+    totals = np.bincount(group, weights=counts[combine], minlength=size).astype(np.int64)
+    present = np.flatnonzero(totals)
+    if mean:  # 1.x's mean reducer over the series' means, each weighted by its count
+        means = sums[combine] / counts[combine]
+        weighted = np.where(counts[combine] >= 2, means * counts[combine], means)
+        val = np.bincount(group, weights=weighted, minlength=size)[present] / totals[present]
+    elif sums.dtype == np.float64:
+        val = np.bincount(group, weights=sums[combine], minlength=size)[present]
+    else:
+        total = np.zeros(size, dtype=sums.dtype)
+        np.add.at(total, group, sums[combine])
+        val = total[present]
+    return _keyed(grouped, present, val)
 
 
 def _sums(col: pa.Array, ids: np.ndarray, size: int, mean: bool) -> np.ndarray:
@@ -198,6 +313,11 @@ def _sums(col: pa.Array, ids: np.ndarray, size: int, mean: bool) -> np.ndarray:
     if pa.types.is_floating(col.type) or (mean and pa.types.is_unsigned_integer(col.type)):
         return np.bincount(ids, weights=values.astype(np.float64), minlength=size)
     kind = np.uint64 if pa.types.is_unsigned_integer(col.type) else np.int64
-    sums = np.zeros(size, dtype=kind)
-    np.add.at(sums, ids, values.astype(kind))
+    doubles = values.astype(np.float64)
+    if len(values) == 0 or np.abs(doubles).max() * len(values) < 2.0**53:
+        # every partial sum is an exact double: bincount's loop, much faster than add.at
+        sums = np.bincount(ids, weights=doubles, minlength=size).astype(kind)
+    else:
+        sums = np.zeros(size, dtype=kind)
+        np.add.at(sums, ids, values.astype(kind))
     return sums.astype(np.float64) if mean else sums

@@ -332,6 +332,7 @@ class _Scan:
     value_of: dict[str, str]
     aux_of: dict[str, str]
     gcols: list[str]
+    series: list[str]        # ``__s*``: the other tags, where a group may hold several series
 
     @property
     def keys(self) -> list[str]:
@@ -345,18 +346,28 @@ def _aggregate_scan(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], no
         return None
     value_of = {name: f"__v{i}" for i, name in enumerate(fields)}
     aux_of = {name: f"__a{i}" for i, name in enumerate(plan.aux)}
+    # a mean, or a sum of floats, reduces each series of a group on its own (1.x's
+    # arithmetic): it needs the tags that tell the series of a group apart (integer sums are
+    # exact in any order)
+    split = any(c.func == "mean" or (c.func == "sum" and kinds.get(c.field) == "float")
+                for c in plan.calls)
+    others = sorted(t for t, k in kinds.items() if k == "tag" and t not in plan.group_tags
+                    ) if split else []
+    series_of = {t: f"__s{i}" for i, t in enumerate(others)}
     mask = None if plan.condition is None else arrow_scan.tag_mask(plan.condition, table, kinds)
     if not plan.aux and (plan.condition is None or mask is not None):  # no SQL needed
         lo, hi = _bounds(plan, now_ns)
         columns = {_g(i): ("tag", t) if kinds.get(t) == "tag" else ("const", None)
                    for i, t in enumerate(plan.group_tags)}
         columns.update({value_of[n]: ("value", n) for n in fields})
+        columns.update({series_of[t]: ("tag", t) for t in others})
         scan = arrow_scan.scan(table, lo, hi, mask, columns)
     else:
         cols = ['CAST("time" AS BIGINT) AS "__time"'] + _group_columns(plan, kinds)
         cols += [f"{quote_ident(n)} AS \"{value_of[n]}\"" for n in fields]
         cols += [f"{quote_ident(n)} AS \"{aux_of[n]}\"" if n in kinds
                  else f"CAST(NULL AS VARCHAR) AS \"{aux_of[n]}\"" for n in plan.aux]
+        cols += [f"COALESCE({quote_ident(t)}, '') AS \"{series_of[t]}\"" for t in others]
         scan = _sql(_context(table, "m"),
                     f"SELECT {', '.join(cols)} FROM m{_where(plan, kinds, now_ns, [])}")
     if scan.num_rows == 0:
@@ -369,7 +380,8 @@ def _aggregate_scan(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], no
         start = 0 if lo is None or lo == MIN_TIME else lo
         windows = pa.repeat(pa.scalar(start, pa.int64()), scan.num_rows)
     gcols = [_g(i) for i in range(len(plan.group_tags))]
-    return _Scan(scan.append_column("__w", windows), value_of, aux_of, gcols)
+    return _Scan(scan.append_column("__w", windows), value_of, aux_of, gcols,
+                 list(series_of.values()))
 
 
 def run_aggregate(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: int
@@ -382,6 +394,7 @@ def run_aggregate(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_
         return _multi_result(plan, scan)
     sctx: datafusion.SessionContext | None = None
     grouped: arrow_scan.Groups | None = None
+    parts: arrow_scan.SeriesParts | None = None
     results: list[tuple[CallSpec, pa.Table | None]] = []
     for call in plan.calls:
         if call.field not in scan.value_of:
@@ -396,8 +409,11 @@ def run_aggregate(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_
         point = call is plan.selector and (not plan.interval or bool(plan.aux))
         if arrow_scan.arrow_call(call.func, call.count_distinct, point,
                                  scan.table.schema.field(value).type):
-            grouped = grouped or arrow_scan.groups(scan.table, scan.keys)
-            results.append((call, arrow_scan.aggregate(scan.table, call.func, value, grouped)))
+            if grouped is None:
+                grouped = arrow_scan.groups(scan.table, scan.keys)
+                parts = arrow_scan.series_parts(scan.table, scan.keys, scan.series, grouped)
+            results.append((call, arrow_scan.aggregate(scan.table, call.func, value, grouped,
+                                                       parts)))
             continue
         sctx = sctx or _context(scan.table, "scan")
         aux_cols = [f"\"{scan.aux_of[a]}\"" for a in plan.aux] if point else []
