@@ -95,12 +95,38 @@ def table(rows: dict[str, tuple[Counter, float]]) -> str:
     return "\n".join(lines)
 
 
+def with_last_cache(url: str, api_pid: int, texts: list[str], out: Path
+                    ) -> tuple[Counter, float]:
+    """:func:`profile_type` of lastpoint answered from a last value cache on ``cpu`` (made
+    and seeded first, deleted after; as benchmarks/lastpoint_cache.py does)."""
+    name = "profile_lastpoint"
+    with httpx.Client(timeout=600) as client:
+        client.post(f"{url}/api/v3/configure/last_cache",
+                    json={"db": DB, "table": "cpu", "name": name}).raise_for_status()
+        client.get(f"{url}/api/v3/query_sql", params={  # waits for the seed
+            "db": DB, "q": f"SELECT count(*) AS n FROM last_cache('cpu', '{name}')",
+            "format": "json"}).raise_for_status()
+    try:
+        return profile_type(url, api_pid, texts, out)
+    finally:
+        with httpx.Client(timeout=600) as client:
+            client.request("DELETE", f"{url}/api/v3/configure/last_cache",
+                           params={"db": DB, "table": "cpu", "name": name})
+
+
 @click.command()
 @click.option("--hosts", default=QUICK.hosts, show_default=True)
 @click.option("--hours", default=QUICK.hours, show_default=True)
 @click.option("--iterations", default=40, show_default=True)
-def main(hosts: int, hours: float, iterations: int) -> None:
+@click.option("--query-types", default=None, help="comma-separated subset of the TSBS types")
+@click.option("--last-cache", is_flag=True, help="also lastpoint from a last value cache")
+@click.option("--keep-raw", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="keep py-spy's raw samples per type in this directory")
+def main(hosts: int, hours: float, iterations: int, query_types: str | None, last_cache: bool,
+         keep_raw: Path | None) -> None:
     plan = Plan(**{**QUICK.__dict__, "hosts": hosts, "hours": hours})
+    if query_types:
+        plan = Plan(**{**plan.__dict__, "query_types": tuple(query_types.split(","))})
     work = Path(tempfile.mkdtemp(prefix="influent-profile-"))
     lines = list(generate_lines(plan.hosts, plan.hours))
     stack = start_stack(work, plan)
@@ -116,6 +142,16 @@ def main(hosts: int, hours: float, iterations: int) -> None:
             rows[kind] = profile_type(stack.settings.http_url, stack.api.pid, texts,
                                       work / f"{kind}.txt")
             print(f"{kind}: {rows[kind][1] * 1000:.1f} ms", flush=True)
+        if last_cache:
+            kind = "lastpoint (last value cache)"
+            texts = [gen.generate("lastpoint") for _ in range(iterations)]
+            rows[kind] = with_last_cache(stack.settings.http_url, stack.api.pid, texts,
+                                         work / "lastpoint-cache.txt")
+            print(f"{kind}: {rows[kind][1] * 1000:.1f} ms", flush=True)
+        if keep_raw is not None:
+            keep_raw.mkdir(parents=True, exist_ok=True)
+            for raw in work.glob("*.txt"):
+                shutil.copy(raw, keep_raw / raw.name)
         print(table(rows))
     finally:
         stack.stop()

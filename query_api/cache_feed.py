@@ -241,6 +241,13 @@ class ValueCaches:
         with self.lock:
             return cache.newest_rows(newest) if newest else cache.rows()
 
+    def settled(self, db: str, table: str) -> bool:
+        """Whether no cache of the table has written rows waiting to be merged (reading it
+        is then a few lookups)."""
+        with self.lock:
+            return all(not c.state.pending for k, c in self.caches.items()
+                       if (k[1], k[2]) == (db, table))
+
     def completeness(self, cache: Cache) -> bool:
         with self.lock:
             cache.merge()

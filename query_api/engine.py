@@ -378,8 +378,11 @@ class EngineSource:
             return None
         schema = await self.schema(db, table)
         rules = await self.engine.lifecycle.visibility(db, table)
-        rows = await asyncio.to_thread(covering_newest_rows, caches, db, table, schema, rules,
-                                       wanted)
+        if caches.settled(db, table):  # nothing to merge: a few lookups, no thread hop
+            rows = covering_newest_rows(caches, db, table, schema, rules, wanted)
+        else:
+            rows = await asyncio.to_thread(covering_newest_rows, caches, db, table, schema,
+                                           rules, wanted)
         return None if rows is None else _as_table_types(rows, schema)
 
     async def distinct_rows(self, db: str, table: str, keys: list[str]) -> pa.Table | None:
@@ -394,6 +397,8 @@ class EngineSource:
 def _as_table_types(rows: pa.Table, schema: TableSchema) -> pa.Table:
     """Cached rows with the columns and types a loaded table has (arrow_schema)."""
     target = arrow_schema(schema)
+    if rows.schema.equals(target):
+        return rows
     return pa.table([rows.column(f.name).cast(f.type) if f.name in rows.column_names
                      else pa.nulls(rows.num_rows, f.type) for f in target], schema=target)
 

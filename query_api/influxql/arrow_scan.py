@@ -95,7 +95,7 @@ def rows_where(table: pa.Table, lo: int | None, hi: int | None, mask: pa.Array |
     return table.filter(keep)
 
 
-def edge_rows(keyed: pa.Table, gcols: list[str], descending: bool) -> pa.Array:
+def edge_rows(keyed: pa.Table, gcols: list[str], descending: bool) -> np.ndarray:
     """The rows (of ``__time`` and the group columns ``gcols``) that a ``LIMIT 1`` per group
     can return: none older (newer, ascending) than the earliest of the groups' newest
     (oldest) times. Each run of rows of one group gives its time bound in one pass; for the
@@ -107,8 +107,8 @@ def edge_rows(keyed: pa.Table, gcols: list[str], descending: bool) -> pa.Array:
                         else np.iinfo(np.int64).max, dtype=np.int64)
     (np.maximum if descending else np.minimum).at(per_group, run_ids, per_run)
     if descending:
-        return pa.array(times >= per_group.min())
-    return pa.array(times <= per_group.max())
+        return times >= per_group.min()
+    return times <= per_group.max()
 
 
 def arrow_call(func: str, count_distinct: bool, point: bool, value_type: pa.DataType) -> bool:

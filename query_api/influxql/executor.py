@@ -252,11 +252,13 @@ def _series_of(name: str, result: MeasurementResult, columns: list[str]) -> list
     ngroups = len(result.group_tags)
     values = table.select([TIME] + [c for c in table.column_names if c.startswith("__o")])
     bounds = list(result.starts) + [table.num_rows]
+    firsts = pa.array(bounds[:-1], pa.int64())
+    tag_values = [table.column(i).take(firsts).to_pylist() for i in range(ngroups)]
     out = []
-    for begin, end in zip(bounds, bounds[1:]):
+    for k, (begin, end) in enumerate(zip(bounds, bounds[1:])):
         tags = None
         if ngroups:
-            tags = {tag: table.column(i)[begin].as_py() for i, tag in enumerate(result.group_tags)}
+            tags = {tag: tag_values[i][k] for i, tag in enumerate(result.group_tags)}
         out.append(Series(name=name, columns=columns, table=values.slice(begin, end - begin),
-                          tags=tags))
+                          tags=tags, parent=(values, begin)))
     return out

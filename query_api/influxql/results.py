@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -33,6 +34,9 @@ class Series:
     table: pa.Table
     tags: dict[str, str] | None = None
     has_time: bool = True
+    #: (table, first row) when ``table`` is a slice of a table that the statement's other
+    #: series slice too: their columns are then encoded over that table at once
+    parent: tuple[pa.Table, int] | None = None
 
 
 @dataclass
@@ -42,14 +46,31 @@ class StatementResult:
     tz: str | None = None
 
 
+def _whole(timed: list[Series]) -> pa.Table | None:
+    """The table the series are consecutive slices of, when they cover one from its start."""
+    parent = timed[0].parent
+    if parent is None or parent[1] != 0:
+        return None
+    table, expect = parent[0], 0
+    for s in timed:
+        if s.parent is None or s.parent[0] is not table or s.parent[1] != expect:
+            return None
+        expect += s.table.num_rows
+    return table if expect == table.num_rows else None
+
+
 def _time_values(series: list[Series], epoch: str | None, tz: str | None) -> list[pa.Array]:
     """Each time-carrying series' times, encoded in one vectorised pass over all of them (the
     windows of a GROUP BY time result repeat across series and are formatted once)."""
     timed = [s for s in series if s.has_time]
     if not timed:
         return []
-    times = pa.concat_arrays([a for s in timed for a in s.table.column(0).cast(pa.int64()).chunks]
-                             or [pa.array([], pa.int64())])
+    whole = _whole(timed)
+    if whole is not None:
+        times = whole.column(0).combine_chunks().cast(pa.int64())
+    else:
+        times = pa.concat_arrays([a for s in timed for a in s.table.column(0).cast(
+            pa.int64()).chunks] or [pa.array([], pa.int64())])
     encoded = to_epoch(times, epoch) if epoch else format_rfc3339(times, tz)
     out, begin = [], 0
     for s in timed:
@@ -105,13 +126,17 @@ def statement_json(statement_id: int, result: StatementResult, epoch: str | None
     times = iter(_time_values(result.series, epoch, result.tz))
     texts = iter(series_json(result.series, epoch, result.tz))
     out = []
+    columns_text: dict[int, str] = {}  # the series of a statement share their column list
     for s in result.series:
         entry: dict[str, Any] = {}
         if s.name is not None:
             entry["name"] = s.name
         if s.tags is not None:
             entry["tags"] = {k: s.tags[k] for k in sorted(s.tags)}
-        entry["columns"] = list(s.columns)
+        text = columns_text.get(id(s.columns))
+        if text is None:
+            text = columns_text[id(s.columns)] = _encoded_strings(s.columns)
+        entry["columns"] = EncodedList(s.columns, text)
         stamps = next(times) if s.has_time else None
         text = next(texts) if s.has_time else None
         # 1.x omits "values" for an empty series (SHOW DATABASES with none)
@@ -131,8 +156,9 @@ def series_json(series: list[Series], epoch: str | None, tz: str | None) -> list
     timed = [s for s in series if s.has_time]
     if not timed:
         return []
+    whole = _whole(timed)
     try:  # one table of every series' rows (zero-copy); series of other shapes: per value
-        whole = pa.concat_tables([s.table for s in timed])
+        whole = whole if whole is not None else pa.concat_tables([s.table for s in timed])
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return [None] * len(timed)
     columns: list[pa.Array] = []
@@ -209,9 +235,23 @@ _HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2
 _HTML_RE = re.compile("[<>&\u2028\u2029]")
 
 
+@lru_cache(maxsize=65536)
 def _go_string(value: str) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return _HTML_RE.sub(lambda m: _HTML_ESCAPES[m.group(0)], text)
+
+
+class EncodedList(list):
+    """A list of strings that carries its Go JSON text (a statement's column names, written
+    once per statement instead of once per series); compares and reads as a plain list."""
+
+    def __init__(self, items, text: str):
+        super().__init__(items)
+        self.text = text
+
+
+def _encoded_strings(items: list[str]) -> str:
+    return "[" + ",".join(_go_string(str(v)) for v in items) + "]"
 
 
 def go_float_texts(arr: pa.Array) -> pa.Array | None:
@@ -282,11 +322,10 @@ def _encode(value: Any, out: list[str], indent: str | None = None, depth: int = 
         out.append(go_float(value))
     elif isinstance(value, str):
         out.append(_go_string(value))
+    elif isinstance(value, (ArrowRows, EncodedList)) and indent is None:
+        out.append(value.text)
     elif isinstance(value, ArrowRows):
-        if indent is None:
-            out.append(value.text)
-        else:
-            _encode(value.rows, out, indent, depth)
+        _encode(value.rows, out, indent, depth)
     elif (indent is None and isinstance(value, list) and len(value) > 1
           and isinstance(value[0], list) and _encode_rows(value, out)):
         return

@@ -133,18 +133,18 @@ def _split(table: pa.Table, plan: SelectPlan) -> MeasurementResult:
 
 
 def _limit_series(table: pa.Table, plan: SelectPlan) -> pa.Table:
-    """Per-series OFFSET/LIMIT on a table already in output order."""
+    """Per-series OFFSET/LIMIT on a table already in output order: each row's rank in its
+    series from the series' first rows, one filter."""
     if not (plan.limit or plan.offset_rows) or table.num_rows == 0:
         return table
     gcols = [_g(i) for i in range(len(plan.group_tags))]
-    starts = run_starts(table, gcols) + [table.num_rows]
-    pieces = []
-    for begin, end in zip(starts, starts[1:]):
-        first = begin + plan.offset_rows
-        last = end if not plan.limit else min(end, first + plan.limit)
-        if first < last:
-            pieces.append(table.slice(first, last - first))
-    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
+    n = table.num_rows
+    starts = np.asarray(run_starts(table, gcols), dtype=np.int64)
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+    keep = rank >= plan.offset_rows
+    if plan.limit:
+        keep &= rank < plan.offset_rows + plan.limit
+    return table if keep.all() else table.filter(pa.array(keep))
 
 
 # ---- raw queries ------------------------------------------------------------------------
@@ -211,8 +211,9 @@ def _raw_rows_arrow(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], no
     if keyed.num_rows == 0:
         return keyed
     if first_only:
-        edge = arrow_scan.edge_rows(keyed, list(group_cols), plan.descending)
-        keyed, rows = keyed.filter(edge), rows.filter(edge)
+        edge = pa.array(np.flatnonzero(arrow_scan.edge_rows(keyed, list(group_cols),
+                                                            plan.descending)))
+        keyed, rows = keyed.take(edge), rows.take(edge)  # a few rows: gathered, not filtered
     columns = {f"__v{i}": ("value", name) for i, name in enumerate(refs)}
     columns.update({f"__k{i}": ("tag", t) for i, t in enumerate(tags_sorted)})
     picked = arrow_scan.scan(rows, None, None, None, columns)
