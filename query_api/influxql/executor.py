@@ -21,7 +21,7 @@ from query_api.influxql.expressions import ExpressionError
 from query_api.influxql.meta import StatementError, resolve_database
 from query_api.influxql.parser import ParseError, parse_query
 from query_api.influxql.planner import PlanError, Schema, plan_select
-from query_api.influxql.results import Series, StatementResult, query_json
+from query_api.influxql.results import Series, SlicedSeries, StatementResult, query_json
 from query_api.influxql.select import (TIME, ExecutionError, MeasurementResult, read_range,
                                        run_aggregate, run_raw, run_raw_transform)
 from query_api.influxql.source import InfluxQLSource
@@ -259,6 +259,5 @@ def _series_of(name: str, result: MeasurementResult, columns: list[str]) -> list
         tags = None
         if ngroups:
             tags = {tag: tag_values[i][k] for i, tag in enumerate(result.group_tags)}
-        out.append(Series(name=name, columns=columns, table=values.slice(begin, end - begin),
-                          tags=tags, parent=(values, begin)))
+        out.append(SlicedSeries(name, columns, values, begin, end - begin, tags))
     return out
