@@ -394,13 +394,23 @@ class EngineSource:
         return await asyncio.to_thread(covering_distinct_rows, caches, db, table, rules, keys)
 
 
+#: the last few conversions of cached rows: (rows, target schema, converted); a last cache
+#: hands out the same rows object until they change
+_TYPED: list[tuple[pa.Table, pa.Schema, pa.Table]] = []
+
+
 def _as_table_types(rows: pa.Table, schema: TableSchema) -> pa.Table:
     """Cached rows with the columns and types a loaded table has (arrow_schema)."""
     target = arrow_schema(schema)
     if rows.schema.equals(target):
         return rows
-    return pa.table([rows.column(f.name).cast(f.type) if f.name in rows.column_names
-                     else pa.nulls(rows.num_rows, f.type) for f in target], schema=target)
+    for source, typed_for, typed in _TYPED:
+        if source is rows and typed_for.equals(target):
+            return typed
+    typed = pa.table([rows.column(f.name).cast(f.type) if f.name in rows.column_names
+                      else pa.nulls(rows.num_rows, f.type) for f in target], schema=target)
+    _TYPED[:] = [(rows, target, typed)] + _TYPED[:7]
+    return typed
 
 
 # ---- system tables of the processing engine (processing_engine, persist/engine_catalog.py) ----

@@ -528,3 +528,16 @@ def test_raw_rows_in_arrow_equal_the_sql_rows(points, descending, group, limits,
     names = ["__time"] + [f"__g{i}" for i in range(len(plan.group_tags))] + [
         "__v0", "__v1", "__v2", "__k0", "__k1"]
     assert arrow.select(names).to_pylist() == sql.select(names).to_pylist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8),
+                          st.sampled_from(["<a>", "x&y", "q\"", "b\\s", "\u2028", "\x00", "\x1f",
+                                           "\x7f", "é", "plain"])), max_size=12))
+def test_string_column_tokens_match_go_strings(values):
+    """Strings quoted in one kernel when none needs escaping, else one by one: either way
+    each token is what Go's encoder writes."""
+    from query_api.influxql.results import _go_string, arrow_tokens
+
+    tokens = arrow_tokens(pa.array(values, pa.string())).to_pylist()
+    assert tokens == ["null" if v is None else _go_string(v) for v in values]
