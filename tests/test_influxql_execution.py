@@ -467,14 +467,27 @@ def _reference_sums(points) -> dict:
 @given(st.lists(st.tuples(st.integers(0, 1799), st.sampled_from(["a", "b"]),
                           st.sampled_from(["x", "y", "z"]), _ORDER_SENSITIVE),
                 min_size=1, max_size=80, unique_by=lambda p: (p[0], p[1], p[2])),
-       st.randoms(use_true_random=False))
-def test_sum_and_mean_add_like_influxdb1(points, rng):
-    """Bit for bit: values where the order of additions matters, rows in any order, groups of
-    one series (GROUP BY host, dc) and of several (GROUP BY host)."""
+       st.randoms(use_true_random=False), st.sampled_from(["shuffled", "parts", "sorted"]))
+def test_sum_and_mean_add_like_influxdb1(points, rng, layout):
+    """Bit for bit: values where the order of additions matters, groups of one series (GROUP
+    BY host, dc) and of several (GROUP BY host); rows in any order, or as a source's parts
+    give them (each part sorted by series and time, the parts in any order, one chunk each)."""
     rows = [{"time": T0 + t * S, "host": h, "dc": d, "v": v} for t, h, d, v in points]
-    rng.shuffle(rows)
+    kinds = {"host": "tag", "dc": "tag", "v": "float"}
+    if layout == "shuffled":
+        rng.shuffle(rows)
+    parts = [rows]
+    if layout == "parts":
+        cuts = sorted(rng.sample(range(1, len(rows)), min(3, len(rows) - 1))) if len(rows) > 1 else []
+        by_time = sorted(rows, key=lambda r: r["time"])
+        parts = [by_time[a:b] for a, b in zip([0] + cuts, cuts + [len(rows)])]
+        parts = [sorted(p, key=lambda r: (r["host"], r["dc"], r["time"])) for p in parts]
+        rng.shuffle(parts)
+    elif layout == "sorted":
+        rows.sort(key=lambda r: (r["host"], r["dc"], r["time"]))
     src = MemorySource()
-    data, schema = table(rows, {"host": "tag", "dc": "tag", "v": "float"})
+    pieces = [table(p, kinds) for p in parts]
+    data, schema = pa.concat_tables([t for t, _ in pieces]), pieces[0][1]
     src.add_table("db", "m", data, schema)
     where = "WHERE time >= '2020-01-01T00:00:00Z' AND time < '2020-01-01T00:30:00Z'"
     expected = _reference_sums(points)
@@ -512,6 +525,8 @@ def test_raw_rows_in_arrow_equal_the_sql_rows(points, descending, group, limits,
     data, schema = table([{"time": T0 + t * S, "host": h, "dc": d, "v": v, "f": f}
                           for t, h, d, v, f in points],
                          {"host": "tag", "dc": "tag", "v": "integer", "f": "float"})
+    third = data.num_rows // 3  # in chunks, as a source's parts come
+    data = pa.concat_tables([data.slice(0, third), data.slice(third, third), data.slice(2 * third)])
     limit, offset = limits
     text = (f"SELECT v, f, dc FROM m{where}{group}" + (" ORDER BY time DESC" if descending else "")
             + (f" LIMIT {limit}" if limit else "") + (f" OFFSET {offset}" if offset else ""))

@@ -95,13 +95,26 @@ def rows_where(table: pa.Table, lo: int | None, hi: int | None, mask: pa.Array |
     return table.filter(keep)
 
 
+def take_sorted(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table.take(rows)`` for ascending ``rows``, chunk by chunk: Arrow's take of a table in
+    many chunks concatenates every chunk first, which costs far more than a few rows."""
+    batches = table.to_batches()
+    if len(batches) < 2:
+        return table.take(pa.array(rows, pa.int64()))
+    offsets = np.cumsum([0] + [b.num_rows for b in batches])
+    which = np.searchsorted(offsets, rows, side="right") - 1
+    picked = [batches[b].take(pa.array(rows[which == b] - offsets[b], pa.int64()))
+              for b in np.unique(which)]
+    return pa.Table.from_batches(picked, schema=table.schema) if picked else table.slice(0, 0)
+
+
 def edge_rows(keyed: pa.Table, gcols: list[str], descending: bool) -> np.ndarray:
     """The rows (of ``__time`` and the group columns ``gcols``) that a ``LIMIT 1`` per group
     can return: none older (newer, ascending) than the earliest of the groups' newest
     (oldest) times. Each run of rows of one group gives its time bound in one pass; for the
     usual "last point of each series" that leaves a few rows to sort."""
     times = keyed.column("__time").combine_chunks().to_numpy()
-    heads, run_ids, _ = runs([_flat(keyed.column(g)) for g in gcols], len(times))
+    heads, run_ids, _ = runs([keyed.column(g) for g in gcols], len(times))
     per_run = (np.maximum if descending else np.minimum).reduceat(times, heads)
     per_group = np.full(int(run_ids.max()) + 1, np.iinfo(np.int64).min if descending
                         else np.iinfo(np.int64).max, dtype=np.int64)
@@ -144,7 +157,7 @@ class SeriesParts:
 def groups(table: pa.Table, keys: list[str]) -> Groups:
     """Group ids of ``table``'s rows by ``keys`` (columns without nulls)."""
     n = table.num_rows
-    cols = [_flat(table.column(k)) for k in keys]
+    cols = [table.column(k) for k in keys]
     change = _changes(cols, n)
     heads, run_ids, first = runs(cols, n, change)
     ids = np.repeat(run_ids, np.diff(np.append(heads, n)))
@@ -159,11 +172,11 @@ def series_parts(table: pa.Table, keys: list[str], series: list[str], grouped: G
     if not series:
         return None
     n = table.num_rows
-    cols = [_flat(table.column(c)) for c in series]
+    cols = [table.column(c) for c in series]
     change = _changes(cols, n)
     if grouped.change is not None:
         change = grouped.change if change is None else pc.or_(grouped.change, change)
-    heads, run_ids, first = runs([_flat(table.column(c)) for c in keys] + cols, n, change)
+    heads, run_ids, first = runs([table.column(c) for c in keys] + cols, n, change)
     size = len(first)
     if size == grouped.keys.num_rows:
         return None
@@ -191,11 +204,17 @@ def _time_order(table: pa.Table, ids: np.ndarray, heads: np.ndarray, run_ids: np
     if rising.all():
         if len(heads) == int(run_ids.max()) + 1:
             return None  # one run per group
-        ends = np.append(heads[1:], n) - 1
-        by_group = np.argsort(run_ids, kind="stable")
-        same = run_ids[by_group[1:]] == run_ids[by_group[:-1]]
-        if not (times[heads[by_group[1:]]] < times[ends[by_group[:-1]]])[same].any():
-            return None
+        # runs of a group in time order (by their first times): if they then follow each
+        # other without overlapping, the rows in that order of runs are in time order
+        ends = np.append(heads[1:], n)
+        order = np.lexsort((times[heads], run_ids))
+        same = run_ids[order[1:]] == run_ids[order[:-1]]
+        if not (times[heads[order[1:]]] < times[ends[order[:-1]] - 1])[same].any():
+            if np.array_equal(order, np.argsort(run_ids, kind="stable")):
+                return None  # already in that order
+            lengths = ends[order] - heads[order]
+            shift = heads[order] - np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            return np.repeat(shift, lengths) + np.arange(n)
     return np.lexsort((times, ids))
 
 
@@ -205,13 +224,26 @@ def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column
 
 
-def _changes(cols: list[pa.Array], n: int) -> pa.Array | None:
-    """Where a row's values of ``cols`` differ from the previous row's (from row 1 on)."""
+def _changes(cols: list[pa.ChunkedArray | pa.Array], n: int) -> pa.Array | None:
+    """Where a row's values of ``cols`` differ from the previous row's (from row 1 on). A
+    column in several chunks (a source's parts) is compared chunk by chunk, each chunk's first
+    row counted as a change: a run split in two still maps to one group (run heads are
+    hashed), and nothing is copied."""
     change = None
     for col in cols:
-        if n > 1:
-            diff = pc.not_equal(col.slice(1), col.slice(0, n - 1))
-            change = diff if change is None else pc.or_(change, diff)
+        if n < 2:
+            break
+        if isinstance(col, pa.ChunkedArray) and col.num_chunks > 1:
+            pieces = []
+            for chunk in (c for c in col.chunks if len(c)):
+                pieces.append(pa.array([True]))
+                if len(chunk) > 1:
+                    pieces.append(pc.not_equal(chunk.slice(1), chunk.slice(0, len(chunk) - 1)))
+            diff = pa.concat_arrays(pieces).slice(1)  # the first chunk's mark is row 0
+        else:
+            flat = _flat(col)
+            diff = pc.not_equal(flat.slice(1), flat.slice(0, n - 1))
+        change = diff if change is None else pc.or_(change, diff)
     return change
 
 
@@ -233,7 +265,7 @@ def runs(cols: list[pa.Array], n: int, change: pa.Array | None = None
     ids = np.zeros(len(heads), dtype=np.int64)
     first = np.zeros(1, dtype=np.int64)
     for col in cols:  # dense ids of the runs' keys, one column at a time (stays in 62 bits)
-        encoded = pc.dictionary_encode(col.take(pa.array(heads)))
+        encoded = pc.dictionary_encode(_flat(col.take(pa.array(heads))))
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         _, first, ids = np.unique(ids * max(len(encoded.dictionary), 1) + codes,
                                   return_index=True, return_inverse=True)

@@ -211,9 +211,9 @@ def _raw_rows_arrow(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], no
     if keyed.num_rows == 0:
         return keyed
     if first_only:
-        edge = pa.array(np.flatnonzero(arrow_scan.edge_rows(keyed, list(group_cols),
-                                                            plan.descending)))
-        keyed, rows = keyed.take(edge), rows.take(edge)  # a few rows: gathered, not filtered
+        edge = np.flatnonzero(arrow_scan.edge_rows(keyed, list(group_cols), plan.descending))
+        # a few rows: gathered, not filtered
+        keyed, rows = arrow_scan.take_sorted(keyed, edge), arrow_scan.take_sorted(rows, edge)
     columns = {f"__v{i}": ("value", name) for i, name in enumerate(refs)}
     columns.update({f"__k{i}": ("tag", t) for i, t in enumerate(tags_sorted)})
     picked = arrow_scan.scan(rows, None, None, None, columns)
