@@ -209,12 +209,19 @@ def _time_order(table: pa.Table, ids: np.ndarray, heads: np.ndarray, run_ids: np
         ends = np.append(heads[1:], n)
         order = np.lexsort((times[heads], run_ids))
         same = run_ids[order[1:]] == run_ids[order[:-1]]
-        if not (times[heads[order[1:]]] < times[ends[order[:-1]] - 1])[same].any():
-            if np.array_equal(order, np.argsort(run_ids, kind="stable")):
-                return None  # already in that order
-            lengths = ends[order] - heads[order]
-            shift = heads[order] - np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            return np.repeat(shift, lengths) + np.arange(n)
+        overlap = same & (times[heads[order[1:]]] < times[ends[order[:-1]] - 1])
+        if not overlap.any() and np.array_equal(order, np.argsort(run_ids, kind="stable")):
+            return None  # already in that order
+        lengths = ends[order] - heads[order]
+        shift = heads[order] - np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        perm = np.repeat(shift, lengths) + np.arange(n)  # by group, runs by first time
+        if overlap.any():  # groups whose runs interleave in time: their rows sorted
+            bad = np.zeros(int(run_ids.max()) + 1, dtype=bool)
+            bad[run_ids[order[1:]][overlap]] = True
+            mask = bad[ids[perm]]
+            sub = perm[mask]
+            perm[mask] = sub[np.lexsort((times[sub], ids[sub]))]
+        return perm
     return np.lexsort((times, ids))
 
 
