@@ -15,6 +15,7 @@ summed as int64 (exact, wrapping like Go), as 1.x's integer reducers do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -133,14 +134,20 @@ def arrow_call(func: str, count_distinct: bool, point: bool, value_type: pa.Data
             and any(test(value_type) for test in _NUMERIC))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Groups:
     """The rows' key combinations: a dense id per row and one row of keys per id."""
 
     ids: np.ndarray          # int64, one per row
     keys: pa.Table           # the key columns, row i = group i
-    order: np.ndarray | None  # the rows in time order within each group; None: row order is
     change: pa.Array | None  # where a row's keys differ from the previous row's
+    runs: tuple[pa.Table, np.ndarray, np.ndarray]  # (rows, run heads, group of each run)
+
+    @cached_property
+    def order(self) -> np.ndarray | None:
+        """The rows in time order within each group; None when row order is (only sums and
+        means need it)."""
+        return _time_order(self.runs[0], self.ids, self.runs[1], self.runs[2])
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,7 @@ def groups(table: pa.Table, keys: list[str]) -> Groups:
     heads, run_ids, first = runs(cols, n, change)
     ids = np.repeat(run_ids, np.diff(np.append(heads, n)))
     keyed = pa.table(cols, names=keys).take(pa.array(heads[first], pa.int64()))
-    return Groups(ids, keyed, _time_order(table, ids, heads, run_ids), change)
+    return Groups(ids, keyed, change, (table, heads, run_ids))
 
 
 def series_parts(table: pa.Table, keys: list[str], series: list[str], grouped: Groups
