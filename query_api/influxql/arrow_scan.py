@@ -150,15 +150,20 @@ class Groups:
         return _time_order(self.runs[0], self.ids, self.runs[1], self.runs[2])
 
 
-@dataclass(frozen=True)
+@dataclass
 class SeriesParts:
     """Groups holding several series split into (series, window) parts: 1.x reduces each
     series on its own, then combines the partial results of a group series by series."""
 
     ids: np.ndarray          # part of each row
     group: np.ndarray        # group of each part
-    order: np.ndarray | None  # rows in time order within each part; None: row order is
     combine: np.ndarray      # the parts in the order they are combined: by group, series key
+    runs: tuple[pa.Table, np.ndarray, np.ndarray]  # (rows, run heads, part of each run)
+
+    @cached_property
+    def order(self) -> np.ndarray | None:
+        """Rows in time order within each part; None when row order is."""
+        return _time_order(self.runs[0], self.ids, self.runs[1], self.runs[2])
 
 
 def groups(table: pa.Table, keys: list[str]) -> Groups:
@@ -193,8 +198,7 @@ def series_parts(table: pa.Table, keys: list[str], series: list[str], grouped: G
     ranked = pa.table([pa.array(group)] + [table.column(c).take(pa.array(starts))
                                            for c in series], names=["__g"] + series)
     combine = pc.sort_indices(ranked, sort_keys=[(c, "ascending") for c in ranked.column_names])
-    return SeriesParts(ids, group, _time_order(table, ids, heads, run_ids),
-                       combine.to_numpy())
+    return SeriesParts(ids, group, combine.to_numpy(), (table, heads, run_ids))
 
 
 def _time_order(table: pa.Table, ids: np.ndarray, heads: np.ndarray, run_ids: np.ndarray
@@ -227,8 +231,20 @@ def _time_order(table: pa.Table, ids: np.ndarray, heads: np.ndarray, run_ids: np
             bad[run_ids[order[1:]][overlap]] = True
             mask = bad[ids[perm]]
             sub = perm[mask]
-            perm[mask] = sub[np.lexsort((times[sub], ids[sub]))]
+            perm[mask] = sub[_by_group_and_time(ids[sub], times[sub])]
         return perm
+    return _by_group_and_time(ids, times)
+
+
+def _by_group_and_time(ids: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The stable order of rows by (group, time): one sort of a combined integer key when it
+    fits in 62 bits (about twice as fast as two keys), else a lexsort."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low = int(times.min())
+    span = int(times.max()) - low + 1
+    if (int(ids.max()) + 1) * span < 2**62:
+        return np.argsort(ids.astype(np.int64) * span + (times - low), kind="stable")
     return np.lexsort((times, ids))
 
 
@@ -321,7 +337,10 @@ def _sum_or_mean(col: pa.Array, mean: bool, grouped: Groups, parts: SeriesParts 
                  ) -> pa.Table:
     size = grouped.keys.num_rows
     unit = parts if parts is not None else grouped
-    ids, order = unit.ids, unit.order
+    # integer sums are exact in any order; only float additions need the time order
+    exact = pa.types.is_integer(col.type) and not (mean and pa.types.is_unsigned_integer(
+        col.type))
+    ids, order = unit.ids, None if exact else unit.order
     if order is not None:
         ids, col = ids[order], col.take(pa.array(order))
     if col.null_count:
