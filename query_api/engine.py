@@ -452,8 +452,11 @@ class EngineSource:
             return None
         schema = await self.schema(db, table)
         rules = await self.engine.lifecycle.visibility(db, table)
-        rows = await asyncio.to_thread(covering_newest_rows, caches, db, table, schema, rules,
-                                       wanted)
+        if caches.settled(db, table):  # nothing to merge: a few lookups, no thread hop
+            rows = covering_newest_rows(caches, db, table, schema, rules, wanted)
+        else:
+            rows = await asyncio.to_thread(covering_newest_rows, caches, db, table, schema,
+                                           rules, wanted)
         return None if rows is None else _as_table_types(rows, schema)
 
     async def distinct_rows(self, db: str, table: str, keys: list[str]) -> pa.Table | None:
@@ -465,11 +468,23 @@ class EngineSource:
         return await asyncio.to_thread(covering_distinct_rows, caches, db, table, rules, keys)
 
 
+#: the last few conversions of cached rows: (rows, target schema, converted); a last cache
+#: hands out the same rows object until they change
+_TYPED: list[tuple[pa.Table, pa.Schema, pa.Table]] = []
+
+
 def _as_table_types(rows: pa.Table, schema: TableSchema) -> pa.Table:
     """Cached rows with the columns and types a loaded table has (arrow_schema)."""
     target = arrow_schema(schema)
-    return pa.table([rows.column(f.name).cast(f.type) if f.name in rows.column_names
-                     else pa.nulls(rows.num_rows, f.type) for f in target], schema=target)
+    if rows.schema.equals(target):
+        return rows
+    for source, typed_for, typed in _TYPED:
+        if source is rows and typed_for.equals(target):
+            return typed
+    typed = pa.table([rows.column(f.name).cast(f.type) if f.name in rows.column_names
+                      else pa.nulls(rows.num_rows, f.type) for f in target], schema=target)
+    _TYPED[:] = [(rows, target, typed)] + _TYPED[:7]
+    return typed
 
 
 # ---- system tables of the processing engine (processing_engine, persist/engine_catalog.py) ----

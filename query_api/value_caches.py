@@ -1,7 +1,8 @@
 """The cached values of one Last Value Cache or Distinct Value Cache, kept as Arrow (pure).
 
-Batches arrive from the write stream and are merged lazily (at the next read, or once enough
-are pending), so one merge pays for many writes and every step is a vectorised Arrow pass:
+Batches arrive from the write stream and are merged lazily (by the stream's reader once per
+fetch -- query_api/cache_feed.py --, at a read, or once enough are pending), so one merge pays
+for many writes and every step is a vectorised Arrow pass:
 
 - a **last value cache** keeps, per key-column combination, the ``count`` newest rows by
   ``time``; rows of one series and time written twice are merged field by field exactly as a

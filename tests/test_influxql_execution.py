@@ -427,3 +427,132 @@ def test_group_by_time_matches_reference(points):
             got[(series["tags"]["host"], bucket)] = row[1:]
     assert got == {k: [len(v), sum(v), min(v), max(v), max(v) - min(v)]
                    for k, v in expected.items()}
+
+
+# ---- properties: sum/mean with 1.x's arithmetic, raw rows in Arrow as in SQL ------------------
+
+_ORDER_SENSITIVE = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300),
+    st.sampled_from([1e16, -1e16, 0.1, 0.2, 0.3, 3.3, -2.2, 1e-3, 7e15, 0.0, -0.0, 2.0**53]))
+
+
+def _reference_sums(points) -> dict:
+    """1.x's reducers, point by point: per (series, window) ``sum += v`` in time order (from
+    0), a mean ``sum / count``; per (group, window) the series' sums added, and their means
+    combined weighted by count (``sum += mean * count``, a lone point as it is), series in key
+    order."""
+    per_series: dict = defaultdict(list)
+    for t, host, dc, v in sorted(points, key=lambda p: p[0]):
+        per_series[(host, t // 600, dc)].append(v)
+    groups: dict = defaultdict(list)
+    for (host, window, dc), values in sorted(per_series.items()):
+        total = 0.0
+        for v in values:
+            total += v
+        groups[(host, window)].append((total, len(values)))
+    out = {}
+    for key, parts in groups.items():
+        total = weighted = 0.0
+        count = 0
+        for s, c in parts:
+            total += s
+            mean = s / c
+            weighted += mean * c if c >= 2 else mean
+            count += c
+        out[key] = (total, weighted / count)
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 1799), st.sampled_from(["a", "b"]),
+                          st.sampled_from(["x", "y", "z"]), _ORDER_SENSITIVE),
+                min_size=1, max_size=80, unique_by=lambda p: (p[0], p[1], p[2])),
+       st.randoms(use_true_random=False), st.sampled_from(["shuffled", "parts", "sorted"]))
+def test_sum_and_mean_add_like_influxdb1(points, rng, layout):
+    """Bit for bit: values where the order of additions matters, groups of one series (GROUP
+    BY host, dc) and of several (GROUP BY host); rows in any order, or as a source's parts
+    give them (each part sorted by series and time, the parts in any order, one chunk each)."""
+    rows = [{"time": T0 + t * S, "host": h, "dc": d, "v": v} for t, h, d, v in points]
+    kinds = {"host": "tag", "dc": "tag", "v": "float"}
+    if layout == "shuffled":
+        rng.shuffle(rows)
+    parts = [rows]
+    if layout == "parts":
+        cuts = sorted(rng.sample(range(1, len(rows)), min(3, len(rows) - 1))) if len(rows) > 1 else []
+        by_time = sorted(rows, key=lambda r: r["time"])
+        parts = [by_time[a:b] for a, b in zip([0] + cuts, cuts + [len(rows)])]
+        parts = [sorted(p, key=lambda r: (r["host"], r["dc"], r["time"])) for p in parts]
+        rng.shuffle(parts)
+    elif layout == "sorted":
+        rows.sort(key=lambda r: (r["host"], r["dc"], r["time"]))
+    src = MemorySource()
+    pieces = [table(p, kinds) for p in parts]
+    data, schema = pa.concat_tables([t for t, _ in pieces]), pieces[0][1]
+    src.add_table("db", "m", data, schema)
+    where = "WHERE time >= '2020-01-01T00:00:00Z' AND time < '2020-01-01T00:30:00Z'"
+    expected = _reference_sums(points)
+    out = run(src, f"SELECT sum(v), mean(v) FROM m {where} GROUP BY time(10m), host fill(none)")
+    got = {(s["tags"]["host"], (parse_time_literal(r[0]) - T0) // (600 * S)): tuple(r[1:])
+           for s in out["results"][0]["series"] for r in s["values"]}
+    assert {k: (repr(a), repr(b)) for k, (a, b) in got.items()} == {
+        k: (repr(a), repr(b)) for k, (a, b) in expected.items()}
+    single = _reference_sums([(t, f"{h}/{d}", d, v) for t, h, d, v in points])
+    out = run(src, f"SELECT sum(v), mean(v) FROM m {where} GROUP BY time(10m), host, dc "
+                   "fill(none)")
+    got = {(f"{s['tags']['host']}/{s['tags']['dc']}",
+            (parse_time_literal(r[0]) - T0) // (600 * S)): tuple(r[1:])
+           for s in out["results"][0]["series"] for r in s["values"]}
+    assert {k: (repr(a), repr(b)) for k, (a, b) in got.items()} == {
+        k: (repr(a), repr(b)) for k, (a, b) in single.items()}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["a", "b", None]),
+                          st.sampled_from(["x", "y", None]),
+                          st.one_of(st.none(), st.integers(0, 9)),
+                          st.one_of(st.none(), st.floats(allow_nan=False))),
+                min_size=1, max_size=40),
+       st.booleans(), st.sampled_from(["", " GROUP BY host", " GROUP BY *", " GROUP BY host, nope"]),
+       st.sampled_from([(1, 0), (2, 0), (1, 1), (0, 0), (0, 2)]),
+       st.sampled_from(["", " WHERE host = 'a'", " WHERE dc != 'y' OR host = ''"]))
+def test_raw_rows_in_arrow_equal_the_sql_rows(points, descending, group, limits, where):
+    """The Arrow path of raw queries (tag conditions, LIMIT 1 narrowed to each group's edge
+    time, other limits sorted in full) gives the SQL path's rows, nulls and ties included."""
+    from query_api.influxql import select
+    from query_api.influxql.parser import parse_query
+    from query_api.influxql.planner import Schema, plan_select
+
+    data, schema = table([{"time": T0 + t * S, "host": h, "dc": d, "v": v, "f": f}
+                          for t, h, d, v, f in points],
+                         {"host": "tag", "dc": "tag", "v": "integer", "f": "float"})
+    third = data.num_rows // 3  # in chunks, as a source's parts come
+    data = pa.concat_tables([data.slice(0, third), data.slice(third, third), data.slice(2 * third)])
+    limit, offset = limits
+    text = (f"SELECT v, f, dc FROM m{where}{group}" + (" ORDER BY time DESC" if descending else "")
+            + (f" LIMIT {limit}" if limit else "") + (f" OFFSET {offset}" if offset else ""))
+    kinds = dict(schema.columns)
+    plan = plan_select(parse_query(text).statements[0], Schema(kinds), NOW)
+    args = (plan, data, select._kinds_present(kinds, data), NOW, ["f", "v"], ["dc", "f", "v"],
+            ["dc", "host"])
+    arrow = select._raw_rows_arrow(*args)
+    assert arrow is not None
+    sql = select._raw_rows_sql(*args)
+    if arrow.num_rows == 0:
+        assert sql.num_rows == 0
+        return
+    names = ["__time"] + [f"__g{i}" for i in range(len(plan.group_tags))] + [
+        "__v0", "__v1", "__v2", "__k0", "__k1"]
+    assert arrow.select(names).to_pylist() == sql.select(names).to_pylist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8),
+                          st.sampled_from(["<a>", "x&y", "q\"", "b\\s", "\u2028", "\x00", "\x1f",
+                                           "\x7f", "é", "plain"])), max_size=12))
+def test_string_column_tokens_match_go_strings(values):
+    """Strings quoted in one kernel when none needs escaping, else one by one: either way
+    each token is what Go's encoder writes."""
+    from query_api.influxql.results import _go_string, arrow_tokens
+
+    tokens = arrow_tokens(pa.array(values, pa.string())).to_pylist()
+    assert tokens == ["null" if v is None else _go_string(v) for v in values]

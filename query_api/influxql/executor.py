@@ -21,7 +21,7 @@ from query_api.influxql.expressions import ExpressionError
 from query_api.influxql.meta import StatementError, resolve_database
 from query_api.influxql.parser import ParseError, parse_query
 from query_api.influxql.planner import PlanError, Schema, plan_select
-from query_api.influxql.results import Series, StatementResult, query_json
+from query_api.influxql.results import Series, SlicedSeries, StatementResult, query_json
 from query_api.influxql.select import (TIME, ExecutionError, MeasurementResult, read_range,
                                        run_aggregate, run_raw, run_raw_transform)
 from query_api.influxql.source import InfluxQLSource
@@ -290,11 +290,12 @@ def _series_of(name: str, result: MeasurementResult, columns: list[str]) -> list
     ngroups = len(result.group_tags)
     values = table.select([TIME] + [c for c in table.column_names if c.startswith("__o")])
     bounds = list(result.starts) + [table.num_rows]
+    firsts = pa.array(bounds[:-1], pa.int64())
+    tag_values = [table.column(i).take(firsts).to_pylist() for i in range(ngroups)]
     out = []
-    for begin, end in zip(bounds, bounds[1:]):
+    for k, (begin, end) in enumerate(zip(bounds, bounds[1:])):
         tags = None
         if ngroups:
-            tags = {tag: table.column(i)[begin].as_py() for i, tag in enumerate(result.group_tags)}
-        out.append(Series(name=name, columns=columns, table=values.slice(begin, end - begin),
-                          tags=tags))
+            tags = {tag: tag_values[i][k] for i, tag in enumerate(result.group_tags)}
+        out.append(SlicedSeries(name, columns, values, begin, end - begin, tags))
     return out

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -33,6 +34,34 @@ class Series:
     table: pa.Table
     tags: dict[str, str] | None = None
     has_time: bool = True
+    #: (table, first row) when ``table`` is a slice of a table that the statement's other
+    #: series slice too: their columns are then encoded over that table at once
+    parent: tuple[pa.Table, int] | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+
+class SlicedSeries(Series):
+    """A series whose ``table`` is rows ``begin``.. of ``parent``, sliced only if something
+    reads it (the encoder reads the parent: slicing hundreds of series costs more)."""
+
+    def __init__(self, name: str | None, columns: list[str], parent: pa.Table, begin: int,
+                 length: int, tags: dict[str, str] | None = None):
+        self.name, self.columns, self.tags, self.has_time = name, columns, tags, True
+        self.parent, self.length = (parent, begin), length
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr != "table":
+            raise AttributeError(attr)
+        table = self.parent[0].slice(self.parent[1], self.length)
+        self.table = table
+        return table
+
+    @property
+    def num_rows(self) -> int:
+        return self.length
 
 
 @dataclass
@@ -42,26 +71,37 @@ class StatementResult:
     tz: str | None = None
 
 
-def _encoded_times(series: list[Series], epoch: str | None, tz: str | None) -> pa.Array | None:
-    """The times of every time-carrying series, encoded in one vectorised pass over all of
-    them (the windows of a GROUP BY time result repeat across series and are formatted once)."""
-    timed = [s for s in series if s.has_time]
-    if not timed:
+def _whole(timed: list[Series]) -> pa.Table | None:
+    """The table the series are consecutive slices of, when they cover one from its start."""
+    parent = timed[0].parent
+    if parent is None or parent[1] != 0:
         return None
-    times = pa.concat_arrays([a for s in timed for a in s.table.column(0).cast(pa.int64()).chunks]
-                             or [pa.array([], pa.int64())])
+    table, expect = parent[0], 0
+    for s in timed:
+        if s.parent is None or s.parent[0] is not table or s.parent[1] != expect:
+            return None
+        expect += s.num_rows
+    return table if expect == table.num_rows else None
+
+
+def _encoded_times(timed: list[Series], epoch: str | None, tz: str | None) -> pa.Array:
+    """The times of the time-carrying series, all of them encoded in one vectorised pass
+    (the windows of a GROUP BY time result repeat across series and are formatted once)."""
+    whole = _whole(timed)
+    if whole is not None:
+        times = whole.column(0).combine_chunks().cast(pa.int64())
+    else:
+        times = pa.concat_arrays([a for s in timed for a in s.table.column(0).cast(
+            pa.int64()).chunks] or [pa.array([], pa.int64())])
     return to_epoch(times, epoch) if epoch else format_rfc3339(times, tz)
 
 
-def _time_values(series: list[Series], encoded: pa.Array | None) -> list[pa.Array]:
-    """Each time-carrying series' slice of :func:`_encoded_times`."""
-    timed = [s for s in series if s.has_time]
-    if encoded is None:
-        return []
+def _time_values(timed: list[Series], encoded: pa.Array) -> list[pa.Array]:
+    """Each series' slice of :func:`_encoded_times`."""
     out, begin = [], 0
     for s in timed:
-        out.append(encoded.slice(begin, s.table.num_rows))
-        begin += s.table.num_rows
+        out.append(encoded.slice(begin, s.num_rows))
+        begin += s.num_rows
     return out
 
 
@@ -88,7 +128,7 @@ class ArrowRows(Sequence):
         return self._rows
 
     def __len__(self) -> int:
-        return self.series.table.num_rows
+        return self.series.num_rows
 
     def __getitem__(self, index):
         return self.rows[index]
@@ -109,23 +149,28 @@ def statement_json(statement_id: int, result: StatementResult, epoch: str | None
         return {"statement_id": statement_id, "error": result.error}
     if not result.series:
         return {"statement_id": statement_id}
-    encoded = _encoded_times(result.series, epoch, result.tz)
-    times = iter(_time_values(result.series, encoded))
+    timed = [s for s in result.series if s.has_time]
+    encoded = _encoded_times(timed, epoch, result.tz) if timed else None
+    times = iter(_time_values(timed, encoded) if timed else [])
     texts = iter(series_json(result.series, epoch, result.tz, encoded))
     out = []
+    columns_text: dict[int, str] = {}  # the series of a statement share their column list
     for s in result.series:
         entry: dict[str, Any] = {}
         if s.name is not None:
             entry["name"] = s.name
         if s.tags is not None:
             entry["tags"] = {k: s.tags[k] for k in sorted(s.tags)}
-        entry["columns"] = list(s.columns)
+        text = columns_text.get(id(s.columns))
+        if text is None:
+            text = columns_text[id(s.columns)] = _encoded_strings(s.columns)
+        entry["columns"] = EncodedList(s.columns, text)
         stamps = next(times) if s.has_time else None
         text = next(texts) if s.has_time else None
         # 1.x omits "values" for an empty series (SHOW DATABASES with none)
-        if text is not None and s.table.num_rows:
+        if text is not None and s.num_rows:
             entry["values"] = ArrowRows(s, stamps, text)
-        elif s.table.num_rows:
+        elif s.num_rows:
             entry["values"] = _rows(s, stamps)
         out.append(entry)
     return {"statement_id": statement_id, "series": out}
@@ -136,13 +181,13 @@ def series_json(series: list[Series], epoch: str | None, tz: str | None,
     """The JSON text of each time-carrying series' ``values``, computed column by column over
     all the series at once (a few Arrow kernels per column, not per series); None for every
     series when a column has no vectorised form (NaN, nested values: the per-value path
-    raises or encodes those). ``encoded``: the series' times already encoded
-    (:func:`_encoded_times`)."""
+    raises or encodes those). ``encoded``: :func:`_encoded_times` when the caller has it."""
     timed = [s for s in series if s.has_time]
     if not timed:
         return []
+    whole = _whole(timed)
     try:  # one table of every series' rows (zero-copy); series of other shapes: per value
-        whole = pa.concat_tables([s.table for s in timed])
+        whole = whole if whole is not None else pa.concat_tables([s.table for s in timed])
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return [None] * len(timed)
     columns: list[pa.Array] = []
@@ -162,7 +207,7 @@ def series_json(series: list[Series], epoch: str | None, tz: str | None,
     rows = pc.binary_join_element_wise(*columns, ",").to_pylist() if columns else []
     out, begin = [], 0
     for s in timed:
-        n = s.table.num_rows
+        n = s.num_rows
         out.append("[[" + "],[".join(rows[begin:begin + n]) + "]]")
         begin += n
     return out
@@ -182,6 +227,8 @@ def arrow_tokens(column: pa.Array) -> pa.Array | None:
         return pc.if_else(column, "true", "false").fill_null("null")
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         column = column.cast(pa.string())
+        if not pc.any(pc.match_substring_regex(column, _NEEDS_ESCAPE)).as_py():
+            return pc.binary_join_element_wise("\"", column, "\"", "").fill_null("null")
         distinct = pc.unique(column).drop_null()
         encoded = pa.array([_go_string(v) for v in distinct.to_pylist()], pa.string())
         return pc.take(encoded, pc.index_in(column, value_set=distinct)).fill_null("null")
@@ -219,11 +266,27 @@ def go_float(value: float) -> str:
 _HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
                  "\u2029": "\\u2029"}
 _HTML_RE = re.compile("[<>&\u2028\u2029]")
+#: characters Go's JSON writes escaped (RE2 syntax): strings without any are quoted as they are
+_NEEDS_ESCAPE = r'["\\<>&\x{00}-\x{1f}\x{2028}\x{2029}]'
 
 
+@lru_cache(maxsize=65536)
 def _go_string(value: str) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return _HTML_RE.sub(lambda m: _HTML_ESCAPES[m.group(0)], text)
+
+
+class EncodedList(list):
+    """A list of strings that carries its Go JSON text (a statement's column names, written
+    once per statement instead of once per series); compares and reads as a plain list."""
+
+    def __init__(self, items, text: str):
+        super().__init__(items)
+        self.text = text
+
+
+def _encoded_strings(items: list[str]) -> str:
+    return "[" + ",".join(_go_string(str(v)) for v in items) + "]"
 
 
 def go_float_texts(arr: pa.Array) -> pa.Array | None:
@@ -294,11 +357,10 @@ def _encode(value: Any, out: list[str], indent: str | None = None, depth: int = 
         out.append(go_float(value))
     elif isinstance(value, str):
         out.append(_go_string(value))
+    elif isinstance(value, (ArrowRows, EncodedList)) and indent is None:
+        out.append(value.text)
     elif isinstance(value, ArrowRows):
-        if indent is None:
-            out.append(value.text)
-        else:
-            _encode(value.rows, out, indent, depth)
+        _encode(value.rows, out, indent, depth)
     elif (indent is None and isinstance(value, list) and len(value) > 1
           and isinstance(value[0], list) and _encode_rows(value, out)):
         return

@@ -133,18 +133,18 @@ def _split(table: pa.Table, plan: SelectPlan) -> MeasurementResult:
 
 
 def _limit_series(table: pa.Table, plan: SelectPlan) -> pa.Table:
-    """Per-series OFFSET/LIMIT on a table already in output order."""
+    """Per-series OFFSET/LIMIT on a table already in output order: each row's rank in its
+    series from the series' first rows, one filter."""
     if not (plan.limit or plan.offset_rows) or table.num_rows == 0:
         return table
     gcols = [_g(i) for i in range(len(plan.group_tags))]
-    starts = run_starts(table, gcols) + [table.num_rows]
-    pieces = []
-    for begin, end in zip(starts, starts[1:]):
-        first = begin + plan.offset_rows
-        last = end if not plan.limit else min(end, first + plan.limit)
-        if first < last:
-            pieces.append(table.slice(first, last - first))
-    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
+    n = table.num_rows
+    starts = np.asarray(run_starts(table, gcols), dtype=np.int64)
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+    keep = rank >= plan.offset_rows
+    if plan.limit:
+        keep &= rank < plan.offset_rows + plan.limit
+    return table if keep.all() else table.filter(pa.array(keep))
 
 
 # ---- raw queries ------------------------------------------------------------------------
@@ -159,6 +159,77 @@ def run_raw(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: in
     refs = sorted({r.name for c in plan.columns for r in ast.walk(c.expr)
                    if isinstance(r, ast.VarRef) and r.name in kinds})
     tags_sorted = sorted(k for k, v in kinds.items() if v == "tag")
+    gcols = [_g(i) for i in range(len(plan.group_tags))]
+    rows = _raw_rows_arrow(plan, table, kinds, now_ns, read, refs, tags_sorted)
+    if rows is None:
+        rows = _raw_rows_sql(plan, table, kinds, now_ns, read, refs, tags_sorted)
+    if rows.num_rows == 0:
+        return None
+    columns = {name: rows.column(f"__v{i}").combine_chunks() for i, name in enumerate(refs)}
+    out = [rows.column(g) for g in gcols] + [rows.column("__time")]
+    names = gcols + [TIME]
+    for i, col in enumerate(plan.columns):
+        out.append(evaluate(col.expr, columns, rows.num_rows))
+        names.append(_o(i))
+    return _split(pa.table(out, names=names), plan)
+
+
+#: Raw queries other than "the newest (oldest) point of each series" sort every row; above
+#: this many rows DataFusion's sort does that, below it Arrow's (no plan to build).
+ARROW_RAW_ROWS = 100_000
+
+
+def _raw_rows_arrow(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: int,
+                    read: list[str], refs: list[str], tags_sorted: list[str]) -> pa.Table | None:
+    """The rows :func:`_raw_rows_sql` gives, in Arrow, for a WHERE clause of tag comparisons
+    (or none): ``__time``, the group columns, ``__v*`` and ``__k*``, in output order. With
+    ``LIMIT 1`` only the rows as new (old) as the oldest (newest) series' last (first) point are
+    sorted -- from the time bounds of the runs of each group, as :func:`_edge_rows` does; None
+    for the shapes left to SQL."""
+    first_only = (plan.limit, plan.offset_rows) == (1, 0)
+    if not first_only and table.num_rows > ARROW_RAW_ROWS:
+        return None
+    mask = None
+    if plan.condition is not None:
+        mask = arrow_scan.tag_mask(plan.condition, table, kinds)
+        if mask is None:
+            return None
+    present = None
+    for name in read:
+        column = table.column(name)
+        if column.null_count == 0:
+            present = None
+            break
+        valid = pc.is_valid(column)
+        present = valid if present is None else pc.or_(present, valid)
+    if present is not None:
+        mask = present if mask is None else pc.and_(mask, present)
+    rows = arrow_scan.rows_where(table, *_bounds(plan, now_ns), mask)
+    group_cols = {_g(i): ("tag", t) if kinds.get(t) == "tag" else ("const", None)
+                  for i, t in enumerate(plan.group_tags)}
+    keyed = arrow_scan.scan(rows, None, None, None, group_cols)
+    if keyed.num_rows == 0:
+        return keyed
+    if first_only:
+        edge = np.flatnonzero(arrow_scan.edge_rows(keyed, list(group_cols), plan.descending))
+        # a few rows: gathered, not filtered
+        keyed, rows = arrow_scan.take_sorted(keyed, edge), arrow_scan.take_sorted(rows, edge)
+    columns = {f"__v{i}": ("value", name) for i, name in enumerate(refs)}
+    columns.update({f"__k{i}": ("tag", t) for i, t in enumerate(tags_sorted)})
+    picked = arrow_scan.scan(rows, None, None, None, columns)
+    for name in group_cols:
+        picked = picked.append_column(name, keyed.column(name))
+    direction = "descending" if plan.descending else "ascending"
+    order = ([(g, direction) for g in group_cols] + [("__time", direction)]
+             + [(f"__k{i}", "ascending") for i in range(len(tags_sorted))])
+    picked = picked.take(pc.sort_indices(picked, sort_keys=order))
+    if plan.limit or plan.offset_rows:
+        picked = _limit_series(picked, plan)
+    return picked
+
+
+def _raw_rows_sql(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: int,
+                  read: list[str], refs: list[str], tags_sorted: list[str]) -> pa.Table:
     cols = ['CAST("time" AS BIGINT) AS "__time"'] + _group_columns(plan, kinds)
     cols += [f"{quote_ident(name)} AS \"__v{i}\"" for i, name in enumerate(refs)]
     # ties on time within a series: series key order (see docs/influxql.md)
@@ -183,16 +254,7 @@ def run_raw(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: in
         order = [f"{g} {direction}" for g in gcols] + within
         query = scan
     query += f" ORDER BY {', '.join(order)}"
-    rows = _sql(ctx, query)
-    if rows.num_rows == 0:
-        return None
-    columns = {name: rows.column(f"__v{i}").combine_chunks() for i, name in enumerate(refs)}
-    out = [rows.column(g) for g in gcols] + [rows.column("__time")]
-    names = gcols + [TIME]
-    for i, col in enumerate(plan.columns):
-        out.append(evaluate(col.expr, columns, rows.num_rows))
-        names.append(_o(i))
-    return _split(pa.table(out, names=names), plan)
+    return _sql(ctx, query)
 
 
 def _edge_rows(ctx: datafusion.SessionContext, scan: str, gcols: list[str],
@@ -271,6 +333,7 @@ class _Scan:
     value_of: dict[str, str]
     aux_of: dict[str, str]
     gcols: list[str]
+    series: list[str]        # ``__s*``: the other tags, where a group may hold several series
 
     @property
     def keys(self) -> list[str]:
@@ -284,18 +347,28 @@ def _aggregate_scan(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], no
         return None
     value_of = {name: f"__v{i}" for i, name in enumerate(fields)}
     aux_of = {name: f"__a{i}" for i, name in enumerate(plan.aux)}
+    # a mean, or a sum of floats, reduces each series of a group on its own (1.x's
+    # arithmetic): it needs the tags that tell the series of a group apart (integer sums are
+    # exact in any order)
+    split = any(c.func == "mean" or (c.func == "sum" and kinds.get(c.field) == "float")
+                for c in plan.calls)
+    others = sorted(t for t, k in kinds.items() if k == "tag" and t not in plan.group_tags
+                    ) if split else []
+    series_of = {t: f"__s{i}" for i, t in enumerate(others)}
     mask = None if plan.condition is None else arrow_scan.tag_mask(plan.condition, table, kinds)
     if not plan.aux and (plan.condition is None or mask is not None):  # no SQL needed
         lo, hi = _bounds(plan, now_ns)
         columns = {_g(i): ("tag", t) if kinds.get(t) == "tag" else ("const", None)
                    for i, t in enumerate(plan.group_tags)}
         columns.update({value_of[n]: ("value", n) for n in fields})
+        columns.update({series_of[t]: ("tag", t) for t in others})
         scan = arrow_scan.scan(table, lo, hi, mask, columns)
     else:
         cols = ['CAST("time" AS BIGINT) AS "__time"'] + _group_columns(plan, kinds)
         cols += [f"{quote_ident(n)} AS \"{value_of[n]}\"" for n in fields]
         cols += [f"{quote_ident(n)} AS \"{aux_of[n]}\"" if n in kinds
                  else f"CAST(NULL AS VARCHAR) AS \"{aux_of[n]}\"" for n in plan.aux]
+        cols += [f"COALESCE({quote_ident(t)}, '') AS \"{series_of[t]}\"" for t in others]
         scan = _sql(_context(table, "m"),
                     f"SELECT {', '.join(cols)} FROM m{_where(plan, kinds, now_ns, [])}")
     if scan.num_rows == 0:
@@ -308,7 +381,8 @@ def _aggregate_scan(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], no
         start = 0 if lo is None or lo == MIN_TIME else lo
         windows = pa.repeat(pa.scalar(start, pa.int64()), scan.num_rows)
     gcols = [_g(i) for i in range(len(plan.group_tags))]
-    return _Scan(scan.append_column("__w", windows), value_of, aux_of, gcols)
+    return _Scan(scan.append_column("__w", windows), value_of, aux_of, gcols,
+                 list(series_of.values()))
 
 
 def run_aggregate(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_ns: int
@@ -320,6 +394,8 @@ def run_aggregate(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_
     if plan.multi is not None:
         return _multi_result(plan, scan)
     sctx: datafusion.SessionContext | None = None
+    grouped: arrow_scan.Groups | None = None
+    parts: arrow_scan.SeriesParts | None = None
     results: list[tuple[CallSpec, pa.Table | None]] = []
     for call in plan.calls:
         if call.field not in scan.value_of:
@@ -334,7 +410,11 @@ def run_aggregate(plan: SelectPlan, table: pa.Table, kinds: dict[str, str], now_
         point = call is plan.selector and (not plan.interval or bool(plan.aux))
         if arrow_scan.arrow_call(call.func, call.count_distinct, point,
                                  scan.table.schema.field(value).type):
-            results.append((call, arrow_scan.aggregate(scan.table, call.func, value, scan.keys)))
+            if grouped is None:
+                grouped = arrow_scan.groups(scan.table, scan.keys)
+                parts = arrow_scan.series_parts(scan.table, scan.keys, scan.series, grouped)
+            results.append((call, arrow_scan.aggregate(scan.table, call.func, value, grouped,
+                                                       parts)))
             continue
         sctx = sctx or _context(scan.table, "scan")
         aux_cols = [f"\"{scan.aux_of[a]}\"" for a in plan.aux] if point else []

@@ -90,6 +90,11 @@ def zone_offsets(ns: pa.Array, tz: str) -> pa.Array:
 def window_starts(ns: pa.Array, interval: int, offset: int = 0, tz: str | None = None) -> pa.Array:
     """Start of the GROUP BY time(interval, offset) window holding each time (int64 ns)."""
     ns = ns.cast(pa.int64())
+    if tz is None and ns.null_count == 0:  # numpy's integer floor division: one fast pass
+        flat = ns.combine_chunks() if isinstance(ns, pa.ChunkedArray) else ns
+        x = flat.to_numpy()
+        return pa.array((x - offset) // interval * interval + offset if offset
+                        else x // interval * interval)
     shifted = pc.subtract(ns, offset) if offset else ns
     if tz is None:
         return pc.add(pc.subtract(shifted, floor_mod(shifted, interval)), offset)
