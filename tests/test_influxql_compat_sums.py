@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -54,7 +55,9 @@ MULTI_SERIES = [
 
 
 @pytest.fixture(scope="module")
-def sums_db(influxdb1: InfluxDB1) -> MemorySource:
+def sums_db(influxdb1: InfluxDB1) -> Iterator[MemorySource]:
+    """The data in the shared InfluxDB 1.x and in memory; the 1.x database is dropped after the
+    module, as other modules compare SHOW DATABASES with that server."""
     data = _lines()
     status, body = influxdb1.request("POST", "/query", {"q": f'CREATE DATABASE "{DB}"'})
     assert status == 200, body
@@ -64,7 +67,8 @@ def sums_db(influxdb1: InfluxDB1) -> MemorySource:
         "series", [{}])[0].get("values", [[None, 0]])[0][1] == total)
     source = MemorySource()
     load_lp(source, DB, data)
-    return source
+    yield source
+    influxdb1.request("POST", "/query", {"q": f'DROP DATABASE "{DB}"'})
 
 
 def _both(query: str, influxdb1: InfluxDB1, source: MemorySource) -> tuple[str, str]:
