@@ -83,7 +83,7 @@ def beside_peer(settings: Settings, services: dict, peer, kafka_dir: Path, lines
 
 
 def start_profile(pid: int, out: Path) -> subprocess.Popen | None:
-    """py-spy sampling the worker (and its threads) until :func:`stop_profile`."""
+    """py-spy sampling a process (and its threads) until :func:`stop_profile`."""
     spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
     if not Path(spy).exists():
         return None
@@ -100,7 +100,7 @@ def stop_profile(proc: subprocess.Popen | None) -> None:
 
 #: Frames worth naming in a summary: the project's modules and the libraries on the hot path.
 PROFILE_MODULES = ("agents/", "topics/", "persist/", "tables/", "faust/", "aiokafka/", "redis/",
-                   "pyarrow/", "mode/")
+                   "pyarrow/", "mode/", "query_api/", "datafusion/", "starlette/", "uvicorn/")
 
 
 def summarize_profile(path: Path, top: int = 15) -> list[tuple[str, float]]:
@@ -156,14 +156,18 @@ def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
         for size, lines in sizes:
             messages = tsbs.generate_messages(lines, size)
             written = WrittenBytes(work / "kafka", "sizes", settings.redis_url)
-            spy = start_profile(worker.pid, profile_dir / f"worker-{size}.txt") if profile_dir else None
+            spies = {name: start_profile(svc.pid, profile_dir / f"{name}-{size}.txt")
+                     for name, svc in (("worker", worker), ("api", api))} if profile_dir else {}
             try:
                 res = ingest.influent_ingest(settings, services, messages, f"sizes{size}", lines,
                                              lines)
             finally:
-                stop_profile(spy)
-            if spy is not None:
+                for spy in spies.values():
+                    stop_profile(spy)
+            if spies.get("worker") is not None:
                 res["profile_top"] = summarize_profile(profile_dir / f"worker-{size}.txt")
+            if spies.get("api") is not None:
+                res["api_profile_top"] = summarize_profile(profile_dir / f"api-{size}.txt")
             res.update(written.per_input_byte(res["bytes"]))
             results[size] = res
             print(f"{size:>5} lines/message: {res['lines_per_s']:>9,.0f} lines/s, worker "
@@ -190,7 +194,7 @@ def main() -> None:
                         help="steady loads messages/s x lines, e.g. 200x50,2000x1 (influent only)")
     parser.add_argument("--fresh-seconds", type=float, default=15.0)
     parser.add_argument("--out", default="")
-    parser.add_argument("--profile", default="", help="folder for py-spy profiles of the worker")
+    parser.add_argument("--profile", default="", help="folder for py-spy profiles of the worker and the API")
     args = parser.parse_args()
     profile = Path(args.profile) if args.profile else None
     if profile:

@@ -45,6 +45,7 @@ from topics.wire import decode_batches
 
 READ_THREADS = 8
 HOT_TABLES = 32  # recently queried tables whose new parts are indexed in the background
+INLINE_RAW = 4  # a tag-filtered query cuts up to this many snapshots not indexed on the loop
 log = logging.getLogger("influent.api")
 
 
@@ -97,6 +98,17 @@ def within(table: pa.Table, rng: TimeRange) -> pa.Table:
     return table.filter(mask)
 
 
+def _overlaps(table: pa.Table, rng: TimeRange) -> bool:
+    """Whether any row of ``table`` lies in the time range."""
+    if table.num_rows == 0:
+        return False
+    if rng == UNBOUNDED:
+        return True
+    bounds = pc.min_max(table.column("time"))
+    lo, hi = bounds["min"].value, bounds["max"].value
+    return (rng.lo is None or hi >= rng.lo) and (rng.hi is None or lo <= rng.hi)
+
+
 def assemble_table(schema: TableSchema, parts: list[pa.Table], already_unique: bool = False
                    ) -> pa.Table:
     """Concatenate file and buffer rows (which may each lack some columns) and deduplicate.
@@ -141,6 +153,7 @@ class QueryEngine:
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
         self.hot = HotParts(snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
         self.hot_tables: OrderedDict[tuple[str, str], None] = OrderedDict()  # kept warm
+        self.warm_wanted: asyncio.Event | None = None  # set: keep_warm looks at once
         self.lifecycle = LifecycleCatalog(catalog)
         self.recent = QueryLog()  # system.queries
         self.caches: ValueCaches | None = None  # last/distinct value caches (query_api/cache_feed.py)
@@ -194,8 +207,14 @@ class QueryEngine:
             self.hot_tables.move_to_end((db, table))
             while len(self.hot_tables) > HOT_TABLES:
                 self.hot_tables.popitem(last=False)
-            if tags and self.hot.holds(self._part_keys(wanted, keyed)):
-                # a few series' ranges of parts already indexed: less work than a thread hop
+            held = self.hot.held(self._part_keys(wanted, keyed))
+            if not all(held):
+                self._warm_now()  # index the new parts in the background
+            usable = any(c in schema.tags for c in (tags or {}))
+            if tags and all(held) or (usable and all(held[:len(wanted)])
+                                      and held.count(False) <= INLINE_RAW):
+                # a few series' ranges of indexed parts and a few small raw snapshots: less
+                # work than a thread hop
                 return self._load_hot(schema, wanted, keyed, rng, tags, stats)
             return await asyncio.to_thread(self._load_hot, schema, wanted, keyed, rng, tags,
                                            stats)
@@ -224,38 +243,111 @@ class QueryEngine:
         return ([("file", m.path, m.size, m.rows, m.max_offset) for m in files]
                 + [("buffer",) + key for key, _ in snapshots])
 
-    def _hot_parts(self, schema: TableSchema, files: list[ParquetFileMeta],
-                   snapshots: list[tuple[Any, pa.Table]]) -> list[HotPart]:
-        assert self.hot is not None
-        loads = ([lambda m=m: self.read_file(m, UNBOUNDED) for m in files]
-                 + [lambda data=data: data for _, data in snapshots])
-        uniques = [True] * len(files) + [False] * len(snapshots)
-        return [self.hot.part(key, load, schema.tags, unique=unique) for key, load, unique
-                in zip(self._part_keys(files, snapshots), loads, uniques)]
+    def _warm_now(self) -> None:
+        if self.warm_wanted is not None:
+            self.warm_wanted.set()
 
-    async def keep_warm(self, interval: float = 0.2) -> None:
+    async def _fingerprints(self, tables: list[tuple[str, str]]) -> list[tuple[int, int]]:
+        """Number of snapshots and files of each table, in one round trip: what
+        :meth:`keep_warm` reads when it has not been asked to look (a change that keeps both
+        numbers is missed until a query asks or the next full look)."""
+        async with self.catalog.redis.pipeline(transaction=False) as pipe:
+            for db, table in tables:
+                pipe.hlen(self.catalog.k_buffer(db, table))
+                pipe.hlen(self.catalog.k_files(db, table))
+            counts = await pipe.execute()
+        return [(int(counts[i]), int(counts[i + 1])) for i in range(0, len(counts), 2)]
+
+    async def keep_warm(self, interval: float = 0.2, full_every: float = 5.0) -> None:
         """Forever: index the new files and snapshots of the recently queried tables as soon
-        as the catalog lists them, so queries rarely wait for a part to be built."""
+        as the catalog lists them, so queries rarely meet a part not indexed yet.
+
+        Each round reads the snapshot and file counts of the hot tables in one round trip,
+        and a table's state only when they moved -- or at once when a query met a part not
+        indexed, and every ``full_every`` seconds. Parts are built one per thread hop, so the
+        event loop serves queries in between."""
+        self.warm_wanted = asyncio.Event()
+        seen: dict[tuple[str, str], tuple[int, int]] = {}
+        last_full = time.monotonic()
         while True:
-            await asyncio.sleep(interval)
-            for db, table in list(self.hot_tables):
+            try:
+                await asyncio.wait_for(self.warm_wanted.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+            asked = self.warm_wanted.is_set()
+            self.warm_wanted.clear()
+            tables = list(self.hot_tables)
+            if not tables or self.hot is None:
+                continue
+            full = asked or time.monotonic() - last_full >= full_every
+            if full:
+                last_full = time.monotonic()
+            try:
+                prints = await self._fingerprints(tables)
+            except Exception:  # Redis restarting: next round
+                log.debug("warming: reading the table counts failed", exc_info=True)
+                continue
+            for (db, table), now in zip(tables, prints):
+                if not full and seen.get((db, table)) == now:
+                    continue
                 try:
-                    schema, files, keyed = await self.keyed_state(db, table)
-                    if all(key is not None for key, _ in keyed):
-                        await asyncio.to_thread(self._hot_parts, schema, files, keyed)
+                    await self._warm(db, table)
+                    seen[(db, table)] = now
                 except Exception:  # a table dropped meanwhile, Redis restarting: next round
                     log.debug("warming %s.%s failed", db, table, exc_info=True)
+
+    async def _warm(self, db: str, table: str) -> None:
+        assert self.hot is not None
+        schema, files, keyed = await self.keyed_state(db, table)
+        if any(key is None for key, _ in keyed):
+            return
+        keys = self._part_keys(files, keyed)
+        loads = ([lambda m=m: self.read_file(m, UNBOUNDED) for m in files]
+                 + [lambda data=data: data for _, data in keyed])
+        uniques = [True] * len(files) + [False] * len(keyed)
+        for key, load, unique, there in zip(keys, loads, uniques, self.hot.held(keys)):
+            if not there:
+                await asyncio.to_thread(self.hot.part, key, load, schema.tags, unique)
 
     def _load_hot(self, schema: TableSchema, files: list[ParquetFileMeta],
                   snapshots: list[tuple[Any, pa.Table]], rng: TimeRange,
                   tags: TagFilter | None, stats: QueryStats) -> pa.Table:
-        """:meth:`load_table` from the hot parts (query_api/hot_data.py)."""
+        """:meth:`load_table` from the hot parts (query_api/hot_data.py).
+
+        A query never waits for a part to be indexed when it has a tag filter: a part not
+        indexed yet is read as it is, cut to the time range and the filter, and merged with
+        whatever it may overlap (query_api/hot_data.py, ``select``). Without a filter (all
+        series) the query indexes the part itself, or waits for the build under way. A
+        snapshot wholly outside the time range is skipped without being indexed."""
         assert self.hot is not None
         names = schema.tags
-        parts = self._hot_parts(schema, files, snapshots)
         usable = {c: v for c, v in (tags or {}).items() if c in names}
+        parts: list[HotPart] = []
+        raw: list[tuple[pa.Table, bool]] = []
+        for meta, key in zip(files, self._part_keys(files, [])):
+            found = self.hot.get(key)
+            if found is not None:
+                parts.append(found)
+            elif usable:
+                raw.append((keep_matching(self.read_file(meta, rng), usable, names), True))
+            else:
+                parts.append(self.hot.part(key, lambda m=meta: self.read_file(m, UNBOUNDED),
+                                           names, unique=True))
+        for key, data in snapshots:
+            found = self.hot.get(("buffer",) + key)
+            if found is not None:
+                parts.append(found)
+            elif not _overlaps(data, rng):
+                continue
+            elif usable:
+                raw.append((keep_matching(within(data, rng), usable, names), False))
+            else:
+                parts.append(self.hot.part(("buffer",) + key, lambda d=data: d, names,
+                                           unique=False))
+        # the series matching the filter, read after the parts: every series of a part
+        # taken above is registered by now
         chosen = select(parts, rng.lo, rng.hi,
-                        self.hot.registry.matching(usable) if usable else None)
+                        self.hot.registry.matching(usable) if usable else None, raw)
         stats.rows_scanned += chosen.rows
         merged = [assemble_table(schema, chosen.overlapping)] if chosen.overlapping else []
         return assemble_table(schema, merged + chosen.unique, already_unique=True)

@@ -34,9 +34,12 @@ SLICE_LIMIT = 32
 
 @dataclass(frozen=True)
 class HotPart:
-    """One file or snapshot: rows sorted by (series, time), write order columns kept."""
+    """One file or snapshot, write order columns kept. Its rows stay where they are; ``order``
+    lists them sorted by (series, time) (None: the table is in that order already), and the
+    runs below are positions in that order."""
 
     table: pa.Table
+    order: np.ndarray | None  # row of each sorted position
     gids: np.ndarray       # series id of each run of rows
     starts: np.ndarray     # first row of each run
     ends: np.ndarray       # one past its last row
@@ -83,20 +86,29 @@ class SeriesRegistry:
             return found
 
 
-def series_codes(table: pa.Table, tags: list[str]) -> pa.Array | None:
-    """One int64 per row, equal for rows with equal tag values (nulls included): each tag
-    column dictionary-encoded and the codes combined. None when they would not fit."""
+def series_codes(table: pa.Table, tags: list[str]) -> np.ndarray:
+    """One int64 per row, equal exactly for rows with equal tag values (nulls included): each
+    tag column dictionary-encoded and the codes combined (renumbered densely whenever the
+    product of the dictionary sizes would not fit in an int64)."""
     total, scale = None, 1
     for t in tags:
-        col = table.column(t).combine_chunks()
+        col = table.column(t)
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
         encoded = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
         size = len(encoded.dictionary) + 1
-        scale *= size
-        if scale >= 2**62:
-            return None
-        codes = pc.fill_null(pc.add(encoded.indices.cast(pa.int64()), 1), 0)
-        total = codes if total is None else pc.add(pc.multiply(total, size), codes)
-    return total if total is not None else pa.repeat(pa.scalar(0, pa.int64()), table.num_rows)
+        indices = encoded.indices
+        if indices.null_count:
+            codes = np.asarray(pc.fill_null(pc.add(indices.cast(pa.int64()), 1), 0))
+        else:
+            codes = np.asarray(indices).astype(np.int64) + 1
+        if total is None:
+            total, scale = codes, size
+            continue
+        if scale * size >= 2**62:
+            distinct, total = np.unique(total, return_inverse=True)
+            total, scale = total.astype(np.int64).reshape(-1), len(distinct)
+        total, scale = total * size + codes, scale * size
+    return total if total is not None else np.zeros(table.num_rows, dtype=np.int64)
 
 
 def series_key(tags: dict) -> str:
@@ -106,67 +118,89 @@ def series_key(tags: dict) -> str:
 
 def build_part(table: pa.Table, tags: list[str], registry: SeriesRegistry,
                unique: bool) -> HotPart:
-    """Index one part (``unique``: its rows are already deduplicated, as a file's are)."""
+    """Index one part (``unique``: its rows are already deduplicated, as a file's are).
+
+    Rows are ordered by (series code, time) -- as a permutation, the table itself is not
+    rewritten; a (series, time) repeated within the part then sits at two neighbouring
+    positions, so the merge runs only when there is one (most snapshots have none)."""
     present = [t for t in tags if t in table.column_names]
-    if not unique:
-        table = deduplicate(table, present, keep_order=True)
     codes = series_codes(table, present)
-    if codes is None:  # too many distinct tag values to combine: code the joined strings
-        codes = pc.dictionary_encode(pc.binary_join_element_wise(
-            *[pc.fill_null(table.column(t).cast(pa.string()), "\x00") for t in present],
-            KEY_SEPARATOR)).indices.cast(pa.int64())
-    ns = pc.cast(table.column("time"), pa.int64())
-    order = pc.sort_indices(pa.table({"k": codes, "t": ns}), [("k", "ascending"),
-                                                             ("t", "ascending")])
-    table = table.take(order)
-    codes_np = np.asarray(pc.take(codes, order).to_numpy(), dtype=np.int64)
-    times = np.asarray(pc.cast(table.column("time"), pa.int64()).to_numpy(), dtype=np.int64)
+    times = np.asarray(pc.cast(table.column("time"), pa.int64())).astype(np.int64, copy=False)
+    order = np.lexsort((times, codes))
+    codes, times = codes[order], times[order]
     n = table.num_rows
-    change = np.flatnonzero(np.diff(codes_np)) + 1 if n else np.array([], dtype=np.int64)
+    if not unique and n > 1 and ((codes[1:] == codes[:-1]) & (times[1:] == times[:-1])).any():
+        return build_part(deduplicate(table, present, keep_order=True), tags, registry, True)
+    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1 if n else np.array([], dtype=np.int64)
     starts = np.concatenate([[0], change]).astype(np.int64) if n else change
     ends = np.concatenate([change, [n]]).astype(np.int64) if n else change
-    tag_rows = table.select(present).take(pa.array(starts)).to_pylist() if present else [
+    tag_rows = table.select(present).take(pa.array(order[starts])).to_pylist() if present else [
         {} for _ in starts]
     gids = registry.ids_of([series_key(r) for r in tag_rows], tag_rows)
-    return HotPart(table=table, gids=gids, starts=starts, ends=ends,
-                   tmin=times[starts] if n else times, tmax=times[ends - 1] if n else times,
-                   times=times, distinct=np.unique(times), nbytes=table.nbytes + times.nbytes * 2)
+    in_place = n == 0 or bool((order[1:] > order[:-1]).all())
+    return HotPart(table=table, order=None if in_place else order, gids=gids, starts=starts,
+                   ends=ends, tmin=times[starts] if n else times,
+                   tmax=times[ends - 1] if n else times, times=times, distinct=np.unique(times),
+                   nbytes=table.nbytes + times.nbytes * 3)
 
 
 class HotParts:
-    """The LRU cache of indexed parts, bounded by ``max_bytes``."""
+    """The LRU cache of indexed parts, bounded by ``max_bytes``. A part is built once: a
+    caller asking for a part another thread is building waits for that build."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.registry = SeriesRegistry()
         self.parts: OrderedDict[tuple, HotPart] = OrderedDict()
+        self.building: dict[tuple, threading.Event] = {}
         self.bytes = 0
         self.hits = 0
         self.built = 0
         self.lock = threading.Lock()
 
-    def holds(self, keys: list[tuple]) -> bool:
+    def held(self, keys: list[tuple]) -> list[bool]:
+        """Whether each part is indexed already."""
         with self.lock:
-            return all(k in self.parts for k in keys)
+            return [k in self.parts for k in keys]
 
-    def part(self, key: tuple, load, tags: list[str], unique: bool) -> HotPart:
-        """The indexed part of ``key``, built from ``load()`` (an Arrow table) when missing."""
+    def get(self, key: tuple) -> HotPart | None:
+        """The indexed part of ``key`` when it is ready (never waits, never builds)."""
         with self.lock:
             found = self.parts.get(key)
             if found is not None:
                 self.parts.move_to_end(key)
                 self.hits += 1
-                return found
-        built = build_part(load(), tags, self.registry, unique)
-        with self.lock:
-            self.built += 1
-            if built.nbytes <= self.max_bytes and key not in self.parts:
-                self.parts[key] = built
-                self.bytes += built.nbytes
-                while self.bytes > self.max_bytes:
-                    _, old = self.parts.popitem(last=False)
-                    self.bytes -= old.nbytes
-        return built
+            return found
+
+    def part(self, key: tuple, load, tags: list[str], unique: bool) -> HotPart:
+        """The indexed part of ``key``, built from ``load()`` (an Arrow table) when missing."""
+        while True:
+            with self.lock:
+                found = self.parts.get(key)
+                if found is not None:
+                    self.parts.move_to_end(key)
+                    self.hits += 1
+                    return found
+                pending = self.building.get(key)
+                if pending is None:
+                    done = self.building[key] = threading.Event()
+                    break
+            pending.wait()  # built by another thread meanwhile (or it failed: build it here)
+        try:
+            built = build_part(load(), tags, self.registry, unique)
+            with self.lock:
+                self.built += 1
+                if built.nbytes <= self.max_bytes and key not in self.parts:
+                    self.parts[key] = built
+                    self.bytes += built.nbytes
+                    while self.bytes > self.max_bytes:
+                        _, old = self.parts.popitem(last=False)
+                        self.bytes -= old.nbytes
+            return built
+        finally:
+            with self.lock:
+                del self.building[key]
+            done.set()
 
 
 @dataclass
@@ -192,28 +226,41 @@ def _ranges(part: HotPart, idx: np.ndarray, lo: int, hi: int) -> tuple[np.ndarra
 
 
 def _rows_of(part: HotPart, a: np.ndarray, b: np.ndarray) -> pa.Table:
+    """The rows at sorted positions [a, b) of each range, in that order."""
     keep = b > a
     a, b = a[keep], b[keep]
     if len(a) == 0:
         return part.table.slice(0, 0)
-    if len(a) == 1:
+    if part.order is None and len(a) == 1:
         return part.table.slice(int(a[0]), int(b[0] - a[0]))
-    if len(a) <= SLICE_LIMIT:
+    if part.order is None and len(a) <= SLICE_LIMIT:
         return pa.concat_tables([part.table.slice(int(s), int(e - s)) for s, e in zip(a, b)])
     lengths = b - a
     offsets = np.repeat(a - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return part.table.take(pa.array(offsets + np.arange(lengths.sum())))
+    positions = offsets + np.arange(lengths.sum())
+    return part.table.take(pa.array(positions if part.order is None else part.order[positions]))
+
+
+#: The series of a raw piece not registered yet (every raw piece holds it, so two raw pieces
+#: sharing a timestamp are always merged).
+UNREGISTERED = -1
 
 
 def select(parts: list[HotPart], lo: int | None, hi: int | None,
-           wanted: np.ndarray | None) -> Selection:
+           wanted: np.ndarray | None, raw: list[tuple[pa.Table, bool]] = ()) -> Selection:
     """Rows of ``parts`` in [lo, hi] of the ``wanted`` series (None: all), with the pieces that
-    share a timestamp with another piece set apart for a merge."""
+    share a timestamp with another piece set apart for a merge.
+
+    ``raw``: parts not indexed yet, already cut to the time range and the tag filter, each
+    with whether its rows are unique (a file) or may repeat a key (a snapshot: always merged).
+    Their series are taken to be all of ``wanted`` plus any not registered yet, which can
+    only make more pieces merge, never fewer."""
     lo = np.iinfo(np.int64).min if lo is None else lo
     hi = np.iinfo(np.int64).max if hi is None else hi
     pieces: list[pa.Table] = []
     stamps: list[np.ndarray] = []
     series: list[np.ndarray] = []
+    forced: set[int] = set()
     for part in parts:
         if len(part.gids) == 0 or part.distinct[-1] < lo or part.distinct[0] > hi:
             continue
@@ -232,10 +279,21 @@ def select(parts: list[HotPart], lo: int | None, hi: int | None,
             d = part.distinct
             stamps.append(d[np.searchsorted(d, lo, "left"):np.searchsorted(d, hi, "right")])
             series.append(part.gids[idx])
+    if raw:
+        raw_series = np.unique(np.concatenate([[UNREGISTERED], [] if wanted is None else wanted])
+                               ).astype(np.int64)
+        for table, unique in raw:
+            if not table.num_rows:
+                continue
+            if not unique:
+                forced.add(len(pieces))
+            pieces.append(table)
+            stamps.append(np.unique(np.asarray(pc.cast(table.column("time"), pa.int64()))))
+            series.append(raw_series)
     rows = sum(p.num_rows for p in pieces)
-    if len(pieces) < 2:
+    if len(pieces) < 2 and not forced:
         return Selection(pieces, [], rows)
-    shared = _overlapping(stamps, series)
+    shared = _overlapping(stamps, series) | forced
     return Selection([p for i, p in enumerate(pieces) if i not in shared],
                      [p for i, p in enumerate(pieces) if i in shared], rows)
 
