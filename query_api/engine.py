@@ -329,7 +329,8 @@ class QueryEngine:
             if found is not None:
                 parts.append(found)
             elif usable:
-                raw.append((keep_matching(self.read_file(meta, rng), usable, names), True))
+                raw.append((keep_matching(within(self.read_file(meta, rng), rng), usable, names),
+                            True))
             else:
                 parts.append(self.hot.part(key, lambda m=meta: self.read_file(m, UNBOUNDED),
                                            names, unique=True))
