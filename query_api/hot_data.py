@@ -34,12 +34,9 @@ SLICE_LIMIT = 32
 
 @dataclass(frozen=True)
 class HotPart:
-    """One file or snapshot, write order columns kept. Its rows stay where they are; ``order``
-    lists them sorted by (series, time) (None: the table is in that order already), and the
-    runs below are positions in that order."""
+    """One file or snapshot: rows sorted by (series, time), write order columns kept."""
 
     table: pa.Table
-    order: np.ndarray | None  # row of each sorted position
     gids: np.ndarray       # series id of each run of rows
     starts: np.ndarray     # first row of each run
     ends: np.ndarray       # one past its last row
@@ -120,9 +117,8 @@ def build_part(table: pa.Table, tags: list[str], registry: SeriesRegistry,
                unique: bool) -> HotPart:
     """Index one part (``unique``: its rows are already deduplicated, as a file's are).
 
-    Rows are ordered by (series code, time) -- as a permutation, the table itself is not
-    rewritten; a (series, time) repeated within the part then sits at two neighbouring
-    positions, so the merge runs only when there is one (most snapshots have none)."""
+    Rows are sorted by (series code, time); a (series, time) repeated within the part is then
+    two neighbours, so the merge runs only when there is one (most snapshots have none)."""
     present = [t for t in tags if t in table.column_names]
     codes = series_codes(table, present)
     times = np.asarray(pc.cast(table.column("time"), pa.int64())).astype(np.int64, copy=False)
@@ -131,17 +127,17 @@ def build_part(table: pa.Table, tags: list[str], registry: SeriesRegistry,
     n = table.num_rows
     if not unique and n > 1 and ((codes[1:] == codes[:-1]) & (times[1:] == times[:-1])).any():
         return build_part(deduplicate(table, present, keep_order=True), tags, registry, True)
+    if n and not bool((order[1:] > order[:-1]).all()):  # not in that order already
+        table = table.take(pa.array(order))
     change = np.flatnonzero(codes[1:] != codes[:-1]) + 1 if n else np.array([], dtype=np.int64)
     starts = np.concatenate([[0], change]).astype(np.int64) if n else change
     ends = np.concatenate([change, [n]]).astype(np.int64) if n else change
-    tag_rows = table.select(present).take(pa.array(order[starts])).to_pylist() if present else [
+    tag_rows = table.select(present).take(pa.array(starts)).to_pylist() if present else [
         {} for _ in starts]
     gids = registry.ids_of([series_key(r) for r in tag_rows], tag_rows)
-    in_place = n == 0 or bool((order[1:] > order[:-1]).all())
-    return HotPart(table=table, order=None if in_place else order, gids=gids, starts=starts,
-                   ends=ends, tmin=times[starts] if n else times,
-                   tmax=times[ends - 1] if n else times, times=times, distinct=np.unique(times),
-                   nbytes=table.nbytes + times.nbytes * 3)
+    return HotPart(table=table, gids=gids, starts=starts, ends=ends,
+                   tmin=times[starts] if n else times, tmax=times[ends - 1] if n else times,
+                   times=times, distinct=np.unique(times), nbytes=table.nbytes + times.nbytes * 2)
 
 
 class HotParts:
@@ -226,19 +222,17 @@ def _ranges(part: HotPart, idx: np.ndarray, lo: int, hi: int) -> tuple[np.ndarra
 
 
 def _rows_of(part: HotPart, a: np.ndarray, b: np.ndarray) -> pa.Table:
-    """The rows at sorted positions [a, b) of each range, in that order."""
     keep = b > a
     a, b = a[keep], b[keep]
     if len(a) == 0:
         return part.table.slice(0, 0)
-    if part.order is None and len(a) == 1:
+    if len(a) == 1:
         return part.table.slice(int(a[0]), int(b[0] - a[0]))
-    if part.order is None and len(a) <= SLICE_LIMIT:
+    if len(a) <= SLICE_LIMIT:
         return pa.concat_tables([part.table.slice(int(s), int(e - s)) for s, e in zip(a, b)])
     lengths = b - a
     offsets = np.repeat(a - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    positions = offsets + np.arange(lengths.sum())
-    return part.table.take(pa.array(positions if part.order is None else part.order[positions]))
+    return part.table.take(pa.array(offsets + np.arange(lengths.sum())))
 
 
 #: The series of a raw piece not registered yet (every raw piece holds it, so two raw pieces
@@ -263,6 +257,11 @@ def select(parts: list[HotPart], lo: int | None, hi: int | None,
     forced: set[int] = set()
     for part in parts:
         if len(part.gids) == 0 or part.distinct[-1] < lo or part.distinct[0] > hi:
+            continue
+        if wanted is None and part.distinct[0] >= lo and part.distinct[-1] <= hi:
+            pieces.append(part.table)  # all of it
+            stamps.append(part.distinct)
+            series.append(part.gids)
             continue
         chosen = (part.tmax >= lo) & (part.tmin <= hi)
         if wanted is not None:
@@ -304,7 +303,11 @@ PAIRWISE = 16
 
 
 def _overlapping(stamps: list[np.ndarray], series: list[np.ndarray]) -> set[int]:
-    candidates = sorted(_sharing(stamps) & _sharing(series))
+    """Indexes of the pieces that share a timestamp and a series with another piece."""
+    candidates = _sharing(stamps)  # most pieces share no timestamp: series only for the rest
+    if len(candidates) < 2:
+        return set()
+    candidates = candidates[_sharing([series[i] for i in candidates])].tolist()
     if len(candidates) > PAIRWISE:
         return set(candidates)
     found: set[int] = set()
@@ -316,11 +319,26 @@ def _overlapping(stamps: list[np.ndarray], series: list[np.ndarray]) -> set[int]
     return found
 
 
-def _sharing(values: list[np.ndarray]) -> set[int]:
-    """Indexes of the arrays (each without repeats) that hold a value another one holds too."""
+def _sharing(values: list[np.ndarray]) -> np.ndarray:
+    """Indexes (sorted) of the arrays (each without repeats) that hold a value another one
+    holds too."""
+    if len(values) < 2:
+        return np.array([], dtype=np.int64)
+    bounds = np.array([(v.min(), v.max()) if len(v) else (0, -1) for v in values])
+    if _disjoint(bounds):
+        return np.array([], dtype=np.int64)
     owner = np.repeat(np.arange(len(values)), [len(v) for v in values])
     flat = np.concatenate(values)
     order = np.argsort(flat, kind="stable")
     flat, owner = flat[order], owner[order]
     same = np.flatnonzero(flat[1:] == flat[:-1])
-    return set(owner[same].tolist()) | set(owner[same + 1].tolist())
+    return np.union1d(owner[same], owner[same + 1])
+
+
+def _disjoint(bounds: np.ndarray) -> bool:
+    """Whether the arrays' [min, max] ranges overlap nowhere (then no value is shared; a
+    cheap sufficient test)."""
+    nonempty = bounds[:, 0] <= bounds[:, 1]
+    b = bounds[nonempty]
+    b = b[np.argsort(b[:, 0], kind="stable")]
+    return bool((b[1:, 0] > b[:-1, 1]).all())

@@ -6,13 +6,14 @@ from __future__ import annotations
 import random
 import threading
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from influent.model import ORDER_SEQ, ORDER_TS
 from persist.dedup import deduplicate
-from query_api.hot_data import HotParts, select, series_codes
+from query_api.hot_data import HotParts, _overlapping, select, series_codes
 
 TAGS = ["host", "region"]
 
@@ -180,3 +181,20 @@ def test_a_part_built_by_two_threads_at_once_is_built_once():
     first.join()
     second.join()
     assert len(loads) == 1 and results[0] is results[1] and hot.get(("k",)) is results[0]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_overlap_check_equals_pairwise_comparison(seed: int):
+    """The pieces set apart for a merge are exactly those sharing a timestamp and a series
+    with another piece (fewer than PAIRWISE candidates), found by the shortcut over ranges."""
+    rng = random.Random(seed)
+    count = rng.randrange(2, 10)
+    stamps, series = [], []
+    for _ in range(count):
+        start = rng.randrange(0, 200)
+        stamps.append(np.unique(np.array(rng.sample(range(start, start + 40), rng.randrange(0, 8)),
+                                         dtype=np.int64)))
+        series.append(np.array(rng.sample(range(30), rng.randrange(1, 6)), dtype=np.int64))
+    expected = {i for i in range(count) for j in range(count) if i != j
+                and set(stamps[i]) & set(stamps[j]) and set(series[i]) & set(series[j])}
+    assert _overlapping(stamps, series) == expected
