@@ -4,9 +4,11 @@ deduplicated, handed to DataFusion as one Arrow table."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import re
+import threading
 from collections import OrderedDict
 import time
 from collections.abc import Iterator
@@ -44,7 +46,7 @@ from topics.wire import decode_batches
 
 
 READ_THREADS = 8
-HOT_TABLES = 32  # recently queried tables whose new parts are indexed in the background
+WARM_QUEUE = 4096  # parts waiting to be indexed in the background (the oldest are dropped)
 INLINE_RAW = 4  # a tag-filtered query cuts up to this many snapshots not indexed on the loop
 log = logging.getLogger("influent.api")
 
@@ -152,8 +154,11 @@ class QueryEngine:
         self.store = store
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
         self.hot = HotParts(snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
-        self.hot_tables: OrderedDict[tuple[str, str], None] = OrderedDict()  # kept warm
-        self.warm_wanted: asyncio.Event | None = None  # set: keep_warm looks at once
+        # parts a query read raw, to be indexed by keep_warm: key -> (load, tags, unique)
+        self.warm_queue: OrderedDict[tuple, tuple[Any, list[str], bool]] = OrderedDict()
+        self.warm_lock = threading.Lock()
+        self.warm_wanted: asyncio.Event | None = None  # set: keep_warm has work
+        self.warm_loop: asyncio.AbstractEventLoop | None = None
         self.lifecycle = LifecycleCatalog(catalog)
         self.recent = QueryLog()  # system.queries
         self.caches: ValueCaches | None = None  # last/distinct value caches (query_api/cache_feed.py)
@@ -203,13 +208,7 @@ class QueryEngine:
         if (self.hot is not None and not rules.tombstones
                 and all(key is not None for key, _ in keyed)):
             # the retention cutoff is already in ``rng``; tombstones take the path below
-            self.hot_tables[(db, table)] = None
-            self.hot_tables.move_to_end((db, table))
-            while len(self.hot_tables) > HOT_TABLES:
-                self.hot_tables.popitem(last=False)
             held = self.hot.held(self._part_keys(wanted, keyed))
-            if not all(held):
-                self._warm_now()  # index the new parts in the background
             usable = any(c in schema.tags for c in (tags or {}))
             if tags and all(held) or (usable and all(held[:len(wanted)])
                                       and held.count(False) <= INLINE_RAW):
@@ -243,71 +242,45 @@ class QueryEngine:
         return ([("file", m.path, m.size, m.rows, m.max_offset) for m in files]
                 + [("buffer",) + key for key, _ in snapshots])
 
-    def _warm_now(self) -> None:
-        if self.warm_wanted is not None:
-            self.warm_wanted.set()
+    def _index_later(self, key: tuple, load, tags: list[str], unique: bool) -> None:
+        """Have :meth:`keep_warm` index a part a query read raw (from any thread)."""
+        with self.warm_lock:
+            if key in self.warm_queue:
+                return
+            self.warm_queue[key] = (load, tags, unique)
+            while len(self.warm_queue) > WARM_QUEUE:
+                self.warm_queue.popitem(last=False)
+        if self.warm_loop is not None and self.warm_wanted is not None:
+            self.warm_loop.call_soon_threadsafe(self.warm_wanted.set)
 
-    async def _fingerprints(self, tables: list[tuple[str, str]]) -> list[tuple[int, int]]:
-        """Number of snapshots and files of each table, in one round trip: what
-        :meth:`keep_warm` reads when it has not been asked to look (a change that keeps both
-        numbers is missed until a query asks or the next full look)."""
-        async with self.catalog.redis.pipeline(transaction=False) as pipe:
-            for db, table in tables:
-                pipe.hlen(self.catalog.k_buffer(db, table))
-                pipe.hlen(self.catalog.k_files(db, table))
-            counts = await pipe.execute()
-        return [(int(counts[i]), int(counts[i + 1])) for i in range(0, len(counts), 2)]
-
-    async def keep_warm(self, interval: float = 0.2, full_every: float = 5.0) -> None:
-        """Forever: index the new files and snapshots of the recently queried tables as soon
-        as the catalog lists them, so queries rarely meet a part not indexed yet.
-
-        Each round reads the snapshot and file counts of the hot tables in one round trip,
-        and a table's state only when they moved -- or at once when a query met a part not
-        indexed, and every ``full_every`` seconds. Parts are built one per thread hop, so the
-        event loop serves queries in between."""
+    async def keep_warm(self) -> None:
+        """Forever: index the parts queries read raw (query_api/hot_data.py), each as soon as
+        a query met it, one per thread hop so the event loop serves queries in between. It
+        reads nothing from Redis: the parts come with the query that read them, and parts no
+        query touches (new data outside every query's time range) are never indexed."""
+        self.warm_loop = asyncio.get_running_loop()
         self.warm_wanted = asyncio.Event()
-        seen: dict[tuple[str, str], tuple[int, int]] = {}
-        last_full = time.monotonic()
         while True:
-            try:
-                await asyncio.wait_for(self.warm_wanted.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
-            asked = self.warm_wanted.is_set()
+            await self.warm_wanted.wait()
             self.warm_wanted.clear()
-            tables = list(self.hot_tables)
-            if not tables or self.hot is None:
-                continue
-            full = asked or time.monotonic() - last_full >= full_every
-            if full:
-                last_full = time.monotonic()
-            try:
-                prints = await self._fingerprints(tables)
-            except Exception:  # Redis restarting: next round
-                log.debug("warming: reading the table counts failed", exc_info=True)
-                continue
-            for (db, table), now in zip(tables, prints):
-                if not full and seen.get((db, table)) == now:
-                    continue
-                try:
-                    await self._warm(db, table)
-                    seen[(db, table)] = now
-                except Exception:  # a table dropped meanwhile, Redis restarting: next round
-                    log.debug("warming %s.%s failed", db, table, exc_info=True)
+            await self.index_pending()
 
-    async def _warm(self, db: str, table: str) -> None:
-        assert self.hot is not None
-        schema, files, keyed = await self.keyed_state(db, table)
-        if any(key is None for key, _ in keyed):
-            return
-        keys = self._part_keys(files, keyed)
-        loads = ([lambda m=m: self.read_file(m, UNBOUNDED) for m in files]
-                 + [lambda data=data: data for _, data in keyed])
-        uniques = [True] * len(files) + [False] * len(keyed)
-        for key, load, unique, there in zip(keys, loads, uniques, self.hot.held(keys)):
-            if not there:
-                await asyncio.to_thread(self.hot.part, key, load, schema.tags, unique)
+    async def index_pending(self) -> int:
+        """Index the parts waiting in the queue; how many were built."""
+        built = 0
+        while self.hot is not None:
+            with self.warm_lock:
+                if not self.warm_queue:
+                    break
+                key, (load, tags, unique) = self.warm_queue.popitem(last=False)
+            if self.hot.held([key])[0]:
+                continue
+            try:
+                await asyncio.to_thread(self.hot.part, key, load, tags, unique)
+                built += 1
+            except Exception:  # a file removed by compaction meanwhile: a later query asks again
+                log.debug("indexing %s failed", key, exc_info=True)
+        return built
 
     def _load_hot(self, schema: TableSchema, files: list[ParquetFileMeta],
                   snapshots: list[tuple[Any, pa.Table]], rng: TimeRange,
@@ -316,9 +289,10 @@ class QueryEngine:
 
         A query never waits for a part to be indexed when it has a tag filter: a part not
         indexed yet is read as it is, cut to the time range and the filter, and merged with
-        whatever it may overlap (query_api/hot_data.py, ``select``). Without a filter (all
-        series) the query indexes the part itself, or waits for the build under way. A
-        snapshot wholly outside the time range is skipped without being indexed."""
+        whatever it may overlap (query_api/hot_data.py, ``select``); :meth:`keep_warm` indexes
+        it afterwards. Without a filter (all series) the query indexes the part itself, or
+        waits for the build under way. A snapshot wholly outside the time range is skipped
+        without being indexed."""
         assert self.hot is not None
         names = schema.tags
         usable = {c: v for c, v in (tags or {}).items() if c in names}
@@ -326,25 +300,27 @@ class QueryEngine:
         raw: list[tuple[pa.Table, bool]] = []
         for meta, key in zip(files, self._part_keys(files, [])):
             found = self.hot.get(key)
+            load = functools.partial(self.read_file, meta, UNBOUNDED)
             if found is not None:
                 parts.append(found)
             elif usable:
                 raw.append((keep_matching(within(self.read_file(meta, rng), rng), usable, names),
                             True))
+                self._index_later(key, load, names, True)
             else:
-                parts.append(self.hot.part(key, lambda m=meta: self.read_file(m, UNBOUNDED),
-                                           names, unique=True))
+                parts.append(self.hot.part(key, load, names, unique=True))
         for key, data in snapshots:
-            found = self.hot.get(("buffer",) + key)
+            key = ("buffer",) + key
+            found = self.hot.get(key)
             if found is not None:
                 parts.append(found)
             elif not _overlaps(data, rng):
                 continue
             elif usable:
                 raw.append((keep_matching(within(data, rng), usable, names), False))
+                self._index_later(key, lambda d=data: d, names, False)
             else:
-                parts.append(self.hot.part(("buffer",) + key, lambda d=data: d, names,
-                                           unique=False))
+                parts.append(self.hot.part(key, lambda d=data: d, names, unique=False))
         # the series matching the filter, read after the parts: every series of a part
         # taken above is registered by now
         chosen = select(parts, rng.lo, rng.hi,

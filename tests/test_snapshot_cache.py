@@ -104,7 +104,7 @@ def test_hot_data_answers_like_the_plain_path_before_and_after_indexing(redis_ur
             [("a", 10, 1.0), ("b", 10, 1.0), ("a", 20, 1.0), ("a", 20, 1.5)], 1))])
         assert await both(UNBOUNDED, one_host) == [("a", 10, 1.0), ("a", 20, 1.5)]
         assert hot.hot.parts == {}  # read raw: the query did not index it
-        await hot._warm(db, table)
+        assert await hot.index_pending() == 1
         assert len(hot.hot.parts) == 1
         assert await both(UNBOUNDED, one_host) == [("a", 10, 1.0), ("a", 20, 1.5)]
         # a later write of (a, 20), a new series, and a snapshot far outside the range
