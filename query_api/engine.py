@@ -276,7 +276,8 @@ class QueryEngine:
             if self.hot.held([key])[0]:
                 continue
             try:
-                await asyncio.to_thread(self.hot.part, key, load, tags, unique)
+                # asked for by a query for a few series: rows put in order now
+                await asyncio.to_thread(self.hot.part, key, load, tags, unique, True)
                 built += 1
             except Exception:  # a file removed by compaction meanwhile: a later query asks again
                 log.debug("indexing %s failed", key, exc_info=True)

@@ -34,17 +34,34 @@ SLICE_LIMIT = 32
 
 @dataclass(frozen=True)
 class HotPart:
-    """One file or snapshot: rows sorted by (series, time), write order columns kept."""
+    """One file or snapshot, write order columns kept, indexed by (series, time): the runs
+    below are positions in that order. The rows themselves are put in that order the first
+    time a query takes a few series' ranges of them (:meth:`sorted`); a scan of all series
+    takes them as they are (:meth:`rows`)."""
 
-    table: pa.Table
     gids: np.ndarray       # series id of each run of rows
-    starts: np.ndarray     # first row of each run
-    ends: np.ndarray       # one past its last row
+    starts: np.ndarray     # first position of each run
+    ends: np.ndarray       # one past its last position
     tmin: np.ndarray       # first and last time of each run (ns)
     tmax: np.ndarray
-    times: np.ndarray      # every row's time (ns), sorted within each run
+    times: np.ndarray      # the time (ns) at each position, sorted within each run
     distinct: np.ndarray   # the part's distinct times, sorted (the overlap check)
     nbytes: int
+    #: [(rows, order)]: ``order`` the row at each position, None once ``rows`` is in that
+    #: order. One list item, replaced whole, so a reader always sees a matching pair.
+    data: list
+
+    def rows(self) -> pa.Table:
+        """All rows, in whichever order they are in now."""
+        return self.data[0][0]
+
+    def sorted(self) -> pa.Table:
+        """All rows in (series, time) order: sorted once, on first use."""
+        rows, order = self.data[0]
+        if order is not None:
+            rows = rows.take(pa.array(order))
+            self.data[0] = (rows, None)  # two threads may both sort: same rows either way
+        return rows
 
 
 class SeriesRegistry:
@@ -114,11 +131,13 @@ def series_key(tags: dict) -> str:
 
 
 def build_part(table: pa.Table, tags: list[str], registry: SeriesRegistry,
-               unique: bool) -> HotPart:
-    """Index one part (``unique``: its rows are already deduplicated, as a file's are).
+               unique: bool, sort: bool = False) -> HotPart:
+    """Index one part (``unique``: its rows are already deduplicated, as a file's are;
+    ``sort``: put the rows in order now rather than on first use).
 
-    Rows are sorted by (series code, time); a (series, time) repeated within the part is then
-    two neighbours, so the merge runs only when there is one (most snapshots have none)."""
+    Positions are ordered by (series code, time); a (series, time) repeated within the part
+    is then two neighbours, so the merge runs only when there is one (most snapshots have
+    none)."""
     present = [t for t in tags if t in table.column_names]
     codes = series_codes(table, present)
     times = np.asarray(pc.cast(table.column("time"), pa.int64())).astype(np.int64, copy=False)
@@ -126,18 +145,23 @@ def build_part(table: pa.Table, tags: list[str], registry: SeriesRegistry,
     codes, times = codes[order], times[order]
     n = table.num_rows
     if not unique and n > 1 and ((codes[1:] == codes[:-1]) & (times[1:] == times[:-1])).any():
-        return build_part(deduplicate(table, present, keep_order=True), tags, registry, True)
-    if n and not bool((order[1:] > order[:-1]).all()):  # not in that order already
-        table = table.take(pa.array(order))
+        return build_part(deduplicate(table, present, keep_order=True), tags, registry, True,
+                          sort)
+    in_order = n == 0 or bool((order[1:] > order[:-1]).all())
     change = np.flatnonzero(codes[1:] != codes[:-1]) + 1 if n else np.array([], dtype=np.int64)
     starts = np.concatenate([[0], change]).astype(np.int64) if n else change
     ends = np.concatenate([change, [n]]).astype(np.int64) if n else change
-    tag_rows = table.select(present).take(pa.array(starts)).to_pylist() if present else [
+    tag_rows = table.select(present).take(pa.array(order[starts])).to_pylist() if present else [
         {} for _ in starts]
     gids = registry.ids_of([series_key(r) for r in tag_rows], tag_rows)
-    return HotPart(table=table, gids=gids, starts=starts, ends=ends,
+    part = HotPart(gids=gids, starts=starts, ends=ends,
                    tmin=times[starts] if n else times, tmax=times[ends - 1] if n else times,
-                   times=times, distinct=np.unique(times), nbytes=table.nbytes + times.nbytes * 2)
+                   times=times, distinct=np.unique(times),
+                   nbytes=table.nbytes + times.nbytes * 2 + (0 if in_order else order.nbytes),
+                   data=[(table, None if in_order else order)])
+    if sort:
+        part.sorted()
+    return part
 
 
 class HotParts:
@@ -168,7 +192,8 @@ class HotParts:
                 self.hits += 1
             return found
 
-    def part(self, key: tuple, load, tags: list[str], unique: bool) -> HotPart:
+    def part(self, key: tuple, load, tags: list[str], unique: bool, sort: bool = False
+             ) -> HotPart:
         """The indexed part of ``key``, built from ``load()`` (an Arrow table) when missing."""
         while True:
             with self.lock:
@@ -183,7 +208,7 @@ class HotParts:
                     break
             pending.wait()  # built by another thread meanwhile (or it failed: build it here)
         try:
-            built = build_part(load(), tags, self.registry, unique)
+            built = build_part(load(), tags, self.registry, unique, sort)
             with self.lock:
                 self.built += 1
                 if built.nbytes <= self.max_bytes and key not in self.parts:
@@ -222,17 +247,19 @@ def _ranges(part: HotPart, idx: np.ndarray, lo: int, hi: int) -> tuple[np.ndarra
 
 
 def _rows_of(part: HotPart, a: np.ndarray, b: np.ndarray) -> pa.Table:
+    """The rows at positions [a, b) of each range."""
     keep = b > a
     a, b = a[keep], b[keep]
+    table = part.sorted()
     if len(a) == 0:
-        return part.table.slice(0, 0)
+        return table.slice(0, 0)
     if len(a) == 1:
-        return part.table.slice(int(a[0]), int(b[0] - a[0]))
+        return table.slice(int(a[0]), int(b[0] - a[0]))
     if len(a) <= SLICE_LIMIT:
-        return pa.concat_tables([part.table.slice(int(s), int(e - s)) for s, e in zip(a, b)])
+        return pa.concat_tables([table.slice(int(s), int(e - s)) for s, e in zip(a, b)])
     lengths = b - a
     offsets = np.repeat(a - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return part.table.take(pa.array(offsets + np.arange(lengths.sum())))
+    return table.take(pa.array(offsets + np.arange(lengths.sum())))
 
 
 #: The series of a raw piece not registered yet (every raw piece holds it, so two raw pieces
@@ -259,7 +286,7 @@ def select(parts: list[HotPart], lo: int | None, hi: int | None,
         if len(part.gids) == 0 or part.distinct[-1] < lo or part.distinct[0] > hi:
             continue
         if wanted is None and part.distinct[0] >= lo and part.distinct[-1] <= hi:
-            pieces.append(part.table)  # all of it
+            pieces.append(part.rows())  # all of it, in any order
             stamps.append(part.distinct)
             series.append(part.gids)
             continue
@@ -270,7 +297,7 @@ def select(parts: list[HotPart], lo: int | None, hi: int | None,
         if len(idx) == 0:
             continue
         if len(idx) == len(part.gids) and part.distinct[0] >= lo and part.distinct[-1] <= hi:
-            piece = part.table
+            piece = part.rows()
         else:
             piece = _rows_of(part, *_ranges(part, idx, lo, hi))
         if piece.num_rows:

@@ -68,6 +68,11 @@ def test_selection_equals_full_dedup(seed: int):
     assert canonical(got) == canonical(expected)
     unfiltered = select(parts, None, None, None)
     assert unfiltered.rows >= everything.num_rows
+    pieces = list(unfiltered.unique)
+    if unfiltered.overlapping:
+        pieces.append(deduplicate(pa.concat_tables(unfiltered.overlapping), TAGS))
+    assert canonical(pa.concat_tables([p.select(["host", "region", "time", "a", "b"])
+                                       for p in pieces])) == canonical(everything)
 
 
 def test_parts_without_shared_series_and_times_are_not_merged():
