@@ -107,7 +107,8 @@ def series_codes(table: pa.Table, tags: list[str]) -> np.ndarray:
     total, scale = None, 1
     for t in tags:
         col = table.column(t)
-        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if isinstance(col, pa.ChunkedArray):  # (combining copies even a single chunk)
+            col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         encoded = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
         size = len(encoded.dictionary) + 1
         indices = encoded.indices
