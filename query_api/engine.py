@@ -154,8 +154,9 @@ class QueryEngine:
         self.store = store
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
         self.hot = HotParts(snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
-        # parts a query read raw, to be indexed by keep_warm: key -> (load, tags, unique)
-        self.warm_queue: OrderedDict[tuple, tuple[Any, list[str], bool]] = OrderedDict()
+        # work for keep_warm, from queries: key -> a function to run in a thread (index a
+        # part a query read raw, sort the rows of a part a query took out of order)
+        self.warm_queue: OrderedDict[tuple, Any] = OrderedDict()
         self.warm_lock = threading.Lock()
         self.warm_wanted: asyncio.Event | None = None  # set: keep_warm has work
         self.warm_loop: asyncio.AbstractEventLoop | None = None
@@ -243,11 +244,22 @@ class QueryEngine:
                 + [("buffer",) + key for key, _ in snapshots])
 
     def _index_later(self, key: tuple, load, tags: list[str], unique: bool) -> None:
-        """Have :meth:`keep_warm` index a part a query read raw (from any thread)."""
+        """Have :meth:`keep_warm` index a part a query read raw (from any thread); a part
+        asked for by a query for a few series has its rows sorted at once."""
+        assert self.hot is not None
+        hot = self.hot
+
+        def build() -> None:
+            if not hot.held([key])[0]:
+                hot.part(key, load, tags, unique, True)
+
+        self._later(key, build)
+
+    def _later(self, key: tuple, job) -> None:
         with self.warm_lock:
             if key in self.warm_queue:
                 return
-            self.warm_queue[key] = (load, tags, unique)
+            self.warm_queue[key] = job
             while len(self.warm_queue) > WARM_QUEUE:
                 self.warm_queue.popitem(last=False)
         if self.warm_loop is not None and self.warm_wanted is not None:
@@ -255,9 +267,10 @@ class QueryEngine:
 
     async def keep_warm(self) -> None:
         """Forever: index the parts queries read raw (query_api/hot_data.py), each as soon as
-        a query met it, one per thread hop so the event loop serves queries in between. It
-        reads nothing from Redis: the parts come with the query that read them, and parts no
-        query touches (new data outside every query's time range) are never indexed."""
+        a query met it, and sort the rows of parts a query for a few series took out of order;
+        one job per thread hop, so the event loop serves queries in between. It reads nothing
+        from Redis: the work comes with the queries, and parts no query touches (new data
+        outside every query's time range) are never indexed."""
         self.warm_loop = asyncio.get_running_loop()
         self.warm_wanted = asyncio.Event()
         while True:
@@ -266,22 +279,18 @@ class QueryEngine:
             await self.index_pending()
 
     async def index_pending(self) -> int:
-        """Index the parts waiting in the queue; how many were built."""
-        built = 0
-        while self.hot is not None:
+        """Run the work queued by queries, one job per thread hop; how many jobs ran."""
+        done = 0
+        while True:
             with self.warm_lock:
                 if not self.warm_queue:
-                    break
-                key, (load, tags, unique) = self.warm_queue.popitem(last=False)
-            if self.hot.held([key])[0]:
-                continue
+                    return done
+                key, job = self.warm_queue.popitem(last=False)
             try:
-                # asked for by a query for a few series: rows put in order now
-                await asyncio.to_thread(self.hot.part, key, load, tags, unique, True)
-                built += 1
+                await asyncio.to_thread(job)
+                done += 1
             except Exception:  # a file removed by compaction meanwhile: a later query asks again
                 log.debug("indexing %s failed", key, exc_info=True)
-        return built
 
     def _load_hot(self, schema: TableSchema, files: list[ParquetFileMeta],
                   snapshots: list[tuple[Any, pa.Table]], rng: TimeRange,
@@ -327,6 +336,8 @@ class QueryEngine:
         chosen = select(parts, rng.lo, rng.hi,
                         self.hot.registry.matching(usable) if usable else None, raw)
         stats.rows_scanned += chosen.rows
+        for part in chosen.unsorted:  # taken out of order: sort its rows in the background
+            self._later(("sort", id(part)), part.sorted)
         merged = [assemble_table(schema, chosen.overlapping)] if chosen.overlapping else []
         return assemble_table(schema, merged + chosen.unique, already_unique=True)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -35,9 +35,10 @@ SLICE_LIMIT = 32
 @dataclass(frozen=True)
 class HotPart:
     """One file or snapshot, write order columns kept, indexed by (series, time): the runs
-    below are positions in that order. The rows themselves are put in that order the first
-    time a query takes a few series' ranges of them (:meth:`sorted`); a scan of all series
-    takes them as they are (:meth:`rows`)."""
+    below are positions in that order. The rows themselves are put in that order only when
+    a query for a few series has touched the part (:meth:`sorted`, in the background; until
+    then such a query takes just its rows through the order); a scan of all series takes
+    them as they are (:meth:`rows`)."""
 
     gids: np.ndarray       # series id of each run of rows
     starts: np.ndarray     # first position of each run
@@ -56,7 +57,7 @@ class HotPart:
         return self.data[0][0]
 
     def sorted(self) -> pa.Table:
-        """All rows in (series, time) order: sorted once, on first use."""
+        """All rows in (series, time) order (sorted the first time)."""
         rows, order = self.data[0]
         if order is not None:
             rows = rows.take(pa.array(order))
@@ -227,11 +228,13 @@ class HotParts:
 
 @dataclass
 class Selection:
-    """The rows of a query: ``unique`` pieces need no merge, ``overlapping`` ones do."""
+    """The rows of a query: ``unique`` pieces need no merge, ``overlapping`` ones do;
+    ``unsorted``: parts whose rows this query took out of order (worth sorting)."""
 
     unique: list[pa.Table]
     overlapping: list[pa.Table]
     rows: int
+    unsorted: list[HotPart] = field(default_factory=list)
 
 
 def _ranges(part: HotPart, idx: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
@@ -248,19 +251,21 @@ def _ranges(part: HotPart, idx: np.ndarray, lo: int, hi: int) -> tuple[np.ndarra
 
 
 def _rows_of(part: HotPart, a: np.ndarray, b: np.ndarray) -> pa.Table:
-    """The rows at positions [a, b) of each range."""
+    """The rows at positions [a, b) of each range: slices of the sorted rows, or a ``take``
+    of just those rows while the part's rows are not sorted yet."""
     keep = b > a
     a, b = a[keep], b[keep]
-    table = part.sorted()
+    table, order = part.data[0]
     if len(a) == 0:
         return table.slice(0, 0)
-    if len(a) == 1:
+    if order is None and len(a) == 1:
         return table.slice(int(a[0]), int(b[0] - a[0]))
-    if len(a) <= SLICE_LIMIT:
+    if order is None and len(a) <= SLICE_LIMIT:
         return pa.concat_tables([table.slice(int(s), int(e - s)) for s, e in zip(a, b)])
     lengths = b - a
     offsets = np.repeat(a - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return table.take(pa.array(offsets + np.arange(lengths.sum())))
+    positions = offsets + np.arange(lengths.sum())
+    return table.take(pa.array(positions if order is None else order[positions]))
 
 
 #: The series of a raw piece not registered yet (every raw piece holds it, so two raw pieces
@@ -283,6 +288,7 @@ def select(parts: list[HotPart], lo: int | None, hi: int | None,
     stamps: list[np.ndarray] = []
     series: list[np.ndarray] = []
     forced: set[int] = set()
+    unsorted: list[HotPart] = []
     for part in parts:
         if len(part.gids) == 0 or part.distinct[-1] < lo or part.distinct[0] > hi:
             continue
@@ -300,6 +306,8 @@ def select(parts: list[HotPart], lo: int | None, hi: int | None,
         if len(idx) == len(part.gids) and part.distinct[0] >= lo and part.distinct[-1] <= hi:
             piece = part.rows()
         else:
+            if part.data[0][1] is not None:
+                unsorted.append(part)
             piece = _rows_of(part, *_ranges(part, idx, lo, hi))
         if piece.num_rows:
             pieces.append(piece)
@@ -319,10 +327,10 @@ def select(parts: list[HotPart], lo: int | None, hi: int | None,
             series.append(raw_series)
     rows = sum(p.num_rows for p in pieces)
     if len(pieces) < 2 and not forced:
-        return Selection(pieces, [], rows)
+        return Selection(pieces, [], rows, unsorted)
     shared = _overlapping(stamps, series) | forced
     return Selection([p for i, p in enumerate(pieces) if i not in shared],
-                     [p for i, p in enumerate(pieces) if i in shared], rows)
+                     [p for i, p in enumerate(pieces) if i in shared], rows, unsorted)
 
 
 #: Up to this many pieces sharing timestamps are checked pair by pair (a pair overlaps when it
