@@ -72,7 +72,26 @@ class SeriesRegistry:
         self.ids: dict[str, int] = {}
         self.tags: list[dict[str, str]] = []
         self._matches: dict[tuple, np.ndarray] = {}
+        self._by_values: dict[tuple, int] = {}  # (tag names, their values) -> id
         self.lock = threading.Lock()
+
+    def ids_of_values(self, names: list[str], columns: list[list]) -> np.ndarray:
+        """Ids of the series whose tag ``names`` take the values of each row of ``columns``
+        (one list per name): known combinations by one dict lookup, new ones by their key."""
+        shape = tuple(names)
+        rows = list(zip(*columns)) if columns else []
+        with self.lock:
+            found = [self._by_values.get((shape, values)) for values in rows]
+        if all(f is not None for f in found):
+            return np.array(found, dtype=np.int64)
+        tag_rows = [dict(zip(names, values)) for values in rows]
+        out = self.ids_of([series_key(r) for r in tag_rows], tag_rows)
+        with self.lock:
+            if len(self._by_values) > 1_000_000:
+                self._by_values.clear()
+            for values, gid in zip(rows, out.tolist()):
+                self._by_values[(shape, values)] = gid
+        return out
 
     def ids_of(self, keys: list[str], tag_rows: list[dict]) -> np.ndarray:
         with self.lock:
@@ -153,9 +172,11 @@ def build_part(table: pa.Table, tags: list[str], registry: SeriesRegistry,
     change = np.flatnonzero(codes[1:] != codes[:-1]) + 1 if n else np.array([], dtype=np.int64)
     starts = np.concatenate([[0], change]).astype(np.int64) if n else change
     ends = np.concatenate([change, [n]]).astype(np.int64) if n else change
-    tag_rows = table.select(present).take(pa.array(order[starts])).to_pylist() if present else [
-        {} for _ in starts]
-    gids = registry.ids_of([series_key(r) for r in tag_rows], tag_rows)
+    if present:
+        firsts = table.select(present).take(pa.array(order[starts]))
+        gids = registry.ids_of_values(present, [c.to_pylist() for c in firsts.columns])
+    else:
+        gids = registry.ids_of([series_key({})] * len(starts), [{}] * len(starts))
     part = HotPart(gids=gids, starts=starts, ends=ends,
                    tmin=times[starts] if n else times, tmax=times[ends - 1] if n else times,
                    times=times, distinct=np.unique(times),
