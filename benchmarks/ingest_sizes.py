@@ -83,7 +83,7 @@ def beside_peer(settings: Settings, services: dict, peer, kafka_dir: Path, lines
 
 
 def start_profile(pid: int, out: Path) -> subprocess.Popen | None:
-    """py-spy sampling the worker (and its threads) until :func:`stop_profile`."""
+    """py-spy sampling a process (and its threads) until :func:`stop_profile`."""
     spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
     if not Path(spy).exists():
         return None

@@ -4,9 +4,11 @@ deduplicated, handed to DataFusion as one Arrow table."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import re
+import threading
 from collections import OrderedDict
 import time
 from collections.abc import Iterator
@@ -46,7 +48,8 @@ from topics.wire import decode_batches
 
 
 READ_THREADS = 8
-HOT_TABLES = 32  # recently queried tables whose new parts are indexed in the background
+WARM_QUEUE = 4096  # parts waiting to be indexed in the background (the oldest are dropped)
+INLINE_RAW = 4  # a tag-filtered query cuts up to this many snapshots not indexed on the loop
 log = logging.getLogger("influent.api")
 
 
@@ -113,6 +116,17 @@ def within(table: pa.Table, rng: TimeRange) -> pa.Table:
     return table.filter(mask)
 
 
+def _overlaps(table: pa.Table, rng: TimeRange) -> bool:
+    """Whether any row of ``table`` lies in the time range."""
+    if table.num_rows == 0:
+        return False
+    if rng == UNBOUNDED:
+        return True
+    bounds = pc.min_max(table.column("time"))
+    lo, hi = bounds["min"].value, bounds["max"].value
+    return (rng.lo is None or hi >= rng.lo) and (rng.hi is None or lo <= rng.hi)
+
+
 def assemble_table(schema: TableSchema, parts: list[pa.Table], already_unique: bool = False
                    ) -> pa.Table:
     """Concatenate file and buffer rows (which may each lack some columns) and deduplicate.
@@ -162,7 +176,12 @@ class QueryEngine:
         self.store = store
         self.snapshots = SnapshotCache(catalog, snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
         self.hot = HotParts(snapshot_cache_bytes) if snapshot_cache_bytes > 0 else None
-        self.hot_tables: OrderedDict[tuple[str, str], None] = OrderedDict()  # kept warm
+        # work for keep_warm, from queries: key -> a function to run in a thread (index a
+        # part a query read raw, sort the rows of a part a query took out of order)
+        self.warm_queue: OrderedDict[tuple, Any] = OrderedDict()
+        self.warm_lock = threading.Lock()
+        self.warm_wanted: asyncio.Event | None = None  # set: keep_warm has work
+        self.warm_loop: asyncio.AbstractEventLoop | None = None
         self.lifecycle = LifecycleCatalog(catalog)
         self.recent = QueryLog()  # system.queries
         self.caches: ValueCaches | None = None  # last/distinct value caches (query_api/cache_feed.py)
@@ -218,12 +237,12 @@ class QueryEngine:
         if (self.hot is not None and not rules.tombstones
                 and all(key is not None for key, _ in keyed)):
             # the retention cutoff is already in ``rng``; tombstones take the path below
-            self.hot_tables[(db, table)] = None
-            self.hot_tables.move_to_end((db, table))
-            while len(self.hot_tables) > HOT_TABLES:
-                self.hot_tables.popitem(last=False)
-            if tags and self.hot.holds(self._part_keys(wanted, keyed)):
-                # a few series' ranges of parts already indexed: less work than a thread hop
+            held = self.hot.held(self._part_keys(wanted, keyed))
+            usable = any(c in schema.tags for c in (tags or {}))
+            if tags and all(held) or (usable and all(held[:len(wanted)])
+                                      and held.count(False) <= INLINE_RAW):
+                # a few series' ranges of indexed parts and a few small raw snapshots: less
+                # work than a thread hop
                 return self._load_hot(schema, wanted, keyed, rng, tags, stats, columns)
             return await asyncio.to_thread(self._load_hot, schema, wanted, keyed, rng, tags,
                                            stats, columns)
@@ -252,41 +271,103 @@ class QueryEngine:
         return ([("file", m.path, m.size, m.rows, m.max_offset) for m in files]
                 + [("buffer",) + key for key, _ in snapshots])
 
-    def _hot_parts(self, schema: TableSchema, files: list[ParquetFileMeta],
-                   snapshots: list[tuple[Any, pa.Table]]) -> list[HotPart]:
+    def _index_later(self, key: tuple, load, tags: list[str], unique: bool) -> None:
+        """Have :meth:`keep_warm` index a part a query read raw (from any thread); a part
+        asked for by a query for a few series has its rows sorted at once."""
         assert self.hot is not None
-        loads = ([lambda m=m: self.read_file(m, UNBOUNDED) for m in files]
-                 + [lambda data=data: data for _, data in snapshots])
-        uniques = [True] * len(files) + [False] * len(snapshots)
-        return [self.hot.part(key, load, schema.tags, unique=unique) for key, load, unique
-                in zip(self._part_keys(files, snapshots), loads, uniques)]
+        hot = self.hot
 
-    async def keep_warm(self, interval: float = 0.2) -> None:
-        """Forever: index the new files and snapshots of the recently queried tables as soon
-        as the catalog lists them, so queries rarely wait for a part to be built."""
+        def build() -> None:
+            if not hot.held([key])[0]:
+                hot.part(key, load, tags, unique, True)
+
+        self._later(key, build)
+
+    def _later(self, key: tuple, job) -> None:
+        with self.warm_lock:
+            if key in self.warm_queue:
+                return
+            self.warm_queue[key] = job
+            while len(self.warm_queue) > WARM_QUEUE:
+                self.warm_queue.popitem(last=False)
+        if self.warm_loop is not None and self.warm_wanted is not None:
+            self.warm_loop.call_soon_threadsafe(self.warm_wanted.set)
+
+    async def keep_warm(self) -> None:
+        """Forever: index the parts queries read raw (query_api/hot_data.py), each as soon as
+        a query met it, and sort the rows of parts a query for a few series took out of order;
+        one job per thread hop, so the event loop serves queries in between. It reads nothing
+        from Redis: the work comes with the queries, and parts no query touches (new data
+        outside every query's time range) are never indexed."""
+        self.warm_loop = asyncio.get_running_loop()
+        self.warm_wanted = asyncio.Event()
         while True:
-            await asyncio.sleep(interval)
-            for db, table in list(self.hot_tables):
-                try:
-                    schema, files, keyed = await self.keyed_state(db, table)
-                    if all(key is not None for key, _ in keyed):
-                        await asyncio.to_thread(self._hot_parts, schema, files, keyed)
-                except Exception:  # a table dropped meanwhile, Redis restarting: next round
-                    log.debug("warming %s.%s failed", db, table, exc_info=True)
+            await self.warm_wanted.wait()
+            self.warm_wanted.clear()
+            await self.index_pending()
+
+    async def index_pending(self) -> int:
+        """Run the work queued by queries, one job per thread hop; how many jobs ran."""
+        done = 0
+        while True:
+            with self.warm_lock:
+                if not self.warm_queue:
+                    return done
+                key, job = self.warm_queue.popitem(last=False)
+            try:
+                await asyncio.to_thread(job)
+                done += 1
+            except Exception:  # a file removed by compaction meanwhile: a later query asks again
+                log.debug("indexing %s failed", key, exc_info=True)
 
     def _load_hot(self, schema: TableSchema, files: list[ParquetFileMeta],
                   snapshots: list[tuple[Any, pa.Table]], rng: TimeRange,
                   tags: TagFilter | None, stats: QueryStats,
                   columns: frozenset[str] | None = None) -> pa.Table:
         """:meth:`load_table` from the hot parts (query_api/hot_data.py); with ``columns``,
-        only those and ``time`` (pieces to merge keep every tag: the series key)."""
+        only those and ``time`` (pieces to merge keep every tag: the series key).
+
+        A query never waits for a part to be indexed when it has a tag filter: a part not
+        indexed yet is read as it is, cut to the time range and the filter, and merged with
+        whatever it may overlap (query_api/hot_data.py, ``select``); :meth:`keep_warm` indexes
+        it afterwards. Without a filter (all series) the query indexes the part itself, or
+        waits for the build under way. A snapshot wholly outside the time range is skipped
+        without being indexed."""
         assert self.hot is not None
         names = schema.tags
-        parts = self._hot_parts(schema, files, snapshots)
         usable = {c: v for c, v in (tags or {}).items() if c in names}
+        parts: list[HotPart] = []
+        raw: list[tuple[pa.Table, bool]] = []
+        for meta, key in zip(files, self._part_keys(files, [])):
+            found = self.hot.get(key)
+            load = functools.partial(self.read_file, meta, UNBOUNDED)
+            if found is not None:
+                parts.append(found)
+            elif usable:
+                raw.append((keep_matching(within(self.read_file(meta, rng), rng), usable, names),
+                            True))
+                self._index_later(key, load, names, True)
+            else:
+                parts.append(self.hot.part(key, load, names, unique=True))
+        for key, data in snapshots:
+            key = ("buffer",) + key
+            found = self.hot.get(key)
+            if found is not None:
+                parts.append(found)
+            elif not _overlaps(data, rng):
+                continue
+            elif usable:
+                raw.append((keep_matching(within(data, rng), usable, names), False))
+                self._index_later(key, lambda d=data: d, names, False)
+            else:
+                parts.append(self.hot.part(key, lambda d=data: d, names, unique=False))
+        # the series matching the filter, read after the parts: every series of a part
+        # taken above is registered by now
         chosen = select(parts, rng.lo, rng.hi,
-                        self.hot.registry.matching(usable) if usable else None)
+                        self.hot.registry.matching(usable) if usable else None, raw)
         stats.rows_scanned += chosen.rows
+        for part in chosen.unsorted:  # taken out of order: sort its rows in the background
+            self._later(("sort", id(part)), part.sorted)
         merge_schema = out_schema = schema
         overlapping, unique = chosen.overlapping, chosen.unique
         if columns is not None:
