@@ -196,8 +196,10 @@ class Running:
 
 @contextlib.contextmanager
 def running(settings: Settings, worker_env: dict[str, str] | None = None):
-    """Start the API and one worker (``w1``); stop both on the way out, whatever happens."""
+    """Start the API and one worker (``w1``); stop both on the way out, whatever happens —
+    including the ones a test put in their place (``run.api = start_api(...)``)."""
     api = start_api(settings)
+    run: Running | None = None
     try:
         port = free_port()
         run = Running(settings, start_worker(settings, "w1", port, extra_env=worker_env), api, port)
@@ -207,6 +209,8 @@ def running(settings: Settings, worker_env: dict[str, str] | None = None):
             run.worker.stop()
     finally:
         api.stop()
+        if run is not None and run.api is not api:
+            run.api.stop()
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
