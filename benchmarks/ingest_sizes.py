@@ -192,11 +192,16 @@ def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
                     stop_profile(spy)
         return results
     finally:
-        for service in (api, worker):
-            if service is not None:
-                devstack.stop(service, timeout=120)
-        devstack.stop(redis_svc)
-        devstack.stop(kafka, timeout=60)
+        stop_stack(api, worker, redis_svc, kafka)
+
+
+def stop_stack(api, worker, redis_svc, kafka) -> None:
+    """Stop a benchmark stack started piece by piece (API and worker may not have started)."""
+    for service in (api, worker):
+        if service is not None:
+            devstack.stop(service, timeout=120)
+    devstack.stop(redis_svc)
+    devstack.stop(kafka, timeout=60)
 
 
 def main() -> None:

@@ -78,11 +78,7 @@ def run(hosts: int, hours: float, seconds: float, profile_dir: Path | None,
                 profile_dir / "api-query-load.txt", top=25)
         return res
     finally:
-        for service in (api, worker):
-            if service is not None:
-                devstack.stop(service, timeout=120)
-        devstack.stop(redis_svc)
-        devstack.stop(kafka, timeout=60)
+        ingest_sizes.stop_stack(api, worker, redis_svc, kafka)
 
 
 def main() -> None:

@@ -209,21 +209,23 @@ class HotParts:
     def get(self, key: tuple) -> HotPart | None:
         """The indexed part of ``key`` when it is ready (never waits, never builds)."""
         with self.lock:
-            found = self.parts.get(key)
-            if found is not None:
-                self.parts.move_to_end(key)
-                self.hits += 1
-            return found
+            return self._ready(key)
+
+    def _ready(self, key: tuple) -> HotPart | None:
+        """``key``'s indexed part, counted as a hit and made the most recent (lock held)."""
+        found = self.parts.get(key)
+        if found is not None:
+            self.parts.move_to_end(key)
+            self.hits += 1
+        return found
 
     def part(self, key: tuple, load, tags: list[str], unique: bool, sort: bool = False
              ) -> HotPart:
         """The indexed part of ``key``, built from ``load()`` (an Arrow table) when missing."""
         while True:
             with self.lock:
-                found = self.parts.get(key)
+                found = self._ready(key)
                 if found is not None:
-                    self.parts.move_to_end(key)
-                    self.hits += 1
                     return found
                 pending = self.building.get(key)
                 if pending is None:
