@@ -50,6 +50,10 @@ from topics.wire import decode_batches
 READ_THREADS = 8
 WARM_QUEUE = 4096  # parts waiting to be indexed in the background (the oldest are dropped)
 INLINE_RAW = 4  # a tag-filtered query cuts up to this many snapshots not indexed on the loop
+#: Largest part a tag-filtered query reads raw while it waits to be indexed; a larger one (a
+#: persisted or compacted file) is indexed by the query itself, once: cutting 700 000 raw rows
+#: on every query until the background got to it cost ~130 ms per query (make bench).
+RAW_ROWS = 50_000
 log = logging.getLogger("influent.api")
 
 
@@ -239,7 +243,9 @@ class QueryEngine:
             # the retention cutoff is already in ``rng``; tombstones take the path below
             held = self.hot.held(self._part_keys(wanted, keyed))
             usable = any(c in schema.tags for c in (tags or {}))
-            if tags and all(held) or (usable and all(held[:len(wanted)])
+            raw_small = all(data.num_rows <= RAW_ROWS for (_, data), ready
+                            in zip(keyed, held[len(wanted):]) if not ready)
+            if tags and all(held) or (usable and all(held[:len(wanted)]) and raw_small
                                       and held.count(False) <= INLINE_RAW):
                 # a few series' ranges of indexed parts and a few small raw snapshots: less
                 # work than a thread hop
@@ -343,7 +349,7 @@ class QueryEngine:
             load = functools.partial(self.read_file, meta, UNBOUNDED)
             if found is not None:
                 parts.append(found)
-            elif usable:
+            elif usable and meta.rows <= RAW_ROWS:
                 raw.append((keep_matching(within(self.read_file(meta, rng), rng), usable, names),
                             True))
                 self._index_later(key, load, names, True)
@@ -356,7 +362,7 @@ class QueryEngine:
                 parts.append(found)
             elif not _overlaps(data, rng):
                 continue
-            elif usable:
+            elif usable and data.num_rows <= RAW_ROWS:
                 raw.append((keep_matching(within(data, rng), usable, names), False))
                 self._index_later(key, lambda d=data: d, names, False)
             else:
