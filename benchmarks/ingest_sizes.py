@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import shutil
 import signal
@@ -136,25 +137,8 @@ def fresh(settings: Settings, rate: float, lines: int, duration: float) -> dict:
 
 def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
         loads: list[tuple[float, int]] = (), fresh_s: float = 15.0) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="ingest-sizes-"))
-    logs = work / "logs"
-    kafka_port, controller, redis_port = devstack.free_ports(3)
-    kafka = devstack.launch_kafka(work / "kafka", logs, kafka_port, controller, die_with_parent=True)
-    redis_svc = devstack.launch_redis(work / "redis", logs, redis_port, die_with_parent=True)
-    worker = api = None
-    try:
-        devstack.wait_ready(redis_svc, 30)
-        devstack.wait_ready(kafka, 120)
-        settings = Settings(
-            state_dir=work / "influent", kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-            redis_url=f"redis://127.0.0.1:{redis_port}/0", topic_prefix="sizes.", partitions=8,
-            http_bind=f"127.0.0.1:{devstack.free_port()}", worker_web_port=devstack.free_port(),
-            persist_max_rows=10**9, persist_max_bytes=2**40, persist_max_age=24 * 3600.0)
-        worker = devstack.launch_worker(settings, logs, die_with_parent=True)
-        api = devstack.launch_api(settings, logs, die_with_parent=True)
-        devstack.wait_ready(worker, 180)
-        devstack.wait_ready(api, 60)
-        services = {"worker": worker, "kafka": kafka, "redis": redis_svc, "api": api}
+    with bench_stack("ingest-sizes-", "sizes.", persist_max_rows=10**9, persist_max_bytes=2**40,
+                     persist_max_age=24 * 3600.0) as (work, settings, services):
         results = {}
         for size, lines in sizes:
             messages = tsbs.generate_messages(lines, size)
@@ -191,17 +175,38 @@ def run(sizes: list[tuple[int, int]], profile_dir: Path | None = None,
                 for spy in spies.values():
                     stop_profile(spy)
         return results
+
+
+@contextlib.contextmanager
+def bench_stack(work_prefix: str, topic_prefix: str, **overrides):
+    """Kafka, Redis, a worker and the API on free ports in a temporary folder, stopped on the
+    way out; yields the folder, the settings (``overrides`` on top of the defaults here) and
+    the services by name (worker, kafka, redis, api)."""
+    work = Path(tempfile.mkdtemp(prefix=work_prefix))
+    logs = work / "logs"
+    kafka_port, controller, redis_port = devstack.free_ports(3)
+    kafka = devstack.launch_kafka(work / "kafka", logs, kafka_port, controller, die_with_parent=True)
+    redis_svc = devstack.launch_redis(work / "redis", logs, redis_port, die_with_parent=True)
+    worker = api = None
+    try:
+        devstack.wait_ready(redis_svc, 30)
+        devstack.wait_ready(kafka, 120)
+        settings = Settings(
+            state_dir=work / "influent", kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+            redis_url=f"redis://127.0.0.1:{redis_port}/0", topic_prefix=topic_prefix,
+            partitions=8, http_bind=f"127.0.0.1:{devstack.free_port()}",
+            worker_web_port=devstack.free_port(), **overrides)
+        worker = devstack.launch_worker(settings, logs, die_with_parent=True)
+        api = devstack.launch_api(settings, logs, die_with_parent=True)
+        devstack.wait_ready(worker, 180)
+        devstack.wait_ready(api, 60)
+        yield work, settings, {"worker": worker, "kafka": kafka, "redis": redis_svc, "api": api}
     finally:
-        stop_stack(api, worker, redis_svc, kafka)
-
-
-def stop_stack(api, worker, redis_svc, kafka) -> None:
-    """Stop a benchmark stack started piece by piece (API and worker may not have started)."""
-    for service in (api, worker):
-        if service is not None:
-            devstack.stop(service, timeout=120)
-    devstack.stop(redis_svc)
-    devstack.stop(kafka, timeout=60)
+        for service in (api, worker):
+            if service is not None:
+                devstack.stop(service, timeout=120)
+        devstack.stop(redis_svc)
+        devstack.stop(kafka, timeout=60)
 
 
 def main() -> None:

@@ -13,42 +13,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from benchmarks import ingest, ingest_sizes, query_load, tsbs
 from benchmarks.peer import group_cpu_seconds
 from benchmarks.queries import DevopsQueries
 from benchmarks.tsbs import INTERVAL_NS, START_NS
-from influent import devstack
-from influent.config import Settings
 
 DB = "load"
 
 
 def run(hosts: int, hours: float, seconds: float, profile_dir: Path | None,
         rate: int = 50_000, lines_per_message: int = 5_000) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="query-load-profile-"))
-    logs = work / "logs"
-    kafka_port, controller, redis_port = devstack.free_ports(3)
-    kafka = devstack.launch_kafka(work / "kafka", logs, kafka_port, controller, die_with_parent=True)
-    redis_svc = devstack.launch_redis(work / "redis", logs, redis_port, die_with_parent=True)
-    worker = api = None
-    try:
-        devstack.wait_ready(redis_svc, 30)
-        devstack.wait_ready(kafka, 120)
-        lines = list(tsbs.generate_lines(hosts, hours))
-        settings = Settings(
-            state_dir=work / "influent", kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-            redis_url=f"redis://127.0.0.1:{redis_port}/0", topic_prefix="qlp.", partitions=8,
-            http_bind=f"127.0.0.1:{devstack.free_port()}", worker_web_port=devstack.free_port(),
-            # like make bench: each partition persists part of its rows during the load
-            persist_max_rows=max(lines_per_message, len(lines) // 8 // 2))
-        worker = devstack.launch_worker(settings, logs, die_with_parent=True)
-        api = devstack.launch_api(settings, logs, die_with_parent=True)
-        devstack.wait_ready(worker, 180)
-        devstack.wait_ready(api, 60)
-        services = {"worker": worker, "api": api}
+    lines = list(tsbs.generate_lines(hosts, hours))
+    # like make bench: each partition persists part of its rows during the load
+    with ingest_sizes.bench_stack("query-load-profile-", "qlp.", persist_max_rows=max(
+            lines_per_message, len(lines) // 8 // 2)) as (_, settings, stack):
+        services = {name: stack[name] for name in ("worker", "api")}
+        api = stack["api"]
         ingest.influent_ingest(settings, services, ingest.chunk_lines(lines, lines_per_message),
                                DB, len(lines), len(lines))
         end_ns = START_NS + int(hours * 3600 * 1_000_000_000)
@@ -77,8 +59,6 @@ def run(hosts: int, hours: float, seconds: float, profile_dir: Path | None,
             res["api_profile_top"] = ingest_sizes.summarize_profile(
                 profile_dir / "api-query-load.txt", top=25)
         return res
-    finally:
-        ingest_sizes.stop_stack(api, worker, redis_svc, kafka)
 
 
 def main() -> None:
